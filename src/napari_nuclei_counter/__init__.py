@@ -1,0 +1,44 @@
+"""Find and count nuclei in DAPI images: a napari plugin, a command line, a library.
+
+The detection is a Gaussian blur followed by local maxima (see
+:func:`detect_nuclei`); everything importable from here is free of Qt and
+napari, so it runs headless, in worker processes and on clusters.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("napari-nuclei-counter")
+except PackageNotFoundError:  # pragma: no cover - a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+from .core import (
+    BBBC021_PATTERN,
+    BBBC021_PRESET,
+    Detections,
+    DetectionParams,
+    ImageResult,
+    detect,
+    detect_nuclei,
+    find_images,
+    load_results,
+    parse_metadata,
+    reference_detect,
+    run_batch,
+)
+
+__all__ = [
+    "BBBC021_PATTERN",
+    "BBBC021_PRESET",
+    "Detections",
+    "DetectionParams",
+    "ImageResult",
+    "__version__",
+    "detect",
+    "detect_nuclei",
+    "find_images",
+    "load_results",
+    "parse_metadata",
+    "reference_detect",
+    "run_batch",
+]

@@ -1,0 +1,181 @@
+"""The ``nuclei-counter`` command line (an adapter over the core; no Qt, no napari).
+
+Exit status: 0 when every image succeeded, 1 when some images failed (the
+tables are still written), 2 for usage errors (a missing folder, a pattern
+that matches nothing, an invalid parameter), 130 when interrupted with
+Ctrl+C (the tables hold what was done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .core.batch import default_workers, run_batch
+from .core.detection import ENGINES
+from .core.discovery import BBBC021_PATTERN, find_images
+from .core.params import DetectionParams
+from .core.results import ResultsWriter
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("napari_nuclei_counter")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser (also used to document the options)."""
+    defaults = DetectionParams()
+    parser = argparse.ArgumentParser(
+        prog="nuclei-counter",
+        description="Find and count nuclei in DAPI images (Gaussian blur + local maxima).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser(
+        "detect",
+        help="detect nuclei in every matching image of a folder and write tables",
+        description=(
+            "Detect nuclei in every image of INPUT that matches --pattern and write "
+            "images.csv (one row per image), nuclei.csv (one row per nucleus) and run.json "
+            "(parameters, versions, times) into --out. Exit status: 0 all images done, "
+            "1 some images failed (their rows say why), 2 usage error, 130 interrupted."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d.add_argument("input", metavar="INPUT", help="folder of images (or one image file)")
+    d.add_argument("--pattern", default=BBBC021_PATTERN,
+                   help="file-name glob, case-insensitive; the default picks BBBC021's DAPI "
+                        "channel w1")
+    d.add_argument("--recursive", action="store_true", help="also search sub-folders")
+    d.add_argument("--sigma", type=float, default=defaults.sigma,
+                   help="Gaussian blur standard deviation, in pixels (> 0); about a quarter "
+                        "of a nucleus diameter")
+    d.add_argument("--min-distance", type=int, default=defaults.min_distance,
+                   help="minimum distance between two nuclei centres and from the image "
+                        "border, in pixels (integer >= 1)")
+    d.add_argument("--threshold", type=float, default=defaults.threshold_abs,
+                   help="a centre must be brighter than this after blurring, in the image's "
+                        "intensity units (0-65535 for 16-bit, 0-255 for 8-bit images)")
+    d.add_argument("--workers", type=int, default=None,
+                   help=f"worker processes (default: all {default_workers()} cores); "
+                        "0 = no worker processes, for debugging")
+    d.add_argument("--out", default="nuclei-counter-results",
+                   help="output folder for the tables (created if missing)")
+    d.add_argument("--regex", default=None,
+                   help="regular expression with named groups plate, well, site, channel to "
+                        "read metadata from file names (default: the BBBC021 template)")
+    d.add_argument("--engine", choices=sorted(ENGINES), default="fast",
+                   help="detection engine; both give identical results, 'reference' is "
+                        "scikit-image and slow")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    s = sub.add_parser(
+        "sample",
+        help="write a synthetic BBBC021-like plate of DAPI TIFFs (for demos and tests)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    s.add_argument("out", metavar="OUT", help="folder to write the images into")
+    s.add_argument("--rows", default="BCD", help="plate rows, one letter each")
+    s.add_argument("--columns", type=int, default=4, help="plate columns, from column 2")
+    s.add_argument("--sites", type=int, default=2, help="fields of view per well")
+    s.add_argument("--seed", type=int, default=0, help="random seed: same seed, same images")
+    return parser
+
+
+def _cmd_detect(args) -> int:
+    try:
+        params = DetectionParams(sigma=args.sigma, min_distance=args.min_distance,
+                                 threshold_abs=args.threshold)
+    except (ValueError, TypeError) as exc:
+        raise _UsageError(str(exc)) from None
+    if args.workers is not None and args.workers < 0:
+        raise _UsageError("--workers must be 0 or more")
+    src = Path(args.input).expanduser()
+    if src.is_file():
+        paths = [src.resolve()]
+    else:
+        if not src.exists():
+            raise _UsageError(f"input folder not found: {src}")
+        paths = find_images(src.resolve(), args.pattern, recursive=args.recursive)
+        if not paths:
+            where = " (or its sub-folders)" if args.recursive else ""
+            raise _UsageError(
+                f"no file in {src}{where} matches the pattern {args.pattern!r}; "
+                "check --pattern (e.g. --pattern '*.tif') or use --recursive"
+            )
+    out = Path(args.out).expanduser()
+    info = {"command": " ".join(["nuclei-counter", *sys.argv[1:]]), "input": str(src.resolve()),
+            "pattern": args.pattern, "engine": args.engine,
+            "workers": default_workers() if args.workers is None else args.workers}
+    log.info("%d images, %s", len(paths), params)
+    bar = _progress(len(paths), disable=args.quiet)
+    t0 = time.perf_counter()
+    writer = ResultsWriter(out, params, len(paths), info)
+    gen = run_batch(paths, params, workers=args.workers, engine=args.engine, regex=args.regex)
+    try:
+        for result in gen:
+            writer.add(result)
+            bar.update(1)
+            if not result.ok:
+                bar.write(f"failed: {result.path}: {result.error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        gen.close()
+        bar.close()
+        writer.close(complete=False)
+        sys.stderr.write(f"interrupted: {writer.n_done} of {len(paths)} images done; "
+                         f"tables written to {out}\n")
+        return EXIT_INTERRUPTED
+    bar.close()
+    writer.close()
+    dt = time.perf_counter() - t0
+    sys.stderr.write(
+        f"{writer.n_done} images, {writer.n_nuclei} nuclei, {writer.n_failed} failed, "
+        f"{dt:.1f} s ({writer.n_done / max(dt, 1e-9):.1f} images/s); tables in {out}\n"
+    )
+    return EXIT_FAILED if writer.n_failed else EXIT_OK
+
+
+def _progress(total: int, disable: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="detecting", file=sys.stderr, disable=disable,
+                dynamic_ncols=True, smoothing=0.1)
+
+
+def _cmd_sample(args) -> int:
+    from .core.sample import write_sample_plate
+
+    if args.columns < 1 or args.sites < 1 or not args.rows.isalpha():
+        raise _UsageError("--rows must be letters, --columns and --sites at least 1")
+    paths = write_sample_plate(args.out, rows=args.rows.upper(),
+                               columns=range(2, 2 + args.columns), sites=args.sites,
+                               seed=args.seed)
+    sys.stderr.write(f"wrote {len(paths)} images to {args.out}\n")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    commands = {"detect": _cmd_detect, "sample": _cmd_sample}
+    try:
+        return commands[args.command](args)
+    except _UsageError as exc:
+        parser.exit(EXIT_USAGE, f"nuclei-counter {args.command}: error: {exc}\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,426 @@
+"""The fast exact engine: OpenCV float32 filters, every close decision re-checked.
+
+How exactness is guaranteed
+---------------------------
+The reference smooths in float64 (scipy ``correlate1d``, axis 0 then axis 1)
+and then decides three things from the smoothed image ``g``: is a pixel equal
+to the maximum of its ``(2d+1)^2`` window, is it strictly above the threshold,
+and in which order do the candidates come (descending ``g``, raster order on
+ties). A decision is only as good as the values it compares, so each value
+carries an error bound and is made more accurate only when a decision needs it:
+
+1. **float32, whole image** (OpenCV SIMD/IPP). Any direct float32 summation
+   of ``n`` taps errs by at most ``n * 2**-24 * sum(w * |x|)``; over two
+   passes, with rounded weights and input, ``|g32 - g| <= c32 * (|g| + A)``
+   with ``c32 = 16 * (2n + 4) * 2**-24`` (a safety factor of 16) and ``A``
+   zero for non-negative images (for others a global bound is used).
+2. **float64 at a few points** (numpy, any summation order), bound
+   ``c64 = 16 * (2n + 4) * 2**-53``: resolves near-ties that float32 cannot.
+3. **exact at a few points**: the reference's own scipy routine applied to a
+   small float64 patch. Each output pixel depends only on its 33x33
+   neighbourhood and is computed by the same instructions in the same order,
+   so the values are bit-identical to the reference's. Only true ties
+   (plateaus, equal values) reach this tier.
+
+A decision is taken at the first tier whose bound makes it certain. When very
+many are uncertain (large flat regions), the whole image is smoothed by the
+reference instead. Tests check the bounds empirically (observed float32 error
+is hundreds of times below ``c32``) and compare with the reference image by image.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
+
+__all__ = ["Candidates", "prepare", "gaussian_kernel", "exact_smooth", "greedy_keep", "error_bounds"]
+
+log = logging.getLogger(__name__)
+
+_TRUNCATE = 4.0
+_SAFETY = 16.0
+#: above this many uncertain windows the whole image is smoothed exactly
+_MAX_UNCERTAIN = 4096
+#: above this many gathered window pixels the candidate check goes exact
+_MAX_GATHER = 16_000_000
+#: OpenCV switches filter2D to a DFT for kernels of this many taps (float32)
+_DFT_TAPS = 130
+
+
+def kernel_radius(sigma: float) -> int:
+    """Return the kernel radius the reference uses: ``int(4.0 * sigma + 0.5)``."""
+    return int(_TRUNCATE * float(sigma) + 0.5)
+
+
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """Return the reference's normalised 1-D Gaussian weights, shape ``(2r+1,)``."""
+    radius = kernel_radius(sigma)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
+    return phi / phi.sum()
+
+
+def error_bounds(sigma: float) -> tuple[float, float]:
+    """Relative error bounds ``(c32, c64)`` of the float32 and float64 tiers."""
+    n = 2 * kernel_radius(sigma) + 1
+    return _SAFETY * (2 * n + 4) * 2.0**-24, _SAFETY * (2 * n + 4) * 2.0**-53
+
+
+def exact_smooth(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Smooth exactly as the reference does (float64, ``mode='nearest'``).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W)
+        Any real dtype; converted to float64.
+    sigma : float
+        Gaussian standard deviation in pixels.
+
+    Returns
+    -------
+    ndarray of float64, shape (H, W)
+    """
+    return ndi.gaussian_filter(
+        np.asarray(image, dtype=np.float64), sigma, mode="nearest", truncate=_TRUNCATE
+    )
+
+
+def greedy_keep(coords: np.ndarray, min_distance: int) -> np.ndarray:
+    """Greedy spacing in priority order (the reference's ``ensure_spacing``).
+
+    Parameters
+    ----------
+    coords : ndarray of int, shape (N, 2)
+        Candidates in priority order (brightest first).
+    min_distance : int
+        Two kept points must be at Chebyshev distance >= ``min_distance``.
+
+    Returns
+    -------
+    ndarray of bool, shape (N,)
+        ``True`` for kept candidates. A prefix of ``coords`` keeps exactly the
+        flags of that prefix, which is what makes threshold changes cheap.
+    """
+    n = len(coords)
+    kept = np.ones(n, dtype=bool)
+    if n < 2 or min_distance <= 1:
+        return kept
+    pairs = cKDTree(coords).query_pairs(r=min_distance - 0.5, p=np.inf, output_type="ndarray")
+    if len(pairs) == 0:
+        return kept
+    pairs.sort(axis=1)  # (earlier, later) in priority order
+    pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
+    firsts, starts = np.unique(pairs[:, 0], return_index=True)
+    ends = np.append(starts[1:], len(pairs))
+    later = pairs[:, 1]
+    for i, a, b in zip(firsts.tolist(), starts.tolist(), ends.tolist()):
+        if kept[i]:
+            kept[later[a:b]] = False
+    return kept
+
+
+class _Tiers:
+    """Smoothed values at chosen pixels, at increasing accuracy."""
+
+    def __init__(self, image: np.ndarray, sigma: float) -> None:
+        self.image = image
+        self.sigma = float(sigma)
+        self.radius = kernel_radius(sigma)
+        self.kernel = gaussian_kernel(sigma)
+        self.c32, self.c64 = error_bounds(sigma)
+        # non-negative images get relative bounds; others one global bound
+        lo = 0.0 if image.dtype.kind in "ub" else float(image.min())
+        self.absolute = 0.0 if lo >= 0 else 3.0 * max(abs(lo), abs(float(image.max())))
+
+    def bound(self, values: np.ndarray, c: float) -> np.ndarray:
+        """Error bound of ``values`` computed at relative accuracy ``c``."""
+        return c * (np.abs(values) + self.absolute)
+
+    def _patches(self, rows, cols, half: int) -> np.ndarray:
+        r = self.radius
+        h, w = self.image.shape
+        off = np.arange(-half - r, half + r + 1)
+        rr = np.clip(np.asarray(rows)[:, None] + off, 0, h - 1)
+        cc = np.clip(np.asarray(cols)[:, None] + off, 0, w - 1)
+        return self.image[rr[:, :, None], cc[:, None, :]].astype(np.float64)
+
+    def windows(self, rows, cols, half: int, exact: bool) -> np.ndarray:
+        """Smoothed values on ``(2*half+1)^2`` windows around the given pixels.
+
+        With ``exact=False`` in float64 (any summation order, bound ``c64``);
+        with ``exact=True`` bit-identical to the reference, by running the
+        reference's scipy routine on clipped-index patches (identical to its
+        ``nearest`` edge mode) along the same axes in the same order.
+
+        Returns
+        -------
+        ndarray of float64, shape (N, 2*half+1, 2*half+1)
+        """
+        r, k = self.radius, 2 * half + 1
+        n = len(rows)
+        out = np.empty((n, k, k), dtype=np.float64)
+        step = max(1, 2_000_000 // (k + 2 * r) ** 2)
+        for s in range(0, n, step):
+            patch = self._patches(rows[s : s + step], cols[s : s + step], half)
+            if exact:
+                for axis in (1, 2):
+                    ndi.gaussian_filter1d(patch, self.sigma, axis=axis, mode="nearest",
+                                          truncate=_TRUNCATE, output=patch)
+                out[s : s + step] = patch[:, r : r + k, r : r + k]
+            else:
+                rows_done = sliding_window_view(patch, 2 * r + 1, axis=1) @ self.kernel
+                out[s : s + step] = sliding_window_view(rows_done, 2 * r + 1, axis=2) @ self.kernel
+        return out
+
+    def refine(self, coords: np.ndarray, values: np.ndarray, err: np.ndarray, idx: np.ndarray) -> None:
+        """Make ``values[idx]`` one tier more accurate, in place."""
+        idx = np.asarray(idx)
+        if len(idx) == 0:
+            return
+        to64 = idx[err[idx] > self.bound(values[idx], self.c64) * 1.5]
+        toexact = np.setdiff1d(idx, to64)
+        for sel, exact in ((to64, False), (toexact, True)):
+            if len(sel):
+                c = coords[sel]
+                v = self.windows(c[:, 0], c[:, 1], 0, exact)[:, 0, 0]
+                values[sel] = v
+                err[sel] = 0.0 if exact else self.bound(v, self.c64)
+
+
+@dataclass
+class Candidates:
+    """All reference peak candidates of one image above ``floor``, in reference order.
+
+    ``coords`` and ``kept`` are exact. ``values`` are the smoothed intensities,
+    each within ``err`` of the reference's value (``err == 0``: bit-identical);
+    every comparison made with them is certain.
+
+    Attributes
+    ----------
+    coords : ndarray of intp, shape (N, 2)
+    values : ndarray of float64, shape (N,)
+    err : ndarray of float64, shape (N,)
+    kept : ndarray of bool, shape (N,)
+    floor : float
+        Only candidates strictly above ``floor`` are listed; ``select`` needs a
+        threshold ``>= floor``.
+    """
+
+    coords: np.ndarray
+    values: np.ndarray
+    err: np.ndarray
+    kept: np.ndarray
+    floor: float
+    min_distance: int
+    tiers: _Tiers = field(repr=False)
+
+    def select(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(coords, intensities)`` for ``threshold_abs=threshold``.
+
+        Raises
+        ------
+        ValueError
+            If ``threshold`` is below the ``floor`` these candidates were made for.
+        """
+        threshold = float(threshold)
+        if threshold < self.floor:
+            raise ValueError(f"threshold_abs {threshold} is below the cached floor {self.floor}")
+        v, e = self.values, self.err
+        for _ in range(2):
+            near = np.flatnonzero((e > 0) & (np.abs(v - threshold) <= e))
+            self.tiers.refine(self.coords, v, e, near)
+        # values are in exact reference order, so "above" is a prefix
+        n = int(np.count_nonzero(v > threshold))
+        keep = self.kept[:n]
+        return self.coords[:n][keep], v[:n][keep]
+
+
+def _candidates(tiers, coords, values, err, floor, d) -> Candidates:
+    """Sort candidates (given in raster order) as the reference does and thin them."""
+    order = np.argsort(-values, kind="stable")
+    for _ in range(8):
+        sv, se = values[order], err[order]
+        tol = se[:-1] + se[1:]
+        close = ((sv[:-1] - sv[1:]) <= tol) & (tol > 0)
+        if not close.any():
+            break
+        involved = np.zeros(len(order), bool)
+        involved[:-1] |= close
+        involved[1:] |= close
+        idx = order[involved]
+        tiers.refine(coords, values, err, idx[err[idx] > 0])
+        order = np.argsort(-values, kind="stable")
+    else:  # pathological: make everything exact
+        for _ in range(2):
+            tiers.refine(coords, values, err, np.flatnonzero(err > 0))
+        order = np.argsort(-values, kind="stable")
+    coords = coords[order]
+    return Candidates(coords, values[order], err[order], greedy_keep(coords, d), floor, d, tiers)
+
+
+def _empty(tiers, d, floor) -> Candidates:
+    return Candidates(np.empty((0, 2), np.intp), np.empty(0), np.empty(0), np.empty(0, bool),
+                      floor, d, tiers)
+
+
+def _max_filter(g: np.ndarray, d: int) -> np.ndarray:
+    size = 2 * d + 1
+    return cv2.dilate(g, cv2.getStructuringElement(cv2.MORPH_RECT, (size, size)),
+                      borderType=cv2.BORDER_REPLICATE)
+
+
+def _clear_border(mask: np.ndarray, d: int) -> None:
+    mask[:d] = 0
+    mask[-d:] = 0
+    mask[:, :d] = 0
+    mask[:, -d:] = 0
+
+
+def _prepare_exact(tiers: _Tiers, d: int, floor: float) -> Candidates:
+    """Candidates from the reference's float64 smoothing (the slow, sure path)."""
+    g = exact_smooth(tiers.image, tiers.sigma)
+    mask = g == _max_filter(g, d)
+    if mask.all():  # the reference finds no peak in a trivial (constant) image
+        return _empty(tiers, d, floor)
+    mask &= g > floor
+    _clear_border(mask, d)
+    rows, cols = np.nonzero(mask)
+    coords = np.stack([rows, cols], axis=1).astype(np.intp)
+    values = g[rows, cols]
+    return _candidates(tiers, coords, values, np.zeros(len(values)), floor, d)
+
+
+def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -np.inf) -> Candidates:
+    """Find all reference peak candidates above ``floor``, exactly, fast.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W)
+        A validated 2-D real image with finite values.
+    sigma : float
+        Gaussian standard deviation, pixels.
+    min_distance : int
+        Window half-size, border width and spacing, pixels.
+    floor : float, optional
+        Lowest threshold that will be asked of ``Candidates.select``. A finite
+        floor (the threshold itself, for a one-off detection) skips the work on
+        dim regions; ``-inf`` keeps every candidate for interactive tuning.
+
+    Returns
+    -------
+    Candidates
+    """
+    d = int(min_distance)
+    tiers = _Tiers(image, sigma)
+    h, w = image.shape
+    if h <= 2 * d or w <= 2 * d:
+        return _empty(tiers, d, floor)
+    r = tiers.radius
+    if h <= 2 * r or w <= 2 * r:
+        # tiny image: the exact path is cheap and avoids OpenCV edge cases
+        return _prepare_exact(tiers, d, floor)
+
+    x = image if image.dtype == np.float32 else image.astype(np.float32)
+    k = tiers.kernel.astype(np.float32)
+    if len(k) < _DFT_TAPS:
+        g = cv2.filter2D(x, cv2.CV_32F, k[:, None], borderType=cv2.BORDER_REPLICATE)
+        g = cv2.filter2D(g, cv2.CV_32F, k[None, :], borderType=cv2.BORDER_REPLICATE)
+    else:  # filter2D would use a DFT, whose error is not bounded the same way
+        g = cv2.sepFilter2D(x, cv2.CV_32F, k, k, borderType=cv2.BORDER_REPLICATE)
+    c32 = tiers.c32
+    glo, ghi, _, _ = cv2.minMaxLoc(g)
+    if ghi - glo <= 2 * c32 * (max(abs(glo), abs(ghi)) + tiers.absolute):
+        # (nearly) flat: triviality and ties are decided by the reference itself
+        return _prepare_exact(tiers, d, floor)
+
+    mx = _max_filter(g, d)
+    # p cannot be a peak if the window maximum beats it beyond both bounds
+    if tiers.absolute == 0:
+        lim = mx * np.float32(1 - 2 * c32)
+    else:
+        lim = mx - np.float32(2 * c32 * tiers.absolute)
+    if np.isfinite(floor):
+        np.maximum(lim, np.float32(floor - 2 * c32 * (abs(floor) + tiers.absolute)), out=lim)
+    mask = g >= lim
+    _clear_border(mask, d)
+    rows, cols = _sparse_nonzero(mask)  # raster order
+    n = len(rows)
+    if n == 0:
+        return _empty(tiers, d, floor)
+    size = 2 * d + 1
+    if n * size * size > _MAX_GATHER:
+        log.debug("%d near-maximal pixels: exact smoothing of the whole image", n)
+        return _prepare_exact(tiers, d, floor)
+
+    off = np.arange(-d, d + 1)
+    win = g[(rows[:, None] + off)[:, :, None], (cols[:, None] + off)[:, None, :]].astype(np.float64)
+    values = win[:, d, d].copy()
+    err = tiers.bound(values, c32)
+    is_peak, unsure = _peak_test(win, tiers.bound(win, c32), d)
+    if len(unsure):
+        if len(unsure) > _MAX_UNCERTAIN:
+            log.debug("%d uncertain windows: exact smoothing of the whole image", len(unsure))
+            return _prepare_exact(tiers, d, floor)
+        # float64 first, then exact for what is still undecided
+        win64 = tiers.windows(rows[unsure], cols[unsure], d, exact=False)
+        peak64, unsure64 = _peak_test(win64, tiers.bound(win64, tiers.c64), d)
+        is_peak[unsure] = peak64
+        values[unsure] = win64[:, d, d]
+        err[unsure] = tiers.bound(values[unsure], tiers.c64)
+        still = unsure[unsure64]
+        if len(still):
+            wx = tiers.windows(rows[still], cols[still], d, exact=True)
+            is_peak[still] = wx[:, d, d] == wx.max(axis=(1, 2))
+            values[still] = wx[:, d, d]
+            err[still] = 0.0
+    sel = np.flatnonzero(is_peak)
+    coords = np.stack([rows[sel], cols[sel]], axis=1)
+    values, err = values[sel], err[sel]
+    if np.isfinite(floor):
+        for _ in range(2):
+            near = np.flatnonzero((err > 0) & (np.abs(values - floor) <= err))
+            tiers.refine(coords, values, err, near)
+        above = values > floor
+        coords, values, err = coords[above], values[above], err[above]
+    return _candidates(tiers, coords, values, err, floor, d)
+
+
+def _sparse_nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero`` for a sparse C-contiguous boolean mask, 8 pixels at a time."""
+    flat = mask.reshape(-1)
+    pad = (-len(flat)) % 8
+    if pad:
+        flat = np.concatenate([flat, np.zeros(pad, bool)])
+    words = np.flatnonzero(flat.view(np.uint64))
+    sub_w, sub_b = np.nonzero(flat.reshape(-1, 8)[words])
+    idx = words[sub_w] * 8 + sub_b
+    return np.divmod(idx.astype(np.intp), mask.shape[1])
+
+
+def _peak_test(win: np.ndarray, bound: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decide ``centre == window max`` from approximate windows.
+
+    Returns
+    -------
+    is_peak : ndarray of bool, shape (N,)
+        Certain peaks (and, for undecided windows, ``False`` for now).
+    unsure : ndarray of int
+        Indices of windows whose answer the bounds cannot decide.
+    """
+    centre = win[:, d, d][:, None, None]
+    cb = bound[:, d, d][:, None, None]
+    gap = centre - win
+    tol = cb + bound
+    beaten = (gap < -tol).any(axis=(1, 2))  # someone is surely brighter
+    close = gap <= tol
+    close[:, d, d] = False
+    rival = close.any(axis=(1, 2))
+    is_peak = ~beaten & ~rival
+    unsure = np.flatnonzero(~beaten & rival)
+    return is_peak, unsure

@@ -1,0 +1,238 @@
+"""The batch engine: one generator, a result per image as it completes.
+
+Workers are separate processes started with ``forkserver`` (``spawn`` where
+that is missing), never ``fork``: the GUI calls this from a thread of a Qt
+process, and forking such a process is unsafe. Workers receive paths, never
+pickled images, and run :func:`process_chunk`, a module-level function.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from . import _fast  # noqa: F401  (preloaded by the forkserver)
+from .detection import as_grayscale_2d, detect
+from .discovery import parse_metadata
+from .params import DetectionParams
+from .results import ImageResult
+
+__all__ = ["default_workers", "process_chunk", "process_image", "read_image", "run_batch"]
+
+log = logging.getLogger(__name__)
+
+
+def default_workers() -> int:
+    """Number of CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read one grayscale TIFF as a 2-D array.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError, TypeError
+        With a message a biologist can act on.
+    """
+    import tifffile
+
+    p = Path(path)
+    if not p.exists():
+        if p.is_symlink():
+            raise FileNotFoundError("broken symbolic link: its target does not exist")
+        raise FileNotFoundError("file not found")
+    if p.stat().st_size == 0:
+        raise ValueError("empty file (0 bytes)")
+    try:
+        data = tifffile.imread(p)
+    except Exception as exc:  # tifffile raises many kinds for bad files
+        raise ValueError(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
+    return as_grayscale_2d(data)
+
+
+def process_image(index: int, path: str, params: DetectionParams, engine: str = "fast",
+                  regex: str | None = None) -> ImageResult:
+    """Read and detect one image; any failure becomes the result's ``error``."""
+    t0 = time.perf_counter()
+    meta = parse_metadata(path, regex)
+    try:
+        det = detect(read_image(path), params, engine=engine)
+    except Exception as exc:
+        msg = str(exc) or type(exc).__name__
+        return ImageResult(index, str(path), meta, seconds=time.perf_counter() - t0, error=msg)
+    return ImageResult(index, str(path), meta, det.coords, det.intensities,
+                       time.perf_counter() - t0)
+
+
+def process_chunk(items: Sequence[tuple[int, str]], params: DetectionParams, engine: str = "fast",
+                  regex: str | None = None) -> list[ImageResult]:
+    """Worker entry point: process ``(index, path)`` pairs in order."""
+    return [process_image(i, p, params, engine, regex) for i, p in items]
+
+
+def _init_worker() -> None:
+    # one thread per worker: the pool already uses every core
+    cv2.setNumThreads(1)
+    # pay one-off initialisation (OpenCV dispatch, lazy imports) before timing starts
+    detect(np.zeros((48, 48), np.uint16) + np.eye(48, dtype=np.uint16), DetectionParams(1.0, 1, 0.0))
+
+
+def _context():
+    methods = mp.get_all_start_methods()
+    if "forkserver" in methods:
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for s in range(0, len(items), size):
+        yield items[s : s + size]
+
+
+def run_batch(
+    paths: Sequence[str | os.PathLike],
+    params: DetectionParams | None = None,
+    *,
+    workers: int | None = None,
+    engine: str = "fast",
+    regex: str | None = None,
+    chunksize: int | None = None,
+) -> Iterator[ImageResult]:
+    """Detect nuclei in many images, yielding one result per image as it completes.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        The images. ``ImageResult.index`` is the position in this sequence.
+    params : DetectionParams, optional
+    workers : int, optional
+        Worker processes; default: every core. ``0`` runs everything in this
+        process, one image after another (for debugging).
+    engine : {'fast', 'reference'}, optional
+    regex : str, optional
+        Metadata regex for file names (see :func:`parse_metadata`).
+    chunksize : int, optional
+        Images per task; default balances progress updates and overhead.
+
+    Yields
+    ------
+    ImageResult
+        In completion order. A failed image yields a result with ``error`` set;
+        the batch goes on.
+
+    Notes
+    -----
+    Closing the generator (``gen.close()``, or leaving a ``for`` loop early)
+    cancels the pending work and stops the worker processes at once. If a
+    worker dies (e.g. killed by the out-of-memory killer), the images of the
+    tasks that were running are reported as failed and the rest is retried
+    in a fresh pool.
+    """
+    params = params or DetectionParams()
+    items = [(i, str(p)) for i, p in enumerate(paths)]
+    if not items:
+        return
+    workers = default_workers() if workers is None else int(workers)
+    if workers <= 0:
+        for i, p in items:
+            yield process_image(i, p, params, engine, regex)
+        return
+    workers = min(workers, len(items))
+    if chunksize is None:
+        chunksize = max(1, min(8, len(items) // (workers * 6)))
+    yield from _run_pool(deque(_chunks(items, chunksize)), params, workers, engine, regex)
+
+
+def _run_pool(todo: deque, params, workers, engine, regex) -> Iterator[ImageResult]:
+    """Run chunks on a process pool, surviving workers that die.
+
+    When a worker dies, every task in flight fails with it and nobody can say
+    which image was to blame. Those images become suspects: they are retried
+    one at a time in a fresh pool, so an image that kills its worker again is
+    identified and reported as failed, and the others succeed.
+    """
+    suspects: deque = deque()
+    while todo or suspects:
+        pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker)
+        running: dict[Future, tuple[list, bool]] = {}
+        broken = False
+        try:
+            while (todo or suspects or running) and not broken:
+                # suspects run alone; ordinary chunks keep every worker busy
+                limit = 1 if suspects else workers * 3
+                queue = suspects if suspects else todo
+                while queue and len(running) < limit:
+                    chunk = queue.popleft()
+                    try:
+                        fut = pool.submit(process_chunk, chunk, params, engine, regex)
+                    except BrokenProcessPool:
+                        queue.appendleft(chunk)
+                        broken = True
+                        break
+                    running[fut] = (chunk, queue is suspects)
+                if broken and not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    chunk, suspect = running.pop(fut)
+                    try:
+                        yield from fut.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        if suspect:
+                            yield from _lost(chunk, regex)
+                        else:
+                            suspects.extend([item] for item in chunk)
+                    except Exception as exc:  # e.g. a result that cannot be pickled
+                        for i, p in chunk:
+                            yield ImageResult(i, p, parse_metadata(p, regex),
+                                              error=f"worker failed: {exc}")
+            if broken:
+                for chunk, suspect in running.values():
+                    if suspect:
+                        suspects.appendleft(chunk)
+                    else:
+                        suspects.extend([item] for item in chunk)
+                log.warning("a worker process died; retrying %d image(s) one at a time",
+                            len(suspects))
+                running.clear()
+        finally:
+            _stop(pool)
+
+
+def _lost(chunk, regex) -> Iterator[ImageResult]:
+    for i, p in chunk:
+        yield ImageResult(i, p, parse_metadata(p, regex), error=(
+            "the worker process died while processing this image, twice "
+            "(out of memory, or killed)"))
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel pending tasks and end the worker processes now, not when they finish."""
+    procs = list(getattr(pool, "_processes", {}).values())  # no public API before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + 2.0
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1.0)
