@@ -1,0 +1,123 @@
+"""The batch engine on real files and a real process pool."""
+
+import os
+import signal
+import time
+
+import numpy as np
+import psutil
+import pytest
+import tifffile
+
+from napari_nuclei_counter import DetectionParams, detect, run_batch
+from napari_nuclei_counter.core.batch import read_image
+
+P = DetectionParams(sigma=4.0, min_distance=6, threshold_abs=1000.0)
+
+
+def _children():
+    """Worker processes: descendants, minus the forkserver and resource tracker
+    (long-lived helpers of multiprocessing that end with this process)."""
+    me = psutil.Process()
+    out = set()
+    for p in me.children(recursive=True):
+        try:
+            helper = p.ppid() == me.pid and any(
+                k in " ".join(p.cmdline()) for k in ("forkserver", "resource_tracker"))
+        except psutil.NoSuchProcess:
+            continue
+        if not helper:
+            out.add(p.pid)
+    return out
+
+
+def _wait_no_children(before, timeout=3.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        left = _children() - before
+        if not left:
+            return set()
+        time.sleep(0.05)
+    return _children() - before
+
+
+def test_two_workers_with_a_broken_file(sample_images, tmp_path):
+    broken = sample_images[0].parent / "Week1_22123_B09_s1_w1BROKEN.tif"
+    broken.write_bytes(b"this is not a tiff")
+    paths = sample_images[:3] + [broken] + sample_images[3:]
+    results = sorted(run_batch(paths, P, workers=2), key=lambda r: r.index)
+    assert [r.index for r in results] == list(range(7))
+    bad = results[3]
+    assert not bad.ok and "not a readable TIFF" in bad.error and bad.count is None
+    assert bad.meta.well == "B09"
+    for r in results[:3] + results[4:]:
+        assert r.ok, r.error
+        np.testing.assert_array_equal(r.coords, detect(tifffile.imread(r.path), P).coords)
+        assert r.count == len(r.coords) > 0 and r.seconds > 0
+        assert r.meta.plate == "22123" and r.meta.channel == "w1"
+
+
+def test_serial_mode_gives_the_same_results(sample_images):
+    a = sorted(run_batch(sample_images, P, workers=0), key=lambda r: r.index)
+    b = sorted(run_batch(sample_images, P, workers=2, chunksize=1), key=lambda r: r.index)
+    assert [r.count for r in a] == [r.count for r in b]
+
+
+def test_read_image_errors(tmp_path):
+    (tmp_path / "zero.tif").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty file"):
+        read_image(tmp_path / "zero.tif")
+    os.symlink(tmp_path / "gone.tif", tmp_path / "link.tif")
+    with pytest.raises(FileNotFoundError, match="broken symbolic link"):
+        read_image(tmp_path / "link.tif")
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((20, 20, 3), np.uint8), photometric="rgb")
+    with pytest.raises(ValueError, match="RGB"):
+        read_image(tmp_path / "rgb.tif")
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 20, 20), np.uint16))
+    with pytest.raises(ValueError, match="2-D"):
+        read_image(tmp_path / "stack.tif")
+    nan = np.zeros((20, 20), np.float32)
+    nan[3, 3] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", nan)
+    with pytest.raises(ValueError, match="NaN"):
+        read_image(tmp_path / "nan.tif")
+
+
+def test_closing_the_generator_stops_the_workers(tmp_path):
+    from napari_nuclei_counter.core.sample import write_sample_plate
+
+    paths = write_sample_plate(tmp_path, rows="B", columns=range(2, 4), sites=2, seed=1)
+    many = paths * 30  # 120 full-size images: far more than done before the close
+    before = _children()
+    gen = run_batch(many, P, workers=2, chunksize=1)
+    first = next(gen)
+    assert first.ok
+    assert len(_children() - before) >= 2  # real worker processes exist
+    t0 = time.monotonic()
+    gen.close()
+    left = _wait_no_children(before, timeout=1.0)
+    assert not left, f"worker processes still alive: {left}"
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_a_killed_worker_is_detected_and_its_images_retried(tmp_path, caplog):
+    from napari_nuclei_counter.core.sample import write_sample_plate
+
+    paths = write_sample_plate(tmp_path, rows="B", columns=range(2, 4), sites=2, seed=2)
+    many = paths * 10
+    before = _children()
+    gen = run_batch(many, P, workers=2, chunksize=1)
+    results = [next(gen)]
+    workers = sorted(_children() - before)
+    assert len(workers) == 2
+    os.kill(workers[-1], signal.SIGKILL)
+    t0 = time.monotonic()
+    results += list(gen)
+    assert time.monotonic() - t0 < 60
+    by_index = {r.index: r for r in results}
+    assert sorted(by_index) == list(range(len(many)))  # every image reported once
+    assert all(r.ok for r in by_index.values())  # innocent images succeed on retry
+    counts = {r.path: r.count for r in results}
+    assert len(counts) == len(paths)
+    assert not _wait_no_children(before)
+    assert "a worker process died" in caplog.text

@@ -1,0 +1,94 @@
+"""``nuclei-counter`` end to end, in a real subprocess."""
+
+import json
+from pathlib import Path
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from napari_nuclei_counter import DetectionParams, detect
+
+EXE = str(Path(sys.executable).parent / "nuclei-counter")
+
+
+def run(*args, cwd=None):
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_help_explains_every_option_with_units():
+    out = run("detect", "--help").stdout
+    for words in ("--sigma", "pixels", "--min-distance", "--threshold", "intensity units",
+                  "--workers", "--pattern", "--out", "--recursive", "default: 4.0"):
+        assert words in out
+
+
+def test_detect_end_to_end(sample_images, tmp_path):
+    folder = sample_images[0].parent
+    broken = folder / "Week1_22123_C09_s1_w1BAD.tif"
+    broken.write_text("not an image")
+    out = tmp_path / "results (run 1)"
+    p = run("detect", folder, "--workers", 2, "--out", out, "--sigma", 4, "--min-distance", 6,
+            "--threshold", 1000)
+    assert p.returncode == 1, p.stderr  # one image failed
+    assert "failed" in p.stderr and "BAD.tif" in p.stderr
+    images = pd.read_csv(out / "images.csv", keep_default_na=False)
+    nuclei = pd.read_csv(out / "nuclei.csv")
+    assert list(images.columns) == ["path", "plate", "well", "site", "channel", "n_nuclei",
+                                    "error", "seconds"]
+    assert list(nuclei.columns) == ["path", "plate", "well", "site", "y", "x", "intensity"]
+    assert len(images) == 7
+    bad = images[images["path"].str.endswith("BAD.tif")].iloc[0]
+    assert bad["n_nuclei"] == "" and "not a readable TIFF" in bad["error"]
+    good = images[images["error"] == ""]
+    params = DetectionParams(4.0, 6, 1000.0)
+    for _, row in good.iterrows():
+        expected = detect(tifffile.imread(row["path"]), params).coords
+        assert int(row["n_nuclei"]) == len(expected)
+        mine = nuclei[nuclei["path"] == row["path"]][["y", "x"]].to_numpy()
+        np.testing.assert_array_equal(mine, expected)
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["n_images"] == 7 and run_json["n_failed"] == 1
+    assert run_json["parameters"] == params.to_dict()
+
+
+def test_all_good_exits_zero_and_serial_matches(sample_images, tmp_path):
+    folder = sample_images[0].parent
+    a = run("detect", folder, "--out", tmp_path / "a", "--quiet")
+    b = run("detect", folder, "--out", tmp_path / "b", "--workers", 0, "--quiet")
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    ta = pd.read_csv(tmp_path / "a" / "images.csv")
+    tb = pd.read_csv(tmp_path / "b" / "images.csv")
+    assert ta["n_nuclei"].tolist() == tb["n_nuclei"].tolist() and ta["n_nuclei"].sum() > 20
+
+
+@pytest.mark.parametrize("args, message", [
+    (("detect", "/no/such/folder"), "not found"),
+    (("detect", "{folder}", "--pattern", "*.png"), "matches the pattern"),
+    (("detect", "{folder}", "--sigma", "0"), "sigma"),
+    (("detect", "{folder}", "--min-distance", "0"), "min_distance"),
+    (("detect", "{folder}", "--sigma", "abc"), "invalid float"),
+])
+def test_usage_errors_exit_2(sample_images, tmp_path, args, message):
+    folder = sample_images[0].parent
+    p = run(*[a.format(folder=folder) for a in args], cwd=tmp_path)
+    assert p.returncode == 2
+    assert message in p.stderr
+    assert not (tmp_path / "nuclei-counter-results").exists()
+
+
+def test_sample_command_writes_a_plate(tmp_path):
+    p = run("sample", tmp_path / "plate", "--rows", "B", "--columns", 2, "--sites", 1)
+    assert p.returncode == 0, p.stderr
+    names = sorted(x.name for x in (tmp_path / "plate").iterdir())
+    assert len(names) == 2 and names[0].startswith("Week1_22123_B02_s1_w1")
+
+
+def test_module_entry_point():
+    p = subprocess.run([sys.executable, "-m", "napari_nuclei_counter.cli", "--version"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and "nuclei-counter" in p.stdout

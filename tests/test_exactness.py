@@ -1,0 +1,200 @@
+"""The fast engine against the reference (DESIGN.md), image by image."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from skimage.feature import peak_local_max
+from skimage.filters import gaussian
+
+from napari_nuclei_counter import DetectionParams, detect, detect_nuclei
+from napari_nuclei_counter.core import _fast
+from napari_nuclei_counter.core.sample import make_nuclei_image
+
+
+def oracle(image, sigma=4.0, min_distance=6, threshold_abs=1000.0):
+    """The contract, spelled out exactly as in DESIGN.md."""
+    g = gaussian(np.asarray(image).astype(np.float64), sigma, mode="nearest", truncate=4.0)
+    c = peak_local_max(g, min_distance=min_distance, threshold_abs=threshold_abs,
+                       exclude_border=min_distance, p_norm=np.inf)
+    return np.asarray(c).reshape(-1, 2), g
+
+
+def assert_same(image, sigma=4.0, min_distance=6, threshold_abs=1000.0):
+    expected, g = oracle(image, sigma, min_distance, threshold_abs)
+    got = detect(image, DetectionParams(sigma, min_distance, threshold_abs))
+    assert got.coords.dtype == np.intp and got.coords.shape == (len(expected), 2)
+    np.testing.assert_array_equal(got.coords, expected)
+    if len(expected):
+        ref = g[expected[:, 0], expected[:, 1]]
+        np.testing.assert_allclose(got.intensities, ref, rtol=1e-4, atol=1e-6)
+    return expected
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bbbc021_sized_generated_images(seed):
+    img, _ = make_nuclei_image(seed, n_nuclei=[30, 150, 300, 600][seed])
+    assert img.shape == (1024, 1280) and img.dtype == np.uint16
+    found = assert_same(img)
+    assert len(found) > 10
+
+
+def test_public_function_signature_and_empty_result():
+    img, _ = make_nuclei_image(1, n_nuclei=40, shape=(200, 240))
+    coords = detect_nuclei(img, sigma=4, min_distance=6, threshold_abs=1000)
+    np.testing.assert_array_equal(coords, oracle(img)[0])
+    none = detect_nuclei(np.zeros((50, 60), np.uint16))
+    assert none.shape == (0, 2) and none.dtype == np.intp
+
+
+def test_reference_engine_is_the_oracle():
+    img, _ = make_nuclei_image(5, n_nuclei=60, shape=(300, 300))
+    ref = detect(img, engine="reference")
+    np.testing.assert_array_equal(ref.coords, oracle(img)[0])
+    with pytest.raises(ValueError, match="engine"):
+        detect(img, engine="gpu-someday")
+
+
+def test_constant_image_has_no_peaks():
+    for value in (0, 5000, 65535):
+        img = np.full((120, 140), value, np.uint16)
+        assert assert_same(img, threshold_abs=-1.0).shape == (0, 2)
+
+
+def test_flat_plateaus_and_exact_ties():
+    img = np.full((160, 200), 100, np.uint16)
+    img[20:60, 30:90] = 3000  # a wide plateau: many equal maxima after smoothing
+    img[90:140, 120:170] = 3000  # the same plateau again: exact ties between them
+    img[100:104, 20:24] = 5000
+    img[40, 150] = 9000  # a single hot pixel
+    img[10:15, 180:185] = 3000  # near the border
+    found = assert_same(img, sigma=2.0, min_distance=5, threshold_abs=150.0)
+    assert len(found) > 10  # plateaus yield several spaced peaks
+
+
+def test_identical_blobs_tie_in_raster_order():
+    img = np.zeros((100, 100), np.float32)
+    for r, c in [(30, 30), (30, 70), (70, 30), (70, 70)]:
+        img[r - 2 : r + 3, c - 2 : c + 3] = 1.0
+    found = assert_same(img, sigma=1.5, min_distance=4, threshold_abs=0.1)
+    np.testing.assert_array_equal(found, [[30, 30], [30, 70], [70, 30], [70, 70]])
+
+
+def test_threshold_exactly_on_a_peak_value_is_excluded():
+    img, _ = make_nuclei_image(2, n_nuclei=20, shape=(256, 256))
+    expected, g = oracle(img, threshold_abs=1000.0)
+    top = g[expected[0, 0], expected[0, 1]]
+    third = g[expected[2, 0], expected[2, 1]]
+    for t in (third, np.nextafter(third, -np.inf), np.nextafter(third, np.inf), top):
+        assert_same(img, threshold_abs=float(t))
+    assert len(oracle(img, threshold_abs=float(third))[0]) == 2  # strict: third excluded
+
+
+def test_border_peaks_excluded_within_min_distance():
+    img = np.zeros((64, 64), np.float64)
+    img[3, 30] = 1000  # closer than d to the top border: excluded
+    img[6, 10] = 1000  # exactly d from the border: kept
+    img[40, 57] = 1000  # closer than d to the right border: excluded
+    found = assert_same(img, sigma=1.0, min_distance=6, threshold_abs=1.0)
+    assert [6, 10] in found.tolist() and [3, 30] not in found.tolist()
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (20, 31), (33, 33), (40, 20)])
+def test_images_smaller_than_the_kernel(shape):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 1000, shape).astype(np.uint16)
+    assert_same(img, sigma=4.0, min_distance=2, threshold_abs=10.0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.float32,
+                                   np.float64, bool])
+def test_dtypes(dtype):
+    img, _ = make_nuclei_image(7, n_nuclei=50, shape=(300, 320))
+    if dtype is np.uint8:
+        img, t = (img // 256).astype(np.uint8), 6.0
+    elif dtype is bool:
+        img, t = img > 2000, 0.2
+    elif dtype is np.int16:
+        img, t = (img.astype(np.int32) - 3000).astype(np.int16), -2000.0  # negative values
+    elif dtype in (np.float32, np.float64):
+        img, t = (img / 65535.0).astype(dtype), 0.015
+    else:
+        img, t = img.astype(dtype), 1000.0
+    found = assert_same(img, sigma=3.0, min_distance=5, threshold_abs=t)
+    assert len(found) > 5
+
+
+@pytest.mark.parametrize("sigma, d", [(1.0, 1), (2.0, 3), (4.0, 6), (7.5, 10), (40.0, 12)])
+def test_sigma_and_min_distance_range(sigma, d):
+    img, _ = make_nuclei_image(11, n_nuclei=120, shape=(400, 500))
+    assert_same(img, sigma=sigma, min_distance=d, threshold_abs=400.0)
+
+
+def test_real_images(real_image_paths):
+    n = 0
+    for path in real_image_paths:
+        img = tifffile.imread(path)
+        if img.ndim == 3:
+            img = img[..., 0]
+        for sigma, d, t in [(3.0, 6, 20.0), (4.0, 8, 40.0), (2.0, 4, 10.0)]:
+            n += len(assert_same(img, sigma, d, t))
+    assert n > 1000
+
+
+def test_preview_cache_matches_reference_for_every_threshold():
+    img, _ = make_nuclei_image(4, n_nuclei=200, shape=(512, 640))
+    cands = _fast.prepare(img, 4.0, 6)  # floor -inf: every candidate
+    for t in (-5.0, 0.0, 250.0, 600.0, 1000.0, 2500.0, 7000.0):
+        coords, _ = cands.select(t)
+        np.testing.assert_array_equal(coords, oracle(img, 4.0, 6, t)[0])
+    high = _fast.prepare(img, 4.0, 6, floor=1000.0)
+    with pytest.raises(ValueError, match="floor"):
+        high.select(999.0)
+
+
+def test_float32_error_stays_far_inside_the_bound(real_image_paths):
+    """The bound the engine relies on, checked against the real float64 values."""
+    images = [make_nuclei_image(s, n_nuclei=300)[0] for s in range(2)]
+    images += [tifffile.imread(p) for p in real_image_paths[:6]]
+    for img in images:
+        img = img[..., 0] if img.ndim == 3 else img
+        for sigma in (2.0, 4.0):
+            exact = _fast.exact_smooth(img, sigma)
+            k = _fast.gaussian_kernel(sigma).astype(np.float32)
+            x = img.astype(np.float32)
+            g = cv2.filter2D(cv2.filter2D(x, cv2.CV_32F, k[:, None], borderType=cv2.BORDER_REPLICATE),
+                             cv2.CV_32F, k[None, :], borderType=cv2.BORDER_REPLICATE)
+            c32, _ = _fast.error_bounds(sigma)
+            worst = np.max(np.abs(g - exact) / (c32 * (np.abs(exact) + 1e-30)))
+            assert worst < 1 / 16  # even without the engine's safety factor of 16
+
+
+small_images = st.one_of(
+    hnp.arrays(np.uint8, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=48),
+               elements=st.sampled_from([0, 7, 200])),  # few values: plateaus and ties
+    hnp.arrays(np.uint16, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=48)),
+    hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=48),
+               elements=st.floats(-1e3, 1e3, width=32)),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(img=small_images, sigma=st.sampled_from([0.7, 1.0, 2.0, 3.3]),
+       d=st.integers(1, 5), t=st.sampled_from([-1.0, 0.0, 3.0, 7.0, 100.0]))
+def test_property_random_images(img, sigma, d, t):
+    assert_same(img, sigma, d, t)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), levels=st.integers(2, 6))
+def test_property_quantised_blocky_images(seed, levels):
+    """Large images made of flat blocks: wide plateaus and many exact ties."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, levels, (12, 15)).astype(np.uint16) * 1000
+    img = cv2.resize(small, (300, 240), interpolation=cv2.INTER_NEAREST)
+    assert_same(img, 3.0, 4, 500.0)

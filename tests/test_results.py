@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_nuclei_counter import DetectionParams, ImageResult, load_results
+from napari_nuclei_counter.core.discovery import ImageMeta
+from napari_nuclei_counter.core.results import (
+    IMAGE_COLUMNS, NUCLEI_COLUMNS, ResultsWriter, atomic_write, write_results)
+
+P = DetectionParams(3.0, 5, 20.0)
+
+
+def _results():
+    m = ImageMeta("22123", "B02", "s1", "w1")
+    return [
+        ImageResult(0, "/x/a (1).tif", m, np.array([[5, 6], [7, 8]]), np.array([30.5, 21.25]), 0.01),
+        ImageResult(1, "/x/b.tif", ImageMeta(), error="not a readable TIFF (boom)", seconds=0.002),
+        ImageResult(2, "/x/c.tif", m, np.empty((0, 2), np.intp), np.empty(0), 0.03),
+    ]
+
+
+def test_tables_round_trip(tmp_path):
+    write_results(tmp_path, _results(), P, info={"command": "test"})
+    res = load_results(tmp_path)
+    assert list(res.images.columns) == IMAGE_COLUMNS
+    assert list(res.nuclei.columns) == NUCLEI_COLUMNS
+    assert res.images["n_nuclei"].tolist()[0::2] == [2, 0]
+    assert pd.isna(res.images["n_nuclei"][1]) and res.images["error"][1].startswith("not a")
+    assert res.images["error"][0] == "" and res.images["path"][0] == "/x/a (1).tif"
+    assert res.nuclei[["y", "x"]].values.tolist() == [[5, 6], [7, 8]]
+    assert res.nuclei["intensity"].tolist() == [30.5, 21.25]
+    assert res.params == P
+    assert res.run["n_images"] == 3 and res.run["n_failed"] == 1 and res.run["command"] == "test"
+    assert res.run["complete"] is True and "scikit-image" in res.run["versions"]
+
+
+def test_writer_orders_rows_by_input_index(tmp_path):
+    w = ResultsWriter(tmp_path, P, 3)
+    r = _results()
+    for x in (r[2], r[0], r[1]):
+        w.add(x)
+    w.close()
+    assert pd.read_csv(tmp_path / "images.csv")["path"].tolist() == ["/x/a (1).tif", "/x/b.tif", "/x/c.tif"]
+
+
+def test_cancelled_run_keeps_what_was_done(tmp_path):
+    w = ResultsWriter(tmp_path, P, 10)
+    w.add(_results()[0])
+    w.close(complete=False)
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["complete"] is False and run["n_processed"] == 1
+    assert len(pd.read_csv(tmp_path / "nuclei.csv")) == 2
+
+
+def test_interrupted_write_leaves_the_previous_file(tmp_path):
+    target = tmp_path / "images.csv"
+    target.write_text("old,valid\n")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(target) as fh:
+            fh.write("half a fi")
+            raise KeyboardInterrupt
+    assert target.read_text() == "old,valid\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["images.csv"]  # no temp file left
+
+
+def test_aborted_writer_leaves_previous_tables(tmp_path):
+    write_results(tmp_path, _results(), P)
+    before = (tmp_path / "nuclei.csv").read_text()
+    with pytest.raises(RuntimeError):
+        with ResultsWriter(tmp_path, P, 3) as w:
+            w.add(_results()[2])
+            raise RuntimeError("crash")
+    assert (tmp_path / "nuclei.csv").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images.csv", "nuclei.csv", "run.json"]
