@@ -59,11 +59,15 @@ def test_detect_end_to_end(sample_images, tmp_path):
 def test_all_good_exits_zero_and_serial_matches(sample_images, tmp_path):
     folder = sample_images[0].parent
     a = run("detect", folder, "--out", tmp_path / "a", "--quiet")
-    b = run("detect", folder, "--out", tmp_path / "b", "--workers", 0, "--quiet")
+    b = run("detect", folder, "--out", tmp_path / "b", "--workers", 0, "--quiet",
+            "--engine", "reference")
     assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
     ta = pd.read_csv(tmp_path / "a" / "images.csv")
     tb = pd.read_csv(tmp_path / "b" / "images.csv")
     assert ta["n_nuclei"].tolist() == tb["n_nuclei"].tolist() and ta["n_nuclei"].sum() > 20
+    na = pd.read_csv(tmp_path / "a" / "nuclei.csv")
+    nb = pd.read_csv(tmp_path / "b" / "nuclei.csv")
+    pd.testing.assert_frame_equal(na[["path", "y", "x"]], nb[["path", "y", "x"]])
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,0 +1,28 @@
+# Two commands for a fresh clone:  `make demo`  and  `make test`.
+# Each creates the virtual environment (.venv) and installs what it needs first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# GUI tests need a screen; on a headless machine they run on a virtual one (Xvfb)
+XVFB := $(shell [ -z "$$DISPLAY" ] && command -v xvfb-run >/dev/null && echo 'xvfb-run -a -s "-screen 0 1600x1000x24"')
+
+.PHONY: demo test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[testing]"
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/nuclei-counter sample sample-plate
+	$(BIN)/nuclei-counter detect sample-plate --out sample-plate/results
+
+test: $(BIN)/.installed
+	$(XVFB) $(BIN)/python -m pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_plate.py
+
+clean:
+	rm -rf $(VENV) sample-plate build dist
