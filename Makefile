@@ -22,6 +22,7 @@ test: $(BIN)/.installed
 	$(XVFB) $(BIN)/python -m pytest
 
 bench: $(BIN)/.installed
+	$(BIN)/python -m pip install -e ".[bench]"
 	$(BIN)/python benchmarks/bench_plate.py
 
 clean:

@@ -27,7 +27,15 @@ from .discovery import parse_metadata
 from .params import DetectionParams
 from .results import ImageResult
 
-__all__ = ["default_workers", "process_chunk", "process_image", "read_image", "run_batch"]
+__all__ = [
+    "default_workers",
+    "process_chunk",
+    "process_image",
+    "process_shared_chunk",
+    "read_image",
+    "run_batch",
+    "run_batch_arrays",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,48 @@ def process_chunk(items: Sequence[tuple[int, str]], params: DetectionParams, eng
                   regex: str | None = None) -> list[ImageResult]:
     """Worker entry point: process ``(index, path)`` pairs in order."""
     return [process_image(i, p, params, engine, regex) for i, p in items]
+
+
+def _detect_array(index: int, label: str, image, params, engine) -> ImageResult:
+    t0 = time.perf_counter()
+    try:
+        det = detect(as_grayscale_2d(image), params, engine=engine)
+    except Exception as exc:
+        return ImageResult(index, label, seconds=time.perf_counter() - t0,
+                           error=str(exc) or type(exc).__name__)
+    return ImageResult(index, label, coords=det.coords, intensities=det.intensities,
+                       seconds=time.perf_counter() - t0)
+
+
+def process_shared_chunk(items: Sequence[tuple], shm_name: str, params: DetectionParams,
+                         engine: str = "fast") -> list[ImageResult]:
+    """Worker entry point for images in shared memory.
+
+    Parameters
+    ----------
+    items : sequence of ``(index, label, offset, shape, dtype)``
+        Where each image lies in the shared block.
+    shm_name : str
+        Name of the ``multiprocessing.shared_memory.SharedMemory`` block.
+    """
+    from multiprocessing import resource_tracker, shared_memory
+
+    shm = shared_memory.SharedMemory(name=shm_name)
+    # the creator owns the block; stop this process's tracker from unlinking it (bpo-39959)
+    try:
+        resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
+    except Exception:  # pragma: no cover - tracker details vary by version
+        pass
+    try:
+        out = []
+        for index, label, offset, shape, dtype in items:
+            count = int(np.prod(shape))
+            img = np.frombuffer(shm.buf, dtype=dtype, count=count, offset=offset).reshape(shape)
+            out.append(_detect_array(index, label, img, params, engine))
+            del img
+        return out
+    finally:
+        shm.close()
 
 
 def _init_worker() -> None:
@@ -156,10 +206,11 @@ def run_batch(
     workers = min(workers, len(items))
     if chunksize is None:
         chunksize = max(1, min(8, len(items) // (workers * 6)))
-    yield from _run_pool(deque(_chunks(items, chunksize)), params, workers, engine, regex)
+    yield from _run_pool(deque(_chunks(items, chunksize)), process_chunk,
+                         (params, engine, regex), workers, regex)
 
 
-def _run_pool(todo: deque, params, workers, engine, regex) -> Iterator[ImageResult]:
+def _run_pool(todo: deque, fn, args: tuple, workers: int, regex=None) -> Iterator[ImageResult]:
     """Run chunks on a process pool, surviving workers that die.
 
     When a worker dies, every task in flight fails with it and nobody can say
@@ -180,7 +231,7 @@ def _run_pool(todo: deque, params, workers, engine, regex) -> Iterator[ImageResu
                 while queue and len(running) < limit:
                     chunk = queue.popleft()
                     try:
-                        fut = pool.submit(process_chunk, chunk, params, engine, regex)
+                        fut = pool.submit(fn, chunk, *args)
                     except BrokenProcessPool:
                         queue.appendleft(chunk)
                         broken = True
@@ -200,8 +251,8 @@ def _run_pool(todo: deque, params, workers, engine, regex) -> Iterator[ImageResu
                         else:
                             suspects.extend([item] for item in chunk)
                     except Exception as exc:  # e.g. a result that cannot be pickled
-                        for i, p in chunk:
-                            yield ImageResult(i, p, parse_metadata(p, regex),
+                        for item in chunk:
+                            yield ImageResult(item[0], item[1], parse_metadata(item[1], regex),
                                               error=f"worker failed: {exc}")
             if broken:
                 for chunk, suspect in running.values():
@@ -217,7 +268,8 @@ def _run_pool(todo: deque, params, workers, engine, regex) -> Iterator[ImageResu
 
 
 def _lost(chunk, regex) -> Iterator[ImageResult]:
-    for i, p in chunk:
+    for item in chunk:
+        i, p = item[0], item[1]
         yield ImageResult(i, p, parse_metadata(p, regex), error=(
             "the worker process died while processing this image, twice "
             "(out of memory, or killed)"))
@@ -236,3 +288,64 @@ def _stop(pool: ProcessPoolExecutor) -> None:
         if proc.is_alive():
             proc.kill()
             proc.join(1.0)
+
+
+def run_batch_arrays(
+    images,
+    params: DetectionParams | None = None,
+    *,
+    labels: Sequence[str] | None = None,
+    workers: int | None = None,
+    engine: str = "fast",
+    chunksize: int | None = None,
+) -> Iterator[ImageResult]:
+    """Like :func:`run_batch`, for images already in memory.
+
+    The images are copied once into one shared-memory block that the workers
+    map; no image is pickled.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, H, W), or sequence of 2-D arrays
+        The images (a stack, or images of different sizes).
+    params : DetectionParams, optional
+    labels : sequence of str, optional
+        Reported as ``ImageResult.path``; default ``'image 0'``, ``'image 1'``, ...
+    workers, engine, chunksize :
+        As in :func:`run_batch`.
+
+    Yields
+    ------
+    ImageResult
+        In completion order; ``meta`` is blank.
+    """
+    from multiprocessing import shared_memory
+
+    params = params or DetectionParams()
+    arrays = [np.asarray(im) for im in images]
+    if not arrays:
+        return
+    labels = list(labels) if labels is not None else [f"image {i}" for i in range(len(arrays))]
+    workers = default_workers() if workers is None else int(workers)
+    if workers <= 0:
+        for i, im in enumerate(arrays):
+            yield _detect_array(i, labels[i], im, params, engine)
+        return
+    items, offset = [], 0
+    for i, im in enumerate(arrays):
+        items.append((i, labels[i], offset, im.shape, im.dtype.str))
+        offset += -(-im.nbytes // 64) * 64  # keep every image 64-byte aligned
+    shm = shared_memory.SharedMemory(create=True, size=max(offset, 1))
+    try:
+        for (_, _, off, shape, dtype), im in zip(items, arrays):
+            view = np.ndarray(shape, dtype=dtype, buffer=shm.buf, offset=off)
+            view[...] = im
+            del view
+        workers = min(workers, len(items))
+        if chunksize is None:
+            chunksize = max(1, min(8, len(items) // (workers * 6)))
+        yield from _run_pool(deque(_chunks(items, chunksize)), process_shared_chunk,
+                             (shm.name, params, engine), workers)
+    finally:
+        shm.close()
+        shm.unlink()
