@@ -137,3 +137,22 @@ def test_in_memory_stack_through_shared_memory(sample_images):
     assert not got[-1].ok and "RGB" in got[-1].error
     serial = sorted(run_batch_arrays(images, P, workers=0), key=lambda r: r.index)
     assert [r.count for r in serial] == [r.count for r in got]
+
+
+def test_cancel_event_stops_the_pool_within_a_second(tmp_path):
+    import threading
+
+    from napari_nuclei_counter.core.sample import write_sample_plate
+
+    paths = write_sample_plate(tmp_path, rows="B", columns=range(2, 3), sites=2, seed=4) * 60
+    cancel = threading.Event()
+    before = _children()
+    got = []
+    for r in run_batch(paths, P, workers=2, chunksize=1, cancel=cancel, engine="reference"):
+        got.append(r)
+        if len(got) == 2:
+            t0 = time.monotonic()
+            threading.Timer(0.05, cancel.set).start()
+    assert 2 <= len(got) < len(paths)
+    assert time.monotonic() - t0 < 1.0
+    assert not _wait_no_children(before, timeout=1.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import threading
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -163,6 +164,7 @@ def run_batch(
     engine: str = "fast",
     regex: str | None = None,
     chunksize: int | None = None,
+    cancel: threading.Event | None = None,
 ) -> Iterator[ImageResult]:
     """Detect nuclei in many images, yielding one result per image as it completes.
 
@@ -179,6 +181,9 @@ def run_batch(
         Metadata regex for file names (see :func:`parse_metadata`).
     chunksize : int, optional
         Images per task; default balances progress updates and overhead.
+    cancel : threading.Event, optional
+        Set it (from any thread) to stop: pending work is dropped, the worker
+        processes end within a fraction of a second, and the generator returns.
 
     Yields
     ------
@@ -201,16 +206,19 @@ def run_batch(
     workers = default_workers() if workers is None else int(workers)
     if workers <= 0:
         for i, p in items:
+            if cancel is not None and cancel.is_set():
+                return
             yield process_image(i, p, params, engine, regex)
         return
     workers = min(workers, len(items))
     if chunksize is None:
         chunksize = max(1, min(8, len(items) // (workers * 6)))
     yield from _run_pool(deque(_chunks(items, chunksize)), process_chunk,
-                         (params, engine, regex), workers, regex)
+                         (params, engine, regex), workers, regex, cancel)
 
 
-def _run_pool(todo: deque, fn, args: tuple, workers: int, regex=None) -> Iterator[ImageResult]:
+def _run_pool(todo: deque, fn, args: tuple, workers: int, regex=None,
+              cancel: threading.Event | None = None) -> Iterator[ImageResult]:
     """Run chunks on a process pool, surviving workers that die.
 
     When a worker dies, every task in flight fails with it and nobody can say
@@ -239,7 +247,11 @@ def _run_pool(todo: deque, fn, args: tuple, workers: int, regex=None) -> Iterato
                     running[fut] = (chunk, queue is suspects)
                 if broken and not running:
                     break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                done: set = set()
+                while not done:
+                    if cancel is not None and cancel.is_set():
+                        return  # the finally below stops the pool
+                    done, _ = wait(running, timeout=0.1, return_when=FIRST_COMPLETED)
                 for fut in done:
                     chunk, suspect = running.pop(fut)
                     try:
@@ -298,6 +310,7 @@ def run_batch_arrays(
     workers: int | None = None,
     engine: str = "fast",
     chunksize: int | None = None,
+    cancel: threading.Event | None = None,
 ) -> Iterator[ImageResult]:
     """Like :func:`run_batch`, for images already in memory.
 
@@ -311,7 +324,7 @@ def run_batch_arrays(
     params : DetectionParams, optional
     labels : sequence of str, optional
         Reported as ``ImageResult.path``; default ``'image 0'``, ``'image 1'``, ...
-    workers, engine, chunksize :
+    workers, engine, chunksize, cancel :
         As in :func:`run_batch`.
 
     Yields
@@ -329,6 +342,8 @@ def run_batch_arrays(
     workers = default_workers() if workers is None else int(workers)
     if workers <= 0:
         for i, im in enumerate(arrays):
+            if cancel is not None and cancel.is_set():
+                return
             yield _detect_array(i, labels[i], im, params, engine)
         return
     items, offset = [], 0
@@ -345,7 +360,7 @@ def run_batch_arrays(
         if chunksize is None:
             chunksize = max(1, min(8, len(items) // (workers * 6)))
         yield from _run_pool(deque(_chunks(items, chunksize)), process_shared_chunk,
-                             (shm.name, params, engine), workers)
+                             (shm.name, params, engine), workers, None, cancel)
     finally:
         shm.close()
         shm.unlink()

@@ -1,0 +1,259 @@
+"""The plugin in a real napari viewer (Xvfb + Mesa): layers, data, signals."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import tifffile
+
+pytest.importorskip("napari")
+pytest.importorskip("qtpy")
+
+from napari.utils.notifications import notification_manager  # noqa: E402
+
+from napari_nuclei_counter import DetectionParams, detect  # noqa: E402
+from napari_nuclei_counter.core.sample import write_sample_plate  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+PLUGIN = "napari-nuclei-counter"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUCLEI_COUNTER_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("NUCLEI_COUNTER_SAMPLE_DIR", str(tmp_path / "sample-cache"))
+    monkeypatch.setattr(notification_manager, "records", [])
+
+
+@pytest.fixture
+def plate(tmp_path):
+    """Six generated BBBC021-named 1024x1280 images on disk."""
+    return write_sample_plate(tmp_path / "plate", rows="BC", columns=range(2, 5), sites=1, seed=5)
+
+
+def _workers():
+    me = psutil.Process()
+    out = set()
+    for p in me.children(recursive=True):
+        try:
+            helper = p.ppid() == me.pid and any(
+                k in " ".join(p.cmdline()) for k in ("forkserver", "resource_tracker"))
+        except psutil.NoSuchProcess:
+            continue
+        if not helper:
+            out.add(p.pid)
+    return out
+
+
+def _dock(viewer):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Nuclei detector")
+    return widget
+
+
+def _wait_preview(qtbot, widget, count_text=None):
+    qtbot.waitUntil(lambda: widget._preview_worker is None and not widget._debounce.isActive()
+                    and widget.preview_label.value.startswith("Preview:"), timeout=15000)
+
+
+def _run(qtbot, widget, timeout=60000):
+    worker = widget.start_run()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=timeout):
+        pass
+    qtbot.waitUntil(lambda: not widget.running, timeout=5000)
+    return worker
+
+
+def test_preview_matches_reference_on_current_slice(make_napari_viewer, qtbot, plate):
+    viewer = make_napari_viewer()
+    viewer.open(str(plate[0].parent), plugin=PLUGIN)
+    widget = _dock(viewer)
+    layer = viewer.layers[plate[0].parent.name]
+    assert layer.data.shape == (6, 1024, 1280)
+    assert widget.image_layer is layer
+    widget.apply_params(DetectionParams(4.0, 6, 1000.0))
+    viewer.dims.set_current_step(0, 2)
+    _wait_preview(qtbot, widget)
+    pts = viewer.layers["nuclei preview"]
+    expected = detect(tifffile.imread(plate[2]), DetectionParams(4.0, 6, 1000.0), engine="reference")
+    np.testing.assert_array_equal(pts.data[:, 1:], expected.coords)
+    assert (pts.data[:, 0] == 2).all()
+    assert f"Preview: {expected.count} nuclei in image 3" in widget.preview_label.value
+
+    # threshold-only change: counts follow, the blur is not recomputed
+    before = widget.preview_cache.recomputed
+    widget.threshold.value = 3000.0
+    qtbot.waitUntil(lambda: len(pts.data) == detect(
+        tifffile.imread(plate[2]), DetectionParams(4.0, 6, 3000.0)).count, timeout=10000)
+    _wait_preview(qtbot, widget)
+    assert widget.preview_cache.recomputed == before
+    assert len(pts.data) < expected.count
+
+
+def test_batch_on_folder_gives_points_and_table(make_napari_viewer, qtbot, plate, tmp_path):
+    broken = plate[0].parent / "Week1_22123_D09_s1_w1BROKEN.tif"
+    broken.write_bytes(b"\x00" * 10)
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    widget.source.value = "folder"
+    widget.folder.value = plate[0].parent
+    assert widget.update_match_count() == 7 and widget.match_label.value == "7 images match"
+    widget.workers.value = 2
+    widget.apply_params(DetectionParams(4.0, 6, 1000.0))
+    _run(qtbot, widget)
+    assert widget.run_button.text == "Run"
+    pts = viewer.layers["nuclei"]
+    paths = sorted(plate + [broken], key=lambda p: p.name)
+    expected = [detect(tifffile.imread(p), DetectionParams(4.0, 6, 1000.0)).coords
+                for p in widget.run_layer.metadata["nuclei_counter"]["paths"][:6]]
+    assert len(pts.data) == sum(len(e) for e in expected)
+    for i, e in enumerate(expected):
+        np.testing.assert_array_equal(pts.data[pts.data[:, 0] == i][:, 1:], e)
+    assert list(pts.features.columns[:3]) == ["image", "intensity", "path"]
+    assert {"well", "site"} <= set(pts.features.columns)
+    assert pts.face_color_mode == "colormap"
+    # the per-image table: counts and the broken file's error
+    rows = {widget.table.item(r, 1).text(): r for r in range(widget.table.rowCount())}
+    assert widget.table.rowCount() == 7
+    bad = rows["D09"]
+    assert "not a readable TIFF" in widget.table.item(bad, 4).text()
+    assert widget.table.item(rows["B02"], 3).text() == str(len(expected[0]))
+    # one notification sums up the failures
+    msgs = [r.message for r in notification_manager.records]
+    assert any("1 of 7 images failed" in m for m in msgs)
+    # a table row moves the viewer to that image
+    widget._on_table_clicked(4)
+    assert viewer.dims.current_step[0] == 4
+    # save the tables: same files as the CLI
+    out = widget.save_tables(tmp_path / "out")
+    images = pd.read_csv(out / "images.csv", keep_default_na=False)
+    assert len(images) == 7 and (images["error"] != "").sum() == 1
+    assert len(pd.read_csv(out / "nuclei.csv")) == len(pts.data)
+
+
+def test_stack_in_memory_runs_through_shared_memory(make_napari_viewer, qtbot, plate):
+    viewer = make_napari_viewer()
+    stack = np.stack([tifffile.imread(p) for p in plate[:3]])
+    viewer.add_image(stack, name="in memory")
+    widget = _dock(viewer)
+    widget.image_combo.value = viewer.layers["in memory"]
+    widget.apply_params(DetectionParams(4.0, 6, 1000.0))
+    widget.workers.value = 2
+    _run(qtbot, widget)
+    pts = viewer.layers["nuclei"]
+    for i in range(3):
+        e = detect(stack[i], DetectionParams(4.0, 6, 1000.0)).coords
+        np.testing.assert_array_equal(pts.data[pts.data[:, 0] == i][:, 1:], e)
+
+
+def test_cancel_mid_run_leaves_no_worker_processes(make_napari_viewer, qtbot, tmp_path):
+    paths = write_sample_plate(tmp_path / "p", rows="B", columns=range(2, 4), sites=1, seed=6)
+    for k in range(40):  # many images via links: far more than done before the cancel
+        for p in paths:
+            os.symlink(p, p.parent / f"Week1_22123_E{k + 10:02d}_s{paths.index(p) + 1}_w1L.tif")
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    widget.source.value = "folder"
+    widget.folder.value = tmp_path / "p"
+    widget.workers.value = 2
+    before = _workers()
+    worker = widget.start_run()
+    assert widget.run_button.text == "Cancel"
+    assert widget.start_run() is None  # a second run cannot start
+    qtbot.waitUntil(lambda: len(widget.results) >= 2, timeout=30000)
+    t0 = time.monotonic()
+    with qtbot.waitSignal(worker.finished, timeout=10000):
+        widget.toggle_run()  # the Run button is now Cancel
+    qtbot.waitUntil(lambda: not (_workers() - before), timeout=2000)
+    assert time.monotonic() - t0 < 2.0
+    assert len(widget.results) < 82
+    assert widget.run_button.text == "Run" and widget.status.value.startswith("Cancelled")
+
+
+def test_closing_napari_stops_the_workers(make_napari_viewer, qtbot, tmp_path):
+    paths = write_sample_plate(tmp_path / "p", rows="B", columns=range(2, 4), sites=1, seed=7)
+    for k in range(40):
+        for j, p in enumerate(paths):
+            os.symlink(p, p.parent / f"Week1_22123_F{k + 10:02d}_s{j + 1}_w1L.tif")
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    widget.source.value = "folder"
+    widget.folder.value = tmp_path / "p"
+    widget.workers.value = 2
+    before = _workers()
+    widget.start_run()
+    qtbot.waitUntil(lambda: len(widget.results) >= 1, timeout=30000)
+    assert _workers() - before
+    viewer.close()
+    qtbot.waitUntil(lambda: not (_workers() - before), timeout=3000)
+
+
+def test_presets_persist_and_load(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    widget.apply_params(DetectionParams(2.5, 9, 321.0))
+    widget.save_preset(tmp_path / "p.json")
+    widget.bbbc_button.click()
+    assert widget.params() == DetectionParams(4.0, 6, 1000.0)
+    assert widget.load_preset(tmp_path / "p.json") == DetectionParams(2.5, 9, 321.0)
+    assert widget.params() == DetectionParams(2.5, 9, 321.0)
+    (tmp_path / "bad.json").write_text('{"sigma": -1}')
+    with pytest.raises(ValueError, match="sigma"):
+        widget.load_preset(tmp_path / "bad.json")
+    assert widget.params() == DetectionParams(2.5, 9, 321.0)
+    # a new widget (a new napari session) starts from the saved parameters
+    widget2 = _dock(viewer)
+    assert widget2.params() == DetectionParams(2.5, 9, 321.0)
+    widget2.defaults_button.click()
+    assert widget2.params() == DetectionParams()
+
+
+def test_slider_ranges_keep_parameters_valid(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    assert widget.sigma.min > 0 and widget.min_distance.min >= 1
+    for w in (widget.sigma, widget.min_distance, widget.threshold):
+        assert "pixels" in w.tooltip or "intensity units" in w.tooltip
+    viewer.add_image(np.zeros((50, 60), np.uint8), name="u8")
+    assert widget.image_combo.value is not None
+    assert widget.threshold.max == 255.0 and widget.threshold.value <= 255.0
+    assert "outside this image's range" in widget.status.value
+
+
+def test_reader_writer_round_trip(make_napari_viewer, qtbot, plate, tmp_path):
+    from napari_nuclei_counter.cli import main
+
+    assert main(["detect", str(plate[0].parent), "--out", str(tmp_path / "res"), "--quiet",
+                 "--workers", "0"]) == 0
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(tmp_path / "res"), plugin=PLUGIN)
+    assert [type(x).__name__ for x in layers] == ["Image", "Points"]
+    pts = layers[1]
+    table = pd.read_csv(tmp_path / "res" / "nuclei.csv")
+    assert len(pts.data) == len(table)
+    np.testing.assert_array_equal(pts.data[:, 1:], table[["y", "x"]].to_numpy())
+    out = tmp_path / "written.csv"
+    pts.save(str(out), plugin=PLUGIN)
+    again = pd.read_csv(out)
+    assert list(again.columns) == list(table.columns)
+    pd.testing.assert_frame_equal(again[["path", "y", "x", "well"]], table[["path", "y", "x", "well"]])
+    np.testing.assert_allclose(again["intensity"], table["intensity"])
+
+
+def test_sample_data(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "bbbc007")
+    layer = viewer.layers["BBBC007 A9 p7d"]
+    assert layer.data.shape == (450, 450)
+    widget = _dock(viewer)
+    assert widget.params() == DetectionParams(3.5, 6, 20.0)  # its suggested parameters
+    viewer.open_sample(PLUGIN, "sample_plate")
+    plate_layer = viewer.layers["sample plate"]
+    assert plate_layer.data.shape == (24, 1024, 1280)
+    assert plate_layer.metadata["nuclei_counter"]["meta"][0]["well"] == "B02"
