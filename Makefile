@@ -15,8 +15,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/nuclei-counter sample sample-plate
-	$(BIN)/nuclei-counter detect sample-plate --out sample-plate/results
+	$(BIN)/nuclei-counter gui --sample
 
 test: $(BIN)/.installed
 	$(XVFB) $(BIN)/python -m pytest

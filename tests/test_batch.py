@@ -156,3 +156,21 @@ def test_cancel_event_stops_the_pool_within_a_second(tmp_path):
     assert 2 <= len(got) < len(paths)
     assert time.monotonic() - t0 < 1.0
     assert not _wait_no_children(before, timeout=1.0)
+
+
+def test_unguarded_script_is_not_rerun_by_workers(sample_images, tmp_path):
+    """A user script without a __main__ guard must not run again in each worker."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "runs.txt"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from napari_nuclei_counter import run_batch, DetectionParams\n"
+        f"open({str(marker)!r}, 'a').write('x')\n"
+        f"paths = {[str(p) for p in sample_images]!r}\n"
+        "res = list(run_batch(paths, DetectionParams(), workers=2, chunksize=1))\n"
+        "assert all(r.ok for r in res) and len(res) == len(paths)\n"
+    )
+    subprocess.run([sys.executable, str(script)], check=True, timeout=120)
+    assert marker.read_text() == "x"

@@ -108,6 +108,8 @@ def test_batch_on_folder_gives_points_and_table(make_napari_viewer, qtbot, plate
     widget.apply_params(DetectionParams(4.0, 6, 1000.0))
     _run(qtbot, widget)
     assert widget.run_button.text == "Run"
+    qtbot.wait(300)  # late queued signals must not overwrite the summary
+    assert widget.status.value.startswith("Done: 7 of 7 images") and "1 failed" in widget.status.value
     pts = viewer.layers["nuclei"]
     paths = sorted(plate + [broken], key=lambda p: p.name)
     expected = [detect(tifffile.imread(p), DetectionParams(4.0, 6, 1000.0)).coords
@@ -257,3 +259,28 @@ def test_sample_data(make_napari_viewer):
     plate_layer = viewer.layers["sample plate"]
     assert plate_layer.data.shape == (24, 1024, 1280)
     assert plate_layer.metadata["nuclei_counter"]["meta"][0]["well"] == "B02"
+
+
+def test_real_window_draws_the_points(make_napari_viewer, qtbot, tmp_path):
+    """Smoke test in a shown window: a screenshot shows the detections."""
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample(PLUGIN, "bbbc007")
+    widget = _dock(viewer)
+    widget.preview_check.value = False
+    widget.workers.value = 0
+    _run(qtbot, widget)
+    pts = viewer.layers["nuclei"]
+    assert len(pts.data) == detect(viewer.layers["BBBC007 A9 p7d"].data,
+                                   DetectionParams(3.5, 6, 20.0)).count > 50
+    pts.face_color = "red"
+    pts.border_color = "red"
+    qtbot.wait(200)
+    with_points = viewer.screenshot(str(tmp_path / "with.png"), canvas_only=True)
+    pts.visible = False
+    qtbot.wait(200)
+    without = viewer.screenshot(canvas_only=True)
+    assert (tmp_path / "with.png").stat().st_size > 1000
+    red = (with_points[..., 0] > 200) & (with_points[..., 1] < 60) & (with_points[..., 2] < 60)
+    red_without = (without[..., 0] > 200) & (without[..., 1] < 60) & (without[..., 2] < 60)
+    assert red.sum() > 20 * len(pts.data) * 0.5  # a visible red dot per nucleus
+    assert red_without.sum() == 0

@@ -90,7 +90,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--columns", type=int, default=4, help="plate columns, from column 2")
     s.add_argument("--sites", type=int, default=2, help="fields of view per well")
     s.add_argument("--seed", type=int, default=0, help="random seed: same seed, same images")
+    g = sub.add_parser(
+        "gui",
+        help="open napari with the nuclei detector docked",
+        description="Open napari with the nuclei detector docked (needs the [all] extra).",
+    )
+    g.add_argument("input", metavar="INPUT", nargs="?", default=None,
+                   help="a folder of TIFFs or a results folder to open")
+    g.add_argument("--sample", action="store_true",
+                   help="open the synthetic BBBC021-like sample plate")
     return parser
+
+
+def _cmd_gui(args) -> int:
+    try:
+        from .gui._launch import launch
+    except ImportError as exc:
+        raise _UsageError(f"the GUI needs napari and Qt: pip install 'napari-nuclei-counter[all]' "
+                          f"({exc})") from None
+    if args.input is not None and not Path(args.input).exists():
+        raise _UsageError(f"not found: {args.input}")
+    launch(args.input, sample=args.sample)
+    return EXIT_OK
 
 
 def _cmd_detect(args) -> int:
@@ -170,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    commands = {"detect": _cmd_detect, "sample": _cmd_sample}
+    commands = {"detect": _cmd_detect, "sample": _cmd_sample, "gui": _cmd_gui}
     try:
         return commands[args.command](args)
     except _UsageError as exc:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import sys
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -151,6 +153,29 @@ def _context():
     return mp.get_context("spawn")
 
 
+@contextmanager
+def _no_main_reimport():
+    """Keep new worker processes from re-running the caller's script.
+
+    ``spawn`` and ``forkserver`` children re-execute the parent's ``__main__``
+    file (as ``__mp_main__``) so that functions defined there can be unpickled.
+    Our workers only run functions of this package, and a script without an
+    ``if __name__ == "__main__":`` guard would otherwise open a second napari
+    window per worker (napari#4244). While workers start, ``__main__`` does not
+    advertise its file.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 def _chunks(items: list, size: int) -> Iterator[list]:
     for s in range(0, len(items), size):
         yield items[s : s + size]
@@ -239,7 +264,8 @@ def _run_pool(todo: deque, fn, args: tuple, workers: int, regex=None,
                 while queue and len(running) < limit:
                     chunk = queue.popleft()
                     try:
-                        fut = pool.submit(fn, chunk, *args)
+                        with _no_main_reimport():  # submit may start a worker process
+                            fut = pool.submit(fn, chunk, *args)
                     except BrokenProcessPool:
                         queue.appendleft(chunk)
                         broken = True

@@ -37,6 +37,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
+    QHeaderView,
     QHBoxLayout,
     QPushButton,
     QTableWidget,
@@ -176,6 +177,9 @@ class NucleiCounterWidget(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
         self.table.setToolTip("One row per image; click a row to show that image")
         self.save_button = QPushButton("Save tables…")
         self.save_button.setToolTip("Write images.csv, nuclei.csv and run.json into a folder")
@@ -191,7 +195,7 @@ class NucleiCounterWidget(QWidget):
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(60)
         self._points_timer = QTimer(self)
-        self._points_timer.setInterval(250)
+        self._points_timer.setInterval(1000)
         self._update_source_visibility()
 
     def _connect(self) -> None:
@@ -571,11 +575,16 @@ class NucleiCounterWidget(QWidget):
                 item.setToolTip(result.error or result.path)
                 self.table.setItem(row, c, item)
         self._points_dirty = True
+        if self.worker is None:
+            return  # a late result after the summary: keep the summary
         done = len(self.results)
         rate = done / max(time.perf_counter() - self._run_t0, 1e-9)
-        if self.worker is not None and getattr(self.worker, "pbar", None) is not None:
-            self.worker.pbar.set_description(f"Detecting nuclei ({rate:.1f} images/s)")
         self.status.value = f"{done} / {self._run_total} images ({rate:.1f} images/s)"
+        pbar = getattr(self.worker, "pbar", None)
+        if pbar is not None:
+            # last: napari's progress bar may process events (and so run the
+            # next slots) while it redraws
+            pbar.set_description(f"Detecting nuclei ({rate:.1f} images/s)")
 
     def _on_run_error(self, exc: Exception) -> None:
         show_warning(f"The run stopped with an error: {exc}")

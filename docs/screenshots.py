@@ -1,0 +1,65 @@
+"""Take the README's screenshots from a real napari window.
+
+Run under a screen (or ``xvfb-run -a -s "-screen 0 1600x1000x24"``)::
+
+    python docs/screenshots.py
+
+Writes ``docs/images/preview.png`` (tuning on the live preview) and
+``docs/images/run.png`` (after a run on the sample plate).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtWidgets import QApplication
+
+from napari_nuclei_counter.core.params import DetectionParams
+from napari_nuclei_counter.gui._launch import open_viewer
+
+OUT = Path(__file__).parent / "images"
+
+
+def _settle(seconds: float = 0.5) -> None:
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def _wait(cond, timeout: float = 60.0) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise TimeoutError
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    viewer, widget = open_viewer(sample=True)
+    viewer.window.resize(1500, 950)
+    widget.apply_params(DetectionParams(4.0, 6, 1000.0))
+    viewer.dims.set_current_step(0, 20)
+    viewer.camera.zoom = 1.6
+    viewer.camera.center = (0, 500, 640)
+    _wait(lambda: widget.preview_label.value.startswith("Preview:") and widget._preview_worker is None)
+    _settle()
+    viewer.screenshot(str(OUT / "preview.png"), canvas_only=False)
+    widget.preview_check.value = False
+    widget.start_run()
+    _wait(lambda: not widget.running)
+    viewer.dims.set_current_step(0, 14)
+    widget.table.selectRow(14)
+    _settle(1.0)
+    viewer.screenshot(str(OUT / "run.png"), canvas_only=False)
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
