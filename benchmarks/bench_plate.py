@@ -681,11 +681,16 @@ def format_table(headers: list[str], rows: list[list], right: set[int] = frozens
     return "\n".join([line(cells[0]), rule, *[line(r) for r in cells[1:]]])
 
 
-def faster(ratio: float, digits: int = 2) -> str:
-    """Word a speed-up: ``'3.10x faster'``, or ``'1.25x slower'`` below 1."""
+def faster(ratio: float, than: str, digits: int = 2) -> str:
+    """Word a speed-up: ``'3.10x faster than X'``, ``'1.25x slower than X'``.
+
+    Within 5 % of 1 it says ``'about as fast as X'``.
+    """
+    if abs(ratio - 1) < 0.05:
+        return f"about as fast as {than}"
     if ratio >= 1:
-        return f"{ratio:.{digits}f}x faster"
-    return f"{1 / ratio:.{digits}f}x slower"
+        return f"{ratio:.{digits}f}x faster than {than}"
+    return f"{1 / ratio:.{digits}f}x slower than {than}"
 
 
 def machine_info() -> dict:
@@ -754,7 +759,7 @@ def print_report(info: dict, n: int, rows: list[dict], cli: dict, single: list[d
     headline = next(r for r in rows if r["key"] == 7)
     print()
     print(f"HEADLINE: `nuclei-counter detect` (whole process) vs walk-through Pool over paths: "
-          f"{faster(headline['speedup_vs_2'])} "
+          f"{faster(headline['speedup_vs_2'], 'method 2')} "
           f"({headline['seconds']:.2f} s vs {rows[1]['seconds']:.2f} s)")
     if cli:
         print(f"  where the CLI's {cli['total_s']:.2f} s go: interpreter + imports "
@@ -834,7 +839,7 @@ def plot_chart(rows: list[dict], info: dict, n: int, path: Path) -> None:
             bar.set_linewidth(2)
     xmax = max(secs)
     for y, r in zip(ys, rows):
-        label = "baseline" if r["key"] == 1 else f"{faster(r['speedup_vs_1'], 1)} than 1"
+        label = "baseline" if r["key"] == 1 else faster(r["speedup_vs_1"], "1", digits=1)
         ax.text(r["seconds"] + xmax * 0.01, y, f"{r['seconds']:.2f} s  ({label})",
                 va="center", fontsize=9)
     ax.set_yticks(ys)
@@ -849,8 +854,8 @@ def plot_chart(rows: list[dict], info: dict, n: int, path: Path) -> None:
     ax.legend(handles=[Patch(color=colours[WALKTHROUGH], label="walk-through (skimage)"),
                        Patch(color=colours[OURS], label="napari-nuclei-counter"),
                        Patch(facecolor="white", edgecolor="black", linewidth=2,
-                             label=f"CLI, whole process: {faster(headline['speedup_vs_2'], 1)} "
-                                   "than method 2")],
+                             label="CLI, whole process: "
+                                   + faster(headline["speedup_vs_2"], "method 2", digits=1))],
               loc="lower right", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -889,6 +894,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="bar chart (default benchmarks/results.png)")
     p.add_argument("--out-json", type=Path, default=None,
                    help="all numbers (default benchmarks/results.json)")
+    p.add_argument("--replot", type=Path, metavar="JSON",
+                   help="only redraw the chart (--out-png) from a results JSON of an earlier run")
     p.add_argument("--walkthrough-child", metavar="FOLDER", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeats < 1:
@@ -918,6 +925,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.walkthrough_child:
         return walkthrough_child(args.walkthrough_child)
+    if args.replot:
+        data = json.loads(args.replot.read_text())
+        plot_chart(data["methods"], data["machine"], data["n_images"], args.out_png)
+        print(f"chart: {args.out_png}")
+        return 0
     import cv2
 
     # serial methods run on one core; our pools set one thread per worker themselves

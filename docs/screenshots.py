@@ -46,8 +46,8 @@ def main() -> None:
     viewer.window.resize(1500, 950)
     widget.apply_params(DetectionParams(4.0, 6, 1000.0))
     viewer.dims.set_current_step(0, 20)
-    viewer.camera.zoom = 1.6
-    viewer.camera.center = (0, 500, 640)
+    viewer.scene.camera.zoom = 1.6
+    viewer.scene.camera.center = (0, 500, 640)
     _wait(lambda: widget.preview_label.value.startswith("Preview:") and widget._preview_worker is None)
     _settle()
     viewer.screenshot(str(OUT / "preview.png"), canvas_only=False)

@@ -284,3 +284,31 @@ def test_real_window_draws_the_points(make_napari_viewer, qtbot, tmp_path):
     red_without = (without[..., 0] > 200) & (without[..., 1] < 60) & (without[..., 2] < 60)
     assert red.sum() > 20 * len(pts.data) * 0.5  # a visible red dot per nucleus
     assert red_without.sum() == 0
+
+
+def test_folder_reader_is_lazy(make_napari_viewer, qtbot, plate, monkeypatch):
+    from napari_nuclei_counter import _reader
+
+    reads = []
+    original = _reader._load_plane
+    monkeypatch.setattr(_reader, "_load_plane", lambda p, s, d: reads.append(p) or original(p, s, d))
+    viewer = make_napari_viewer()
+    viewer.open(str(plate[0].parent), plugin=PLUGIN)
+    opened = len(set(reads))
+    assert opened <= 3  # the contrast sample and the displayed plane(s), not all six
+    viewer.dims.set_current_step(0, 5)
+    qtbot.wait(100)
+    assert len(set(reads)) <= opened + 1
+
+
+def test_stale_preview_results_are_dropped(make_napari_viewer, qtbot):
+    from napari_nuclei_counter.core.detection import Detections
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.uint16), name="img")
+    widget = _dock(viewer)
+    _wait_preview(qtbot, widget)
+    widget._preview_request += 1  # a newer request is on its way
+    stale = Detections(np.array([[10, 10]]), np.array([5.0]))
+    widget._on_preview_done((widget._preview_request - 1, (0, 0, None), stale, 0.01))
+    assert len(viewer.layers["nuclei preview"].data) == 0
