@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .core.batch import default_workers, run_batch
+from .core.batch import default_workers, run_batch, start_workers_early
 from .core.detection import ENGINES
 from .core.discovery import BBBC021_PATTERN, find_images
 from .core.params import DetectionParams
@@ -122,6 +122,8 @@ def _cmd_detect(args) -> int:
         raise _UsageError(str(exc)) from None
     if args.workers is not None and args.workers < 0:
         raise _UsageError("--workers must be 0 or more")
+    if args.workers != 0:
+        start_workers_early()  # workers import in parallel with the folder listing
     src = Path(args.input).expanduser()
     if src.is_file():
         paths = [src.resolve()]

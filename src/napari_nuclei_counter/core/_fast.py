@@ -36,8 +36,6 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import ndimage as ndi
-from scipy.spatial import cKDTree
 
 __all__ = ["Candidates", "prepare", "gaussian_kernel", "exact_smooth", "greedy_keep", "error_bounds"]
 
@@ -49,6 +47,8 @@ _SAFETY = 16.0
 _MAX_UNCERTAIN = 4096
 #: above this many gathered window pixels the candidate check goes exact
 _MAX_GATHER = 16_000_000
+#: above this many uncertain windows the float64 tier smooths the whole image
+_WHOLE_IMAGE_64 = 256
 #: OpenCV switches filter2D to a DFT for kernels of this many taps (float32)
 _DFT_TAPS = 130
 
@@ -86,6 +86,8 @@ def exact_smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     -------
     ndarray of float64, shape (H, W)
     """
+    from scipy import ndimage as ndi
+
     return ndi.gaussian_filter(
         np.asarray(image, dtype=np.float64), sigma, mode="nearest", truncate=_TRUNCATE
     )
@@ -111,6 +113,8 @@ def greedy_keep(coords: np.ndarray, min_distance: int) -> np.ndarray:
     kept = np.ones(n, dtype=bool)
     if n < 2 or min_distance <= 1:
         return kept
+    from scipy.spatial import cKDTree
+
     pairs = cKDTree(coords).query_pairs(r=min_distance - 0.5, p=np.inf, output_type="ndarray")
     if len(pairs) == 0:
         return kept
@@ -137,6 +141,12 @@ class _Tiers:
         # non-negative images get relative bounds; others one global bound
         lo = 0.0 if image.dtype.kind in "ub" else float(image.min())
         self.absolute = 0.0 if lo >= 0 else 3.0 * max(abs(lo), abs(float(image.max())))
+
+    def smooth64(self) -> np.ndarray:
+        """The whole image smoothed in float64 by OpenCV (direct sums: bound ``c64``)."""
+        k = self.kernel
+        return cv2.sepFilter2D(self.image.astype(np.float64), cv2.CV_64F, k, k,
+                               borderType=cv2.BORDER_REPLICATE)
 
     def bound(self, values: np.ndarray, c: float) -> np.ndarray:
         """Error bound of ``values`` computed at relative accuracy ``c``."""
@@ -169,6 +179,8 @@ class _Tiers:
         for s in range(0, n, step):
             patch = self._patches(rows[s : s + step], cols[s : s + step], half)
             if exact:
+                from scipy import ndimage as ndi
+
                 for axis in (1, 2):
                     ndi.gaussian_filter1d(patch, self.sigma, axis=axis, mode="nearest",
                                           truncate=_TRUNCATE, output=patch)
@@ -368,7 +380,11 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
             log.debug("%d uncertain windows: exact smoothing of the whole image", len(unsure))
             return _prepare_exact(tiers, d, floor)
         # float64 first, then exact for what is still undecided
-        win64 = tiers.windows(rows[unsure], cols[unsure], d, exact=False)
+        if len(unsure) > _WHOLE_IMAGE_64:  # cheaper to smooth everything in float64
+            g64 = tiers.smooth64()
+            win64 = g64[(rows[unsure, None] + off)[:, :, None], (cols[unsure, None] + off)[:, None, :]]
+        else:
+            win64 = tiers.windows(rows[unsure], cols[unsure], d, exact=False)
         peak64, unsure64 = _peak_test(win64, tiers.bound(win64, tiers.c64), d)
         is_peak[unsure] = peak64
         values[unsure] = win64[:, d, d]

@@ -117,14 +117,11 @@ def process_shared_chunk(items: Sequence[tuple], shm_name: str, params: Detectio
     shm_name : str
         Name of the ``multiprocessing.shared_memory.SharedMemory`` block.
     """
-    from multiprocessing import resource_tracker, shared_memory
+    from multiprocessing import shared_memory
 
+    # workers share the creator's resource tracker (spawn and forkserver pass
+    # it on), so attaching registers nothing new and the creator unlinks it
     shm = shared_memory.SharedMemory(name=shm_name)
-    # the creator owns the block; stop this process's tracker from unlinking it (bpo-39959)
-    try:
-        resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
-    except Exception:  # pragma: no cover - tracker details vary by version
-        pass
     try:
         out = []
         for index, label, offset, shape, dtype in items:
@@ -144,13 +141,30 @@ def _init_worker() -> None:
     detect(np.zeros((48, 48), np.uint16) + np.eye(48, dtype=np.uint16), DetectionParams(1.0, 1, 0.0))
 
 
+#: what the forkserver imports once, so that every worker starts with it
+_PRELOAD = [__name__, "scipy.spatial", "scipy.ndimage"]
+
+
 def _context():
     methods = mp.get_all_start_methods()
     if "forkserver" in methods:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
+        ctx.set_forkserver_preload(_PRELOAD)
         return ctx
     return mp.get_context("spawn")
+
+
+def start_workers_early() -> None:
+    """Start the forkserver now, so that it imports while the caller does other work.
+
+    Optional: the first batch starts it anyway. The command line calls this
+    before it lists the input folder, which hides most of the workers'
+    start-up time.
+    """
+    if _context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 @contextmanager

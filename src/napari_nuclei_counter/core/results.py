@@ -12,13 +12,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
-import pandas as pd
 
 from .discovery import ImageMeta
 from .params import DetectionParams
+
+if TYPE_CHECKING:  # pandas is imported where tables are built: a faster start-up
+    import pandas as pd
 
 __all__ = [
     "IMAGE_COLUMNS",
@@ -91,6 +93,8 @@ class ImageResult:
 
 def images_table(results: Iterable[ImageResult]) -> pd.DataFrame:
     """One row per image (the ``images.csv`` table)."""
+    import pandas as pd
+
     df = pd.DataFrame([r.image_row() for r in results], columns=IMAGE_COLUMNS)
     df["n_nuclei"] = df["n_nuclei"].astype("Int64")
     return df
@@ -98,6 +102,8 @@ def images_table(results: Iterable[ImageResult]) -> pd.DataFrame:
 
 def nuclei_table(results: Iterable[ImageResult]) -> pd.DataFrame:
     """One row per nucleus (the ``nuclei.csv`` table)."""
+    import pandas as pd
+
     rows = [row for r in results for row in r.nuclei_rows()]
     df = pd.DataFrame(rows, columns=NUCLEI_COLUMNS)
     return df.astype({"y": "int64", "x": "int64", "intensity": "float64"})
@@ -128,6 +134,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs):
 
 
 def _versions() -> dict[str, str]:
+    import pandas as pd
     import scipy
     import skimage
     import tifffile
@@ -320,6 +327,8 @@ def load_results(folder: str | os.PathLike) -> Results:
     FileNotFoundError
         If ``images.csv`` is missing.
     """
+    import pandas as pd
+
     folder = Path(folder)
     text = {"path": str, "plate": str, "well": str, "site": str, "channel": str, "error": str}
     images = pd.read_csv(folder / "images.csv", dtype={**text, "n_nuclei": "Int64"},
