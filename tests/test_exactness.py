@@ -170,8 +170,9 @@ def test_float32_error_stays_far_inside_the_bound(real_image_paths):
             g = cv2.filter2D(cv2.filter2D(x, cv2.CV_32F, k[:, None], borderType=cv2.BORDER_REPLICATE),
                              cv2.CV_32F, k[None, :], borderType=cv2.BORDER_REPLICATE)
             c32, _ = _fast.error_bounds(sigma)
-            worst = np.max(np.abs(g - exact) / (c32 * (np.abs(exact) + 1e-30)))
-            assert worst < 1 / 16  # even without the engine's safety factor of 16
+            analytic = c32 / _fast._SAFETY  # (2n + 4) * 2**-24, before the safety factor
+            worst = np.max(np.abs(g - exact) / (analytic * (np.abs(exact) + 1e-30)))
+            assert worst < 0.5  # observed: about 0.1-0.26 of the analytic bound
 
 
 small_images = st.one_of(

@@ -12,10 +12,10 @@ carries an error bound and is made more accurate only when a decision needs it:
 1. **float32, whole image** (OpenCV SIMD/IPP). Any direct float32 summation
    of ``n`` taps errs by at most ``n * 2**-24 * sum(w * |x|)``; over two
    passes, with rounded weights and input, ``|g32 - g| <= c32 * (|g| + A)``
-   with ``c32 = 16 * (2n + 4) * 2**-24`` (a safety factor of 16) and ``A``
+   with ``c32 = 4 * (2n + 4) * 2**-24`` (a safety factor of 4) and ``A``
    zero for non-negative images (for others a global bound is used).
 2. **float64 at a few points** (numpy, any summation order), bound
-   ``c64 = 16 * (2n + 4) * 2**-53``: resolves near-ties that float32 cannot.
+   ``c64 = 4 * (2n + 4) * 2**-53``: resolves near-ties that float32 cannot.
 3. **exact at a few points**: the reference's own scipy routine applied to a
    small float64 patch. Each output pixel depends only on its 33x33
    neighbourhood and is computed by the same instructions in the same order,
@@ -42,13 +42,11 @@ __all__ = ["Candidates", "prepare", "gaussian_kernel", "exact_smooth", "greedy_k
 log = logging.getLogger(__name__)
 
 _TRUNCATE = 4.0
-_SAFETY = 16.0
+_SAFETY = 4.0
 #: above this many uncertain windows the whole image is smoothed exactly
 _MAX_UNCERTAIN = 4096
 #: above this many gathered window pixels the candidate check goes exact
 _MAX_GATHER = 16_000_000
-#: above this many uncertain windows the float64 tier smooths the whole image
-_WHOLE_IMAGE_64 = 256
 #: OpenCV switches filter2D to a DFT for kernels of this many taps (float32)
 _DFT_TAPS = 130
 
@@ -138,27 +136,27 @@ class _Tiers:
         self.radius = kernel_radius(sigma)
         self.kernel = gaussian_kernel(sigma)
         self.c32, self.c64 = error_bounds(sigma)
+        self._padded: tuple[int, np.ndarray] | None = None
+        self.max_half = 0  #: largest window half-size that will be asked for
         # non-negative images get relative bounds; others one global bound
         lo = 0.0 if image.dtype.kind in "ub" else float(image.min())
         self.absolute = 0.0 if lo >= 0 else 3.0 * max(abs(lo), abs(float(image.max())))
-
-    def smooth64(self) -> np.ndarray:
-        """The whole image smoothed in float64 by OpenCV (direct sums: bound ``c64``)."""
-        k = self.kernel
-        return cv2.sepFilter2D(self.image.astype(np.float64), cv2.CV_64F, k, k,
-                               borderType=cv2.BORDER_REPLICATE)
 
     def bound(self, values: np.ndarray, c: float) -> np.ndarray:
         """Error bound of ``values`` computed at relative accuracy ``c``."""
         return c * (np.abs(values) + self.absolute)
 
     def _patches(self, rows, cols, half: int) -> np.ndarray:
+        """Input patches around pixels, edge-replicated like the reference's ``nearest``."""
         r = self.radius
-        h, w = self.image.shape
-        off = np.arange(-half - r, half + r + 1)
-        rr = np.clip(np.asarray(rows)[:, None] + off, 0, h - 1)
-        cc = np.clip(np.asarray(cols)[:, None] + off, 0, w - 1)
-        return self.image[rr[:, :, None], cc[:, None, :]].astype(np.float64)
+        pad = r + max(half, self.max_half)
+        if self._padded is None or self._padded[0] < pad:
+            self._padded = (pad, np.pad(self.image, pad, mode="edge"))
+        big, padded = self._padded
+        size = 2 * pad + 1
+        view = sliding_window_view(padded, (size, size))
+        shift = big - pad
+        return view[np.asarray(rows) + shift, np.asarray(cols) + shift].astype(np.float64)
 
     def windows(self, rows, cols, half: int, exact: bool) -> np.ndarray:
         """Smoothed values on ``(2*half+1)^2`` windows around the given pixels.
@@ -330,6 +328,7 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
     """
     d = int(min_distance)
     tiers = _Tiers(image, sigma)
+    tiers.max_half = d
     h, w = image.shape
     if h <= 2 * d or w <= 2 * d:
         return _empty(tiers, d, floor)
@@ -374,22 +373,29 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
     win = g[(rows[:, None] + off)[:, :, None], (cols[:, None] + off)[:, None, :]].astype(np.float64)
     values = win[:, d, d].copy()
     err = tiers.bound(values, c32)
-    is_peak, unsure = _peak_test(win, tiers.bound(win, c32), d)
+    is_peak, unsure, rivals = _peak_test(win, tiers.bound(win, c32), d)
     if len(unsure):
         if len(unsure) > _MAX_UNCERTAIN:
             log.debug("%d uncertain windows: exact smoothing of the whole image", len(unsure))
             return _prepare_exact(tiers, d, floor)
-        # float64 first, then exact for what is still undecided
-        if len(unsure) > _WHOLE_IMAGE_64:  # cheaper to smooth everything in float64
-            g64 = tiers.smooth64()
-            win64 = g64[(rows[unsure, None] + off)[:, :, None], (cols[unsure, None] + off)[:, None, :]]
-        else:
-            win64 = tiers.windows(rows[unsure], cols[unsure], d, exact=False)
-        peak64, unsure64 = _peak_test(win64, tiers.bound(win64, tiers.c64), d)
-        is_peak[unsure] = peak64
-        values[unsure] = win64[:, d, d]
-        err[unsure] = tiers.bound(values[unsure], tiers.c64)
-        still = unsure[unsure64]
+        # float64 at the centres and their rivals only (the rest of each window
+        # is surely dimmer), then exact windows for what is still undecided
+        which, dy, dx = np.nonzero(rivals[unsure])
+        pr = np.concatenate([rows[unsure], rows[unsure][which] + dy - d])
+        pc = np.concatenate([cols[unsure], cols[unsure][which] + dx - d])
+        v64 = tiers.windows(pr, pc, 0, exact=False)[:, 0, 0]
+        centre, rival = v64[: len(unsure)], v64[len(unsure) :]
+        e_centre = tiers.bound(centre, tiers.c64)
+        gap = centre[which] - rival
+        tol = e_centre[which] + tiers.bound(rival, tiers.c64)
+        beaten = np.zeros(len(unsure), bool)
+        close = np.zeros(len(unsure), bool)
+        np.logical_or.at(beaten, which, gap < -tol)
+        np.logical_or.at(close, which, gap <= tol)
+        is_peak[unsure] = ~beaten & ~close
+        values[unsure] = centre
+        err[unsure] = e_centre
+        still = unsure[~beaten & close]
         if len(still):
             wx = tiers.windows(rows[still], cols[still], d, exact=True)
             is_peak[still] = wx[:, d, d] == wx.max(axis=(1, 2))
@@ -419,7 +425,8 @@ def _sparse_nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.divmod(idx.astype(np.intp), mask.shape[1])
 
 
-def _peak_test(win: np.ndarray, bound: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+def _peak_test(win: np.ndarray, bound: np.ndarray, d: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decide ``centre == window max`` from approximate windows.
 
     Returns
@@ -428,15 +435,17 @@ def _peak_test(win: np.ndarray, bound: np.ndarray, d: int) -> tuple[np.ndarray, 
         Certain peaks (and, for undecided windows, ``False`` for now).
     unsure : ndarray of int
         Indices of windows whose answer the bounds cannot decide.
+    rivals : ndarray of bool, shape (N, 2d+1, 2d+1)
+        Pixels that may be as bright as the centre (never the centre itself).
     """
     centre = win[:, d, d][:, None, None]
     cb = bound[:, d, d][:, None, None]
     gap = centre - win
     tol = cb + bound
     beaten = (gap < -tol).any(axis=(1, 2))  # someone is surely brighter
-    close = gap <= tol
-    close[:, d, d] = False
-    rival = close.any(axis=(1, 2))
+    rivals = gap <= tol
+    rivals[:, d, d] = False
+    rival = rivals.any(axis=(1, 2))
     is_peak = ~beaten & ~rival
     unsure = np.flatnonzero(~beaten & rival)
-    return is_peak, unsure
+    return is_peak, unsure, rivals
