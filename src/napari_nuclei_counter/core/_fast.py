@@ -148,14 +148,14 @@ class _Tiers:
 
     def _patches(self, rows, cols, half: int) -> np.ndarray:
         """Input patches around pixels, edge-replicated like the reference's ``nearest``."""
-        r = self.radius
-        pad = r + max(half, self.max_half)
-        if self._padded is None or self._padded[0] < pad:
+        reach = self.radius + half
+        pad = self.radius + max(half, self.max_half)
+        if self._padded is None or self._padded[0] < reach:
             self._padded = (pad, np.pad(self.image, pad, mode="edge"))
         big, padded = self._padded
-        size = 2 * pad + 1
+        size = 2 * reach + 1
         view = sliding_window_view(padded, (size, size))
-        shift = big - pad
+        shift = big - reach
         return view[np.asarray(rows) + shift, np.asarray(cols) + shift].astype(np.float64)
 
     def windows(self, rows, cols, half: int, exact: bool) -> np.ndarray:
