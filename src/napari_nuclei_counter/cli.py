@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -146,6 +147,8 @@ def _cmd_detect(args) -> int:
     t0 = time.perf_counter()
     writer = ResultsWriter(out, params, len(paths), info)
     gen = run_batch(paths, params, workers=args.workers, engine=args.engine, regex=args.regex)
+    # SIGTERM (a batch system ending the job) stops as cleanly as Ctrl+C
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         for result in gen:
             writer.add(result)
@@ -159,6 +162,8 @@ def _cmd_detect(args) -> int:
         sys.stderr.write(f"interrupted: {writer.n_done} of {len(paths)} images done; "
                          f"tables written to {out}\n")
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     bar.close()
     writer.close()
     dt = time.perf_counter() - t0
@@ -167,6 +172,10 @@ def _cmd_detect(args) -> int:
         f"{dt:.1f} s ({writer.n_done / max(dt, 1e-9):.1f} images/s); tables in {out}\n"
     )
     return EXIT_FAILED if writer.n_failed else EXIT_OK
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _progress(total: int, disable: bool):

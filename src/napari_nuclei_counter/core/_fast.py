@@ -31,6 +31,7 @@ is hundreds of times below ``c32``) and compare with the reference image by imag
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 import cv2
@@ -59,6 +60,8 @@ def kernel_radius(sigma: float) -> int:
 def gaussian_kernel(sigma: float) -> np.ndarray:
     """Return the reference's normalised 1-D Gaussian weights, shape ``(2r+1,)``."""
     radius = kernel_radius(sigma)
+    if radius == 0:  # scipy's answer for any sigma below 0.125 (and it skips <= 1e-15)
+        return np.ones(1)
     x = np.arange(-radius, radius + 1)
     phi = np.exp(-0.5 / (sigma * sigma) * x**2)
     return phi / phi.sum()
@@ -139,12 +142,24 @@ class _Tiers:
         self._padded: tuple[int, np.ndarray] | None = None
         self.max_half = 0  #: largest window half-size that will be asked for
         # non-negative images get relative bounds; others one global bound
-        lo = 0.0 if image.dtype.kind in "ub" else float(image.min())
-        self.absolute = 0.0 if lo >= 0 else 3.0 * max(abs(lo), abs(float(image.max())))
+        if image.dtype.kind in "ub":
+            lo, hi = 0.0, 1.0
+        else:
+            lo, hi = float(image.min()), float(image.max())
+        self.magnitude = max(abs(lo), abs(hi))
+        self.absolute = 0.0 if lo >= 0 else 3.0 * self.magnitude
+        # absolute allowance for float32 underflow, which only float images
+        # can reach (integer pixels times weights stay far above 1e-38)
+        self._TINY = 1e-33 if image.dtype.kind == "f" else 0.0
+
+
+    def float32_safe(self) -> bool:
+        """Whether float32 can hold the image without overflow."""
+        return self.magnitude < 1e36
 
     def bound(self, values: np.ndarray, c: float) -> np.ndarray:
         """Error bound of ``values`` computed at relative accuracy ``c``."""
-        return c * (np.abs(values) + self.absolute)
+        return c * (np.abs(values) + self.absolute) + self._TINY
 
     def _patches(self, rows, cols, half: int) -> np.ndarray:
         """Input patches around pixels, edge-replicated like the reference's ``nearest``."""
@@ -179,7 +194,8 @@ class _Tiers:
             if exact:
                 from scipy import ndimage as ndi
 
-                for axis in (1, 2):
+                # like gaussian_filter, which leaves axes with sigma <= 1e-15 alone
+                for axis in (1, 2) if self.sigma > 1e-15 else ():
                     ndi.gaussian_filter1d(patch, self.sigma, axis=axis, mode="nearest",
                                           truncate=_TRUNCATE, output=patch)
                 out[s : s + step] = patch[:, r : r + k, r : r + k]
@@ -279,10 +295,27 @@ def _empty(tiers, d, floor) -> Candidates:
                       floor, d, tiers)
 
 
-def _max_filter(g: np.ndarray, d: int) -> np.ndarray:
+def _max_filter(g: np.ndarray, d: int, dst: np.ndarray | None = None) -> np.ndarray:
     size = 2 * d + 1
-    return cv2.dilate(g, cv2.getStructuringElement(cv2.MORPH_RECT, (size, size)),
+    return cv2.dilate(g, cv2.getStructuringElement(cv2.MORPH_RECT, (size, size)), dst=dst,
                       borderType=cv2.BORDER_REPLICATE)
+
+
+_local = threading.local()
+
+
+def _workspace(shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Per-thread image-sized buffers, reused from one image to the next.
+
+    A batch processes images of one size; fresh 5 MB arrays for every image
+    would cost thousands of page faults (several ms) each time.
+    """
+    ws = getattr(_local, "workspace", None)
+    if ws is None or ws["x"].shape != shape:
+        ws = {name: np.empty(shape, np.float32) for name in ("x", "tmp", "g", "mx")}
+        ws["mask"] = np.empty(shape, bool)
+        _local.workspace = ws
+    return ws
 
 
 def _clear_border(mask: np.ndarray, d: int) -> None:
@@ -333,32 +366,43 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
     if h <= 2 * d or w <= 2 * d:
         return _empty(tiers, d, floor)
     r = tiers.radius
-    if h <= 2 * r or w <= 2 * r:
-        # tiny image: the exact path is cheap and avoids OpenCV edge cases
+    if h <= 2 * r or w <= 2 * r or not tiers.float32_safe():
+        # tiny image (the exact path is cheap and avoids OpenCV edge cases), or
+        # values too large for float32
         return _prepare_exact(tiers, d, floor)
 
-    x = image if image.dtype == np.float32 else image.astype(np.float32)
+    ws = _workspace(image.shape)
+    if image.dtype == np.float32 and image.flags.c_contiguous:
+        x = image
+    else:
+        x = ws["x"]
+        np.copyto(x, image, casting="unsafe")
     k = tiers.kernel.astype(np.float32)
+    g = ws["g"]
     if len(k) < _DFT_TAPS:
-        g = cv2.filter2D(x, cv2.CV_32F, k[:, None], borderType=cv2.BORDER_REPLICATE)
-        g = cv2.filter2D(g, cv2.CV_32F, k[None, :], borderType=cv2.BORDER_REPLICATE)
+        cv2.filter2D(x, cv2.CV_32F, k[:, None], dst=ws["tmp"], borderType=cv2.BORDER_REPLICATE)
+        cv2.filter2D(ws["tmp"], cv2.CV_32F, k[None, :], dst=g, borderType=cv2.BORDER_REPLICATE)
     else:  # filter2D would use a DFT, whose error is not bounded the same way
-        g = cv2.sepFilter2D(x, cv2.CV_32F, k, k, borderType=cv2.BORDER_REPLICATE)
+        cv2.sepFilter2D(x, cv2.CV_32F, k, k, dst=g, borderType=cv2.BORDER_REPLICATE)
     c32 = tiers.c32
     glo, ghi, _, _ = cv2.minMaxLoc(g)
-    if ghi - glo <= 2 * c32 * (max(abs(glo), abs(ghi)) + tiers.absolute):
+    if ghi - glo <= 2 * (c32 * (max(abs(glo), abs(ghi)) + tiers.absolute) + tiers._TINY):
         # (nearly) flat: triviality and ties are decided by the reference itself
         return _prepare_exact(tiers, d, floor)
 
-    mx = _max_filter(g, d)
+    mx = _max_filter(g, d, dst=ws["mx"])
     # p cannot be a peak if the window maximum beats it beyond both bounds
+    lim = ws["tmp"]
     if tiers.absolute == 0:
-        lim = mx * np.float32(1 - 2 * c32)
+        np.multiply(mx, np.float32(1 - 2 * c32), out=lim)
+        if tiers._TINY:
+            np.subtract(lim, np.float32(2 * tiers._TINY), out=lim)
     else:
-        lim = mx - np.float32(2 * c32 * tiers.absolute)
+        np.subtract(mx, np.float32(2 * c32 * tiers.absolute + 2 * tiers._TINY), out=lim)
     if np.isfinite(floor):
-        np.maximum(lim, np.float32(floor - 2 * c32 * (abs(floor) + tiers.absolute)), out=lim)
-    mask = g >= lim
+        np.maximum(lim, np.float32(floor - 2 * (c32 * (abs(floor) + tiers.absolute)
+                                                 + tiers._TINY)), out=lim)
+    mask = np.greater_equal(g, lim, out=ws["mask"])
     _clear_border(mask, d)
     rows, cols = _sparse_nonzero(mask)  # raster order
     n = len(rows)

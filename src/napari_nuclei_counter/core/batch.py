@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import signal
 import sys
 import threading
 import time
@@ -135,6 +136,9 @@ def process_shared_chunk(items: Sequence[tuple], shm_name: str, params: Detectio
 
 
 def _init_worker() -> None:
+    # Ctrl+C in a terminal reaches the whole process group: the main process
+    # handles it and stops the workers, which must not print tracebacks
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # one thread per worker: the pool already uses every core
     cv2.setNumThreads(1)
     # pay one-off initialisation (OpenCV dispatch, lazy imports) before timing starts

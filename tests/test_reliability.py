@@ -1,0 +1,191 @@
+"""Bad inputs, interruptions and fuzzing: keep going, say why, lose nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import tifffile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from napari_nuclei_counter import DetectionParams, detect, detect_nuclei
+from napari_nuclei_counter.core.sample import make_nuclei_image, write_sample_plate
+
+EXE = str(Path(sys.executable).parent / "nuclei-counter")
+P = DetectionParams(4.0, 6, 1000.0)
+
+
+def _write_bad_folder(folder: Path) -> dict[str, str]:
+    """Good images with every kind of bad file between them; returns name -> expected error."""
+    folder.mkdir(parents=True)
+    write_sample_plate(folder, rows="B", columns=range(2, 4), sites=1, seed=9, shape=(256, 320))
+    bad = {}
+
+    def add(name, expected, writer):
+        writer(folder / name)
+        bad[name] = expected
+
+    add("Week1_1_C01_s1_w1zero.tif", "empty file", lambda p: p.write_bytes(b""))
+    good_bytes = next(folder.glob("Week1_22123_B02*")).read_bytes()
+    add("Week1_1_C02_s1_w1truncated.tif", "not a readable TIFF",
+        lambda p: p.write_bytes(good_bytes[: len(good_bytes) // 3]))
+    add("Week1_1_C03_s1_w1text.tif", "not a readable TIFF",
+        lambda p: p.write_text("hello, I am not an image"))
+    add("Week1_1_C04_s1_w1rgb.tif", "RGB",
+        lambda p: tifffile.imwrite(p, np.zeros((64, 64, 3), np.uint8), photometric="rgb"))
+
+    def nan_image(p):
+        img = make_nuclei_image(1, 30, (128, 128))[0].astype(np.float32)
+        img[5, 5] = np.nan
+        tifffile.imwrite(p, img)
+
+    add("Week1_1_C05_s1_w1nan.tif", "NaN", nan_image)
+    add("Week1_1_C06_s1_w1stack.tif", "2-D",
+        lambda p: tifffile.imwrite(p, np.zeros((3, 64, 64), np.uint16), photometric="minisblack"))
+    os.symlink(folder / "nowhere.tif", folder / "Week1_1_C07_s1_w1dangling.tif")
+    bad["Week1_1_C07_s1_w1dangling.tif"] = "broken symbolic link"
+    # valid but unusual: processed, not errors
+    tifffile.imwrite(folder / "Week1_1_D01_s1_w1allzero.tif", np.zeros((200, 200), np.uint16))
+    tifffile.imwrite(folder / "Week1_1_D02_s1_w1tiny.tif",
+                     make_nuclei_image(2, 3, (20, 24))[0])
+    os.link(next(folder.glob("Week1_22123_B03*")), folder / "Week1_1_D03_s1_w1 spaces (1) é.tif")
+    return bad
+
+
+def test_bad_inputs_each_get_a_clear_error_and_the_rest_is_exact(tmp_path):
+    folder = tmp_path / "mixed (folder) é"
+    bad = _write_bad_folder(folder)
+    out = tmp_path / "out"
+    p = subprocess.run([EXE, "detect", str(folder), "--out", str(out), "--workers", "2",
+                        "--quiet"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    images = pd.read_csv(out / "images.csv", keep_default_na=False)
+    nuclei = pd.read_csv(out / "nuclei.csv")
+    assert len(images) == len(list(folder.iterdir()))
+    by_name = {Path(x).name: row for x, row in zip(images["path"], images.to_dict("records"))}
+    for name, expected in bad.items():
+        row = by_name[name]
+        assert expected in row["error"], (name, row["error"])
+        assert row["n_nuclei"] == ""
+    good = [n for n in by_name if n not in bad]
+    assert len(good) == 5
+    for name in good:
+        row = by_name[name]
+        assert row["error"] == ""
+        expected = detect(tifffile.imread(folder / name), P, engine="reference").coords
+        assert int(row["n_nuclei"]) == len(expected)
+        mine = nuclei[nuclei["path"] == row["path"]][["y", "x"]].to_numpy()
+        np.testing.assert_array_equal(mine.reshape(-1, 2), expected)
+    assert int(by_name["Week1_1_D01_s1_w1allzero.tif"]["n_nuclei"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["n_failed"] == len(bad) and run["complete"] is True
+
+
+def test_empty_folder_is_a_usage_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    p = subprocess.run([EXE, "detect", str(tmp_path / "empty")], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert p.returncode == 2 and "matches the pattern" in p.stderr
+
+
+def _worker_pids(proc: psutil.Process) -> set[int]:
+    out = set()
+    for c in proc.children(recursive=True):
+        try:
+            helper = c.ppid() == proc.pid and any(
+                k in " ".join(c.cmdline()) for k in ("forkserver", "resource_tracker"))
+        except psutil.NoSuchProcess:
+            continue
+        if not helper:
+            out.add(c.pid)
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_workers_and_keeps_valid_tables(tmp_path, sig):
+    paths = write_sample_plate(tmp_path / "p", rows="B", columns=range(2, 4), sites=1, seed=10)
+    for k in range(60):
+        for j, src in enumerate(paths):
+            os.symlink(src, src.parent / f"Week1_22123_H{k + 10:02d}_s{j + 1}_w1L.tif")
+    out = tmp_path / "out"
+    cli = subprocess.Popen([EXE, "detect", str(tmp_path / "p"), "--out", str(out), "--workers",
+                            "2", "--engine", "reference"], stderr=subprocess.PIPE, text=True)
+    proc = psutil.Process(cli.pid)
+    deadline = time.monotonic() + 60
+    workers: set[int] = set()
+    while time.monotonic() < deadline and len(workers) < 2:
+        workers = _worker_pids(proc)
+        time.sleep(0.05)
+    assert len(workers) == 2
+    time.sleep(1.0)  # some images done
+    everyone = {c.pid for c in proc.children(recursive=True)}
+    t0 = time.monotonic()
+    cli.send_signal(sig)
+    _, err = cli.communicate(timeout=20)
+    assert cli.returncode == 130, err
+    assert time.monotonic() - t0 < 5
+    gone, alive = psutil.wait_procs([psutil.Process(p) for p in everyone if psutil.pid_exists(p)],
+                                    timeout=2)
+    assert not alive, f"processes left behind: {alive}"
+    assert "interrupted" in err and "Traceback" not in err
+    images = pd.read_csv(out / "images.csv", keep_default_na=False)
+    run = json.loads((out / "run.json").read_text())
+    assert 0 < len(images) < 122 and run["complete"] is False
+    assert run["n_processed"] == len(images)
+    assert (images["error"] == "").all()
+    assert len(pd.read_csv(out / "nuclei.csv")) == images["n_nuclei"].astype(int).sum()
+
+
+def oracle(img, s, d, t):
+    from skimage.feature import peak_local_max
+    from skimage.filters import gaussian
+
+    g = gaussian(np.asarray(img).astype(np.float64), s, mode="nearest", truncate=4.0)
+    return np.asarray(peak_local_max(g, min_distance=d, threshold_abs=t, exclude_border=d,
+                                     p_norm=np.inf)).reshape(-1, 2)
+
+
+anything = hnp.arrays(
+    dtype=st.sampled_from([np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32,
+                           np.uint32, np.int64, np.float16, np.float32, np.float64,
+                           np.complex64]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=24),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(img=anything, sigma=st.one_of(st.floats(-2, 8), st.just(0.0)),
+       d=st.integers(-1, 6), t=st.one_of(st.floats(allow_nan=True), st.integers(-5, 300)))
+def test_fuzz_detect_nuclei_is_reference_or_clear_error(img, sigma, d, t):
+    try:
+        got = detect_nuclei(img, sigma=sigma, min_distance=d, threshold_abs=t)
+    except (ValueError, TypeError) as exc:
+        assert str(exc)  # a message, not a bare exception
+        return
+    assert got.dtype == np.intp and got.ndim == 2 and got.shape[1] == 2
+    plane = np.asarray(img)
+    plane = plane.squeeze() if plane.ndim > 2 else plane
+    if plane.dtype == bool:
+        plane = plane.view(np.uint8)
+    np.testing.assert_array_equal(got, oracle(plane, sigma, d, float(t)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(scale=st.sampled_from([1e-40, 1e-30, 1e-3, 1e20, 1e35, 1e300]),
+       seed=st.integers(0, 1000))
+def test_fuzz_extreme_float_magnitudes(scale, seed):
+    img = make_nuclei_image(seed, 20, (64, 72))[0].astype(np.float64) * scale
+    t = 1000.0 * scale
+    np.testing.assert_array_equal(detect_nuclei(img, 3.0, 4, t), oracle(img, 3.0, 4, t))
