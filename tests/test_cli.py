@@ -39,7 +39,11 @@ def test_detect_end_to_end(sample_images, tmp_path):
     images = pd.read_csv(out / "images.csv", keep_default_na=False)
     nuclei = pd.read_csv(out / "nuclei.csv")
     assert list(images.columns) == ["path", "plate", "well", "site", "channel", "n_nuclei",
-                                    "error", "seconds"]
+                                    "error", "seconds", "saturated_fraction", "sharpness",
+                                    "qc_flags", "edited", "file_size", "file_mtime"]
+    wells = pd.read_csv(out / "wells.csv")
+    assert list(wells.columns) == ["plate", "well", "images", "total", "mean", "std"]
+    assert wells["total"].sum() == len(nuclei)
     assert list(nuclei.columns) == ["path", "plate", "well", "site", "y", "x", "intensity"]
     assert len(images) == 7
     bad = images[images["path"].str.endswith("BAD.tif")].iloc[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import threading
@@ -21,6 +22,9 @@ from napari_nuclei_counter.core.params import DetectionParams  # noqa: E402
 from napari_nuclei_counter.core.sample import write_sample_plate  # noqa: E402
 
 PARAMS = DetectionParams(sigma=4.0, min_distance=6, threshold_abs=1000.0)
+#: no dashboard, HTTP server on a free port, quiet
+QUIET = dict(dashboard_address=None, silence_logs=logging.WARNING,
+             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +47,7 @@ def expected(plate):
 @pytest.fixture(scope="module")
 def cluster():
     """A separate LocalCluster of two worker processes, as a user would start one."""
-    lc = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs="warning")
+    lc = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, **QUIET)
     yield lc
     lc.close()
 
@@ -83,12 +86,17 @@ def test_empty_input_starts_nothing():
     assert list(run_batch_dask([], PARAMS)) == []
 
 
-def test_local_cluster_matches_run_batch(plate, expected):
+def test_local_cluster_matches_run_batch(plate, expected, caplog):
+    caplog.set_level(logging.INFO)
     got = _by_index(run_batch_dask(plate, PARAMS, n_workers=2, chunksize=2))
     _assert_same(got, expected)
     broken = got[len(plate) - 1]
     assert not broken.ok and "not a readable TIFF" in broken.error
     assert sum(r.ok for r in got.values()) == len(plate) - 1
+    # the cluster's start and stop do not flood the caller's logs
+    chatter = [r for r in caplog.records
+               if r.name.startswith("distributed") and r.levelno < logging.WARNING]
+    assert not chatter, chatter[:3]
 
 
 def test_scheduler_address(plate, expected, cluster):
@@ -127,7 +135,7 @@ def test_task_failure_becomes_error_results(plate, expected, monkeypatch):
     # threads in this process, so that the stand-in task is the one that runs
     monkeypatch.setattr(_dask, "_process_chunk", _fails_on_broken)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                  dashboard_address=None, silence_logs="warning") as lc, \
+                                  **QUIET) as lc, \
             distributed.Client(lc, set_as_default=False) as client:
         got = _by_index(run_batch_dask(plate, PARAMS, client=client, chunksize=3))
     assert sorted(got) == list(range(len(plate)))

@@ -169,10 +169,10 @@ def test_count_outlier_among_eight_similar_counts():
     counts = [100, 102, 98, 101, 99, 100, 103, 400]  # median 100.5, MAD 1.5
     df = _table([{"n_nuclei": n} for n in counts])
     assert qc_flags(df).tolist() == [""] * 7 + ["count_outlier"]
-    low = _table([{"n_nuclei": n} for n in counts[:7] + [80]])  # z = -11.5: also flagged
+    low = _table([{"n_nuclei": n} for n in counts[:7] + [80]])  # z = -9.0: also flagged
     assert qc_flags(low).tolist() == [""] * 7 + ["count_outlier"]
-    # |z| of 96 is 0.6745 * 4.5 / 1.5 = 2.02: fine at 3.5, an outlier at 2
-    near = _table([{"n_nuclei": n} for n in counts[:7] + [96]])
+    # median 100, MAD 1.5: |z| of 95 is 0.6745 * 5 / 1.5 = 2.25, fine at 3.5, an outlier at 2
+    near = _table([{"n_nuclei": n} for n in counts[:7] + [95]])
     assert qc_flags(near).tolist() == [""] * 8
     assert qc_flags(near, outlier_z=2.0).tolist() == [""] * 7 + ["count_outlier"]
 
@@ -195,7 +195,8 @@ def test_failed_rows_get_no_flag():
 
 
 def test_flags_are_joined_in_a_fixed_order_and_metrics_may_be_missing():
-    df = _table([{"n_nuclei": 0, "saturated_fraction": 0.5}] + [{"n_nuclei": 50}] * 5)
+    df = _table([{"n_nuclei": 0, "saturated_fraction": 0.5}]
+                + [{"n_nuclei": n} for n in (48, 49, 50, 51, 52)])
     assert qc_flags(df).tolist() == ["no_nuclei;saturated;count_outlier"] + [""] * 5
     bare = df[["n_nuclei", "error"]]  # no metrics, no plate: count checks only
     assert qc_flags(bare).tolist() == ["no_nuclei;count_outlier"] + [""] * 5

@@ -73,4 +73,7 @@ def test_aborted_writer_leaves_previous_tables(tmp_path):
             w.add(_results()[2])
             raise RuntimeError("crash")
     assert (tmp_path / "nuclei.csv").read_text() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["images.csv", "nuclei.csv", "run.json"]
+    # the rows of the crashed run stay in the streaming files, for --resume
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "images.csv", "images.partial.csv", "nuclei.csv", "nuclei.partial.csv", "run.json",
+        "run.partial.json", "wells.csv"]

@@ -67,7 +67,7 @@ from collections import deque
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
-from .core.batch import _chunks, default_workers, process_chunk
+from .core.batch import default_workers, process_chunk
 from .core.discovery import parse_metadata
 from .core.params import DetectionParams
 from .core.results import ImageResult
@@ -78,6 +78,10 @@ log = logging.getLogger(__name__)
 
 #: tasks kept in flight per worker thread: enough to hide scheduling latency
 TASKS_PER_THREAD = 4
+#: worker time a task should take when the chunk size is automatic, s
+TASK_SECONDS = 0.5
+#: most images in one automatic task
+MAX_CHUNK = 256
 #: the longest the generator waits before it looks at ``cancel`` again, s
 POLL_SECONDS = 0.2
 #: how often the number of worker threads is asked again (workers may join), s
@@ -119,7 +123,8 @@ def run_batch_dask(
     regex : str, optional
         Metadata regex for file names (see :func:`parse_metadata`).
     chunksize : int, optional
-        Images per task; default balances progress updates and overhead.
+        Images per task. Default: automatic, one image for the first tasks,
+        then about half a second of worker time per task (fewer near the end).
     cancel : threading.Event, optional
         Set it (from any thread) to stop: pending tasks are cancelled within
         a fraction of a second, the local cluster (if any) is closed, and the
@@ -165,6 +170,15 @@ def _connect(scheduler, client, n_workers, threads_per_worker):
     if client is not None:
         yield client
         return
+    import distributed  # noqa: F401  (sets up its loggers, which _quiet_logs overrides)
+
+    with _quiet_logs(), _own_client(scheduler, n_workers, threads_per_worker) as own:
+        yield own
+
+
+@contextmanager
+def _own_client(scheduler, n_workers, threads_per_worker):
+    """A client of ``scheduler``, or of a new local cluster; both closed on exit."""
     from distributed import Client
 
     if scheduler is not None:
@@ -181,6 +195,24 @@ def _connect(scheduler, client, n_workers, threads_per_worker):
         own = Client(cluster, set_as_default=False)
         with _closing(own):
             yield own
+
+
+@contextmanager
+def _quiet_logs(level: int = logging.WARNING):
+    """Keep ``distributed``'s INFO chatter (cluster start, connections) out of our logs.
+
+    ``distributed`` sets its logger to INFO and lets records reach the root
+    logger, so a command line that shows warnings would show every worker
+    starting and stopping. The previous level is restored on exit.
+    """
+    logger = logging.getLogger("distributed")
+    old = logger.level
+    if logger.getEffectiveLevel() < level:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
 
 
 @contextmanager
@@ -206,7 +238,10 @@ def _local_cluster(n_workers: int | None, threads_per_worker: int):
     with _no_main_reimport():  # a script without a __main__ guard must not run again
         cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker,
                                processes=True, dashboard_address=None,
-                               silence_logs=logging.WARNING)
+                               silence_logs=logging.WARNING,
+                               # no dashboard; its HTTP server (health checks) on a
+                               # free local port, not 8787, which may be taken
+                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
     log.info("local Dask cluster of %d workers started in %.1f s",
              n, time.perf_counter() - t0)
     return cluster
@@ -230,24 +265,76 @@ def _total_threads(client) -> int:
     return sum(client.nthreads().values())
 
 
-class _Slots:
-    """How many tasks to keep in flight; follows workers that join or leave."""
+class _Workers:
+    """The cluster's worker threads, asked again at most every ``REFRESH_SECONDS``.
+
+    Workers may join (adaptive or job-queue clusters) or leave during a batch.
+    """
 
     def __init__(self, client):
         self._client = client
         self._checked = float("-inf")
-        self._limit = TASKS_PER_THREAD
+        self._threads = 0
 
-    def limit(self) -> int:
-        """Tasks allowed in flight, asking the scheduler at most once per second."""
+    def threads(self) -> int:
+        """Worker threads (the last known number if the scheduler does not answer)."""
         now = time.monotonic()
         if now - self._checked >= REFRESH_SECONDS:
             self._checked = now
             try:
-                self._limit = TASKS_PER_THREAD * max(1, _total_threads(self._client))
-            except Exception as exc:  # keep the last known value
+                self._threads = _total_threads(self._client)
+            except Exception as exc:
                 log.debug("could not ask the scheduler for its workers: %s", exc)
-        return self._limit
+        return self._threads
+
+
+class _Chunker:
+    """Carve tasks out of the images still to do.
+
+    With a fixed ``chunksize`` every task has that many images. Otherwise the
+    first tasks have one image each (the first results come at once) and
+    later ones are sized to take about ``TASK_SECONDS`` of worker time, from
+    the time images took so far: tiny images get big tasks, so the
+    scheduler's cost per task (milliseconds) stays small, and big images
+    small ones, so progress stays smooth. Near the end, tasks shrink so that
+    every worker thread finishes at about the same time.
+    """
+
+    def __init__(self, items: list, chunksize: int | None):
+        self._items = deque(items)
+        self._retry: deque = deque()  # one-image tasks, run first
+        self._fixed = int(chunksize) if chunksize else None
+        self._seconds = 0.0
+        self._timed = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._items or self._retry)
+
+    def retry_alone(self, chunk: list) -> None:
+        """Run these images again, one per task."""
+        self._retry.extend([item] for item in chunk)
+
+    def observe(self, result: ImageResult) -> None:
+        """Learn from the worker time of one processed image."""
+        if result.ok:
+            self._seconds += result.seconds
+            self._timed += 1
+
+    def next_chunk(self, threads: int) -> list:
+        """Return the next task's ``(index, path)`` pairs (``self`` must be non-empty)."""
+        if self._retry:
+            return self._retry.popleft()
+        size = min(self._size(threads), len(self._items))
+        return [self._items.popleft() for _ in range(size)]
+
+    def _size(self, threads: int) -> int:
+        if self._fixed:
+            return self._fixed
+        if not self._timed:
+            return 1
+        per_image = max(self._seconds / self._timed, 1e-4)
+        balanced = len(self._items) / (2 * max(threads, 1))
+        return int(max(1, min(MAX_CHUNK, TASK_SECONDS / per_image, balanced)))
 
 
 # ---------------------------------------------------------------------------
@@ -269,38 +356,33 @@ def _process_chunk(items, params, engine, regex) -> list[ImageResult]:
     return process_chunk(items, params, engine, regex)
 
 
-def _default_chunksize(n_items: int, threads: int) -> int:
-    """Images per task: about six tasks per worker thread, at most 8 images each."""
-    return max(1, min(8, n_items // (max(threads, 1) * 6)))
-
-
 # ---------------------------------------------------------------------------
 # The streaming loop
 # ---------------------------------------------------------------------------
 
 def _stream(client, items, params, engine, regex, chunksize, cancel) -> Iterator[ImageResult]:
-    """Submit chunks with a bounded number in flight; yield results as they arrive."""
+    """Submit tasks with a bounded number in flight; yield results as they arrive."""
     from distributed import as_completed
 
     _prepare_workers(client)
-    if chunksize is None:
-        chunksize = _default_chunksize(len(items), _total_threads(client))
-    todo = deque(_chunks(items, int(chunksize)))
+    work = _Chunker(items, chunksize)
+    workers = _Workers(client)
     running: dict = {}  # future -> chunk
     ready = as_completed(loop=client.loop)
-    slots = _Slots(client)
     keys = _key_maker()
     try:
-        while todo or running:
-            _fill(client, todo, running, ready, slots.limit(), keys, (params, engine, regex))
+        while work or running:
+            _fill(client, work, workers.threads(), running, ready, keys,
+                  (params, engine, regex))
             done = _wait_ready(ready, cancel)
             if done is None:
                 return  # cancelled; the finally below drops what is in flight
             for fut in done:
                 if cancel is not None and cancel.is_set():
                     return
-                chunk = running.pop(fut)
-                yield from _collect(fut, chunk, regex, todo)
+                for result in _collect(fut, running.pop(fut), regex, work):
+                    work.observe(result)
+                    yield result
     finally:
         _cancel(client, running)
 
@@ -312,10 +394,12 @@ def _key_maker():
     return lambda chunk: f"nuclei-chunk-{token}-{next(counter)}-img{chunk[0][0]}"
 
 
-def _fill(client, todo: deque, running: dict, ready, limit: int, keys, args: tuple) -> None:
-    """Submit chunks from ``todo`` until ``limit`` tasks are in flight."""
-    while todo and len(running) < limit:
-        chunk = todo.popleft()
+def _fill(client, work: _Chunker, threads: int, running: dict, ready, keys,
+          args: tuple) -> None:
+    """Submit tasks until ``TASKS_PER_THREAD`` per worker thread are in flight."""
+    limit = TASKS_PER_THREAD * max(1, threads)
+    while work and len(running) < limit:
+        chunk = work.next_chunk(threads)
         fut = client.submit(_process_chunk, chunk, *args, key=keys(chunk), pure=False)
         running[fut] = chunk
         ready.add(fut)
@@ -351,11 +435,11 @@ def _sleep_until_ready(ready) -> None:
             cond.wait(timeout=POLL_SECONDS)
 
 
-def _collect(fut, chunk: list, regex, todo: deque) -> Iterator[ImageResult]:
+def _collect(fut, chunk: list, regex, work: _Chunker) -> Iterator[ImageResult]:
     """Yield a finished task's results, or failed results for its images.
 
     A chunk of several images whose workers died (``KilledWorker``) goes back
-    to ``todo`` as one task per image, so that only the culprit fails.
+    to ``work`` as one task per image, so that only the culprit fails.
     """
     try:
         results = fut.result()
@@ -363,7 +447,7 @@ def _collect(fut, chunk: list, regex, todo: deque) -> Iterator[ImageResult]:
         if _workers_died(exc) and len(chunk) > 1:
             log.warning("Dask workers died running %d images; retrying them one at a time",
                         len(chunk))
-            todo.extendleft([item] for item in reversed(chunk))
+            work.retry_alone(chunk)
             return
         yield from _failed(chunk, exc, regex)
         return

@@ -20,7 +20,7 @@ from .core.batch import default_workers, run_batch, start_workers_early
 from .core.detection import ENGINES
 from .core.discovery import BBBC021_PATTERN, find_images
 from .core.params import DetectionParams
-from .core.results import ResultsWriter
+from .core.results import ResultsWriter, resume_state
 
 __all__ = ["main", "build_parser"]
 
@@ -80,6 +80,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detection engine; both give identical results, 'reference' is "
                         "scikit-image and slow")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--resume", action="store_true",
+                   help="finish an interrupted run in --out: skip images already done with "
+                        "the same parameters (same path, size and modification time)")
+    d.add_argument("--parquet", action="store_true",
+                   help="also write images.parquet and nuclei.parquet (needs pyarrow)")
+    d.add_argument("--backend", choices=["process", "dask"], default="process",
+                   help="'process': worker processes on this machine; 'dask': a Dask "
+                        "cluster (--scheduler ADDRESS, or a local one)")
+    d.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="address of a running dask.distributed scheduler, e.g. "
+                        "tcp://10.0.0.5:8786 (with --backend dask)")
+
+    gal = sub.add_parser(
+        "gallery",
+        help="draw a density-sorted gallery PNG of a results folder",
+        description="Thumbnails of processed images with their nuclei drawn, sorted by count.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    gal.add_argument("results", metavar="RESULTS_DIR", help="a results folder (from detect)")
+    gal.add_argument("--out", default="gallery.png", help="PNG file to write")
+    gal.add_argument("--n", type=int, default=16,
+                     help="number of images (a random sample); 0 = all")
+    gal.add_argument("--seed", type=int, default=11, help="random seed for the sample")
+    gal.add_argument("--ascending", action="store_true", help="fewest nuclei first")
+    gal.add_argument("--columns", type=int, default=4, help="thumbnails per row")
+    gal.add_argument("--size", type=int, default=200, help="thumbnail size in pixels")
+
+    pm = sub.add_parser(
+        "platemap",
+        help="draw a plate map PNG (wells coloured by nuclei count) of a results folder",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    pm.add_argument("results", metavar="RESULTS_DIR", help="a results folder (from detect)")
+    pm.add_argument("--out", default="plate.png", help="PNG file to write")
+    pm.add_argument("--value", choices=["mean", "total"], default="mean",
+                    help="colour by mean nuclei per site, or total nuclei per well")
+    pm.add_argument("--plate", default=None,
+                    help="which plate, when the results hold several (default: the first)")
 
     s = sub.add_parser(
         "sample",
@@ -140,17 +178,28 @@ def _cmd_detect(args) -> int:
             )
     out = Path(args.out).expanduser()
     info = {"command": " ".join(["nuclei-counter", *sys.argv[1:]]), "input": str(src.resolve()),
-            "pattern": args.pattern, "engine": args.engine,
+            "pattern": args.pattern, "engine": args.engine, "backend": args.backend,
             "workers": default_workers() if args.workers is None else args.workers}
+    if args.parquet:
+        _require("pyarrow", "--parquet needs pyarrow: pip install pyarrow")
+    if args.backend == "dask":
+        _require("distributed", "--backend dask needs dask.distributed: "
+                                "pip install 'napari-nuclei-counter[dask]'")
+    paths = [str(p) for p in paths]
+    done = resume_state(out, params, paths) if args.resume else set()
+    todo = [i for i in range(len(paths)) if i not in done]
+    if args.resume:
+        sys.stderr.write(f"resuming: {len(done)} of {len(paths)} images already done\n")
     log.info("%d images, %s", len(paths), params)
-    bar = _progress(len(paths), disable=args.quiet)
+    bar = _progress(len(paths), disable=args.quiet, initial=len(done))
     t0 = time.perf_counter()
-    writer = ResultsWriter(out, params, len(paths), info)
-    gen = run_batch(paths, params, workers=args.workers, engine=args.engine, regex=args.regex)
+    writer = ResultsWriter(out, params, len(paths), info, done=done, parquet=args.parquet)
+    gen = _batch(args, [paths[i] for i in todo], params)
     # SIGTERM (a batch system ending the job) stops as cleanly as Ctrl+C
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         for result in gen:
+            result.index = todo[result.index]  # back to the position in the whole folder
             writer.add(result)
             bar.update(1)
             if not result.ok:
@@ -167,22 +216,39 @@ def _cmd_detect(args) -> int:
     bar.close()
     writer.close()
     dt = time.perf_counter() - t0
+    n_new = len(todo)
     sys.stderr.write(
         f"{writer.n_done} images, {writer.n_nuclei} nuclei, {writer.n_failed} failed, "
-        f"{dt:.1f} s ({writer.n_done / max(dt, 1e-9):.1f} images/s); tables in {out}\n"
+        f"{dt:.1f} s ({n_new / max(dt, 1e-9):.1f} images/s); tables in {out}\n"
     )
     return EXIT_FAILED if writer.n_failed else EXIT_OK
+
+
+def _require(module: str, message: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise _UsageError(message)
+
+
+def _batch(args, paths: list[str], params: DetectionParams):
+    if args.backend == "dask":
+        from ._dask import run_batch_dask
+
+        return run_batch_dask(paths, params, scheduler=args.scheduler, n_workers=args.workers
+                              or None, engine=args.engine, regex=args.regex)
+    return run_batch(paths, params, workers=args.workers, engine=args.engine, regex=args.regex)
 
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _progress(total: int, disable: bool):
+def _progress(total: int, disable: bool, initial: int = 0):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", desc="detecting", file=sys.stderr, disable=disable,
-                dynamic_ncols=True, smoothing=0.1)
+    return tqdm(total=total, initial=initial, unit="img", desc="detecting", file=sys.stderr,
+                disable=disable, dynamic_ncols=True, smoothing=0.1)
 
 
 def _cmd_sample(args) -> int:
@@ -197,12 +263,48 @@ def _cmd_sample(args) -> int:
     return EXIT_OK
 
 
+def _results_dir(path: str) -> Path:
+    folder = Path(path).expanduser()
+    if not ((folder / "images.csv").exists() or (folder / "images.partial.csv").exists()):
+        raise _UsageError(f"not a results folder (no images.csv): {folder}")
+    return folder
+
+
+def _cmd_gallery(args) -> int:
+    from .core.gallery import gallery_from_results, save_png
+
+    folder = _results_dir(args.results)
+    if args.columns < 1 or args.size < 16:
+        raise _UsageError("--columns must be at least 1 and --size at least 16")
+    picture = gallery_from_results(folder, n=args.n, seed=args.seed, ascending=args.ascending,
+                                   size=args.size, columns=args.columns)
+    save_png(picture, args.out)
+    sys.stderr.write(f"wrote {args.out}\n")
+    return EXIT_OK
+
+
+def _cmd_platemap(args) -> int:
+    from .core.gallery import render_plate_map, save_png
+    from .core.results import load_results
+
+    res = load_results(_results_dir(args.results))
+    wells = res.wells
+    if wells is None or not len(wells):
+        raise _UsageError("no well names in this results folder (file names without wells?)")
+    if args.plate is not None and args.plate not in set(wells["plate"]):
+        raise _UsageError(f"no plate {args.plate!r}; plates: {', '.join(sorted(set(wells['plate'])))}")
+    save_png(render_plate_map(wells, value=args.value, plate=args.plate), args.out)
+    sys.stderr.write(f"wrote {args.out}\n")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    commands = {"detect": _cmd_detect, "sample": _cmd_sample, "gui": _cmd_gui}
+    commands = {"detect": _cmd_detect, "sample": _cmd_sample, "gui": _cmd_gui,
+                "gallery": _cmd_gallery, "platemap": _cmd_platemap}
     try:
         return commands[args.command](args)
     except _UsageError as exc:

@@ -29,6 +29,7 @@ from . import _fast  # noqa: F401  (preloaded by the forkserver)
 from .detection import as_grayscale_2d, detect
 from .discovery import parse_metadata
 from .params import DetectionParams
+from .qc import image_metrics
 from .results import ImageResult
 
 __all__ = [
@@ -82,12 +83,16 @@ def process_image(index: int, path: str, params: DetectionParams, engine: str = 
     t0 = time.perf_counter()
     meta = parse_metadata(path, regex)
     try:
-        det = detect(read_image(path), params, engine=engine)
+        st = os.stat(path)
+        image = read_image(path)
+        det = detect(image, params, engine=engine)
+        metrics = image_metrics(image)
     except Exception as exc:
         msg = str(exc) or type(exc).__name__
         return ImageResult(index, str(path), meta, seconds=time.perf_counter() - t0, error=msg)
     return ImageResult(index, str(path), meta, det.coords, det.intensities,
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, metrics=metrics, file_size=st.st_size,
+                       file_mtime=st.st_mtime)
 
 
 def process_chunk(items: Sequence[tuple[int, str]], params: DetectionParams, engine: str = "fast",
@@ -99,12 +104,14 @@ def process_chunk(items: Sequence[tuple[int, str]], params: DetectionParams, eng
 def _detect_array(index: int, label: str, image, params, engine) -> ImageResult:
     t0 = time.perf_counter()
     try:
-        det = detect(as_grayscale_2d(image), params, engine=engine)
+        image = as_grayscale_2d(image)
+        det = detect(image, params, engine=engine)
+        metrics = image_metrics(image)
     except Exception as exc:
         return ImageResult(index, label, seconds=time.perf_counter() - t0,
                            error=str(exc) or type(exc).__name__)
     return ImageResult(index, label, coords=det.coords, intensities=det.intensities,
-                       seconds=time.perf_counter() - t0)
+                       seconds=time.perf_counter() - t0, metrics=metrics)
 
 
 def process_shared_chunk(items: Sequence[tuple], shm_name: str, params: DetectionParams,
@@ -135,7 +142,36 @@ def process_shared_chunk(items: Sequence[tuple], shm_name: str, params: Detectio
         shm.close()
 
 
-def _init_worker() -> None:
+def _watch_main(pid: int, interval: float = 0.5) -> None:
+    """End this worker when the main process is gone (killed, crashed).
+
+    A worker blocked on its task queue would otherwise wait forever: its
+    parent is the forkserver, and the forkserver only exits once every
+    worker has. A daemon thread checks the main process twice a second.
+    """
+    import threading
+
+    def watch():
+        stat = f"/proc/{pid}/stat"
+        while True:
+            time.sleep(interval)
+            try:
+                os.kill(pid, 0)
+                if os.path.exists(stat):
+                    with open(stat, "rb") as fh:
+                        if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                            os._exit(1)  # a zombie: dead, not yet reaped
+            except ProcessLookupError:
+                os._exit(1)
+            except OSError:  # /proc quirks: keep watching with os.kill alone
+                pass
+
+    threading.Thread(target=watch, name="watch-main", daemon=True).start()
+
+
+def _init_worker(main_pid: int | None = None) -> None:
+    if main_pid is not None:
+        _watch_main(main_pid)
     # Ctrl+C in a terminal reaches the whole process group: the main process
     # handles it and stops the workers, which must not print tracebacks
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -271,7 +307,8 @@ def _run_pool(todo: deque, fn, args: tuple, workers: int, regex=None,
     """
     suspects: deque = deque()
     while todo or suspects:
-        pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker)
+        pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker,
+                                   initargs=(os.getpid(),))
         running: dict[Future, tuple[list, bool]] = {}
         broken = False
         try:

@@ -122,8 +122,11 @@ def qc_flags(
         :func:`image_metrics`).
     ``out_of_focus``
         ``sharpness`` below ``focus_ratio`` (default 0.2, i.e. five times
-        blurrier) times the median sharpness of the plate. Skipped on plates
-        with fewer than 3 images that have a sharpness.
+        blurrier) times the median sharpness of the plate's images that have
+        nuclei. Images without nuclei are neither checked nor part of the
+        median (an empty field has nothing to be in focus; ``no_nuclei``
+        already says it). Skipped on plates with fewer than 3 images with
+        nuclei and a sharpness.
     ``count_outlier``
         The robust z-score of the count, ``0.6745 * (n - median) / MAD``
         (MAD: median absolute deviation from the median of the plate's
@@ -172,7 +175,7 @@ def qc_flags(
         }
     for plate in dict.fromkeys(plates[ok]):
         rows = np.flatnonzero(ok & (plates == plate))
-        checks["out_of_focus"][rows] = _out_of_focus(sharpness[rows], focus_ratio)
+        checks["out_of_focus"][rows] = _out_of_focus(sharpness[rows], count[rows], focus_ratio)
         checks["count_outlier"][rows] = _count_outlier(count[rows], outlier_z)
     flags = [";".join(name for name, on in zip(FLAGS, row) if on)
              for row in zip(*(checks[name] for name in FLAGS))]
@@ -197,8 +200,8 @@ def _column(images: pd.DataFrame, name: str) -> np.ndarray:
     return values.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _out_of_focus(sharpness: np.ndarray, ratio: float) -> np.ndarray:
-    valid = np.isfinite(sharpness)
+def _out_of_focus(sharpness: np.ndarray, count: np.ndarray, ratio: float) -> np.ndarray:
+    valid = np.isfinite(sharpness) & (count > 0)
     if valid.sum() < _MIN_FOCUS_IMAGES:
         return np.zeros(len(sharpness), bool)
     reference = float(np.median(sharpness[valid]))

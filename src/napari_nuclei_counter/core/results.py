@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +25,10 @@ if TYPE_CHECKING:  # pandas is imported where tables are built: a faster start-u
 
 __all__ = [
     "IMAGE_COLUMNS",
+    "WELL_COLUMNS",
+    "finish_tables",
+    "resume_state",
+    "write_parquet",
     "NUCLEI_COLUMNS",
     "ImageResult",
     "ResultsWriter",
@@ -35,8 +40,15 @@ __all__ = [
     "write_results",
 ]
 
-IMAGE_COLUMNS = ["path", "plate", "well", "site", "channel", "n_nuclei", "error", "seconds"]
+IMAGE_COLUMNS = [
+    "path", "plate", "well", "site", "channel", "n_nuclei", "error", "seconds",
+    "saturated_fraction", "sharpness", "qc_flags", "edited", "file_size", "file_mtime",
+]
 NUCLEI_COLUMNS = ["path", "plate", "well", "site", "y", "x", "intensity"]
+WELL_COLUMNS = ["plate", "well", "images", "total", "mean", "std"]
+
+#: streaming files of a run in progress (renamed to the final names at the end)
+PARTIAL = {"images.csv": "images.partial.csv", "nuclei.csv": "nuclei.partial.csv"}
 
 
 @dataclass
@@ -57,6 +69,14 @@ class ImageResult:
         Time spent on this image (reading + detection) in its worker.
     error : str
         Empty when the image was processed; otherwise a plain-words reason.
+    metrics : dict
+        Image quality measures (``saturated_fraction``, ``sharpness``), see
+        :mod:`napari_nuclei_counter.core.qc`.
+    file_size, file_mtime : int, float or None
+        The file's size and modification time when it was read (``--resume``
+        uses them to know that a file is unchanged).
+    edited : bool
+        ``True`` when the detections were corrected by hand.
     """
 
     index: int
@@ -66,6 +86,10 @@ class ImageResult:
     intensities: np.ndarray = field(default_factory=lambda: np.empty(0))
     seconds: float = 0.0
     error: str = ""
+    metrics: dict = field(default_factory=dict)
+    file_size: int | None = None
+    file_mtime: float | None = None
+    edited: bool = False
 
     @property
     def ok(self) -> bool:
@@ -78,10 +102,14 @@ class ImageResult:
         return len(self.coords) if self.ok else None
 
     def image_row(self) -> dict:
-        """Return this image's row of ``images.csv``."""
+        """Return this image's row of ``images.csv`` (``qc_flags`` is filled per plate later)."""
+        m = self.metrics
         return {
             "path": self.path, **self.meta.as_dict(), "n_nuclei": self.count,
             "error": self.error, "seconds": round(self.seconds, 6),
+            "saturated_fraction": m.get("saturated_fraction"), "sharpness": m.get("sharpness"),
+            "qc_flags": "", "edited": self.edited,
+            "file_size": self.file_size, "file_mtime": self.file_mtime,
         }
 
     def nuclei_rows(self) -> Iterator[tuple]:
@@ -92,11 +120,21 @@ class ImageResult:
 
 
 def images_table(results: Iterable[ImageResult]) -> pd.DataFrame:
-    """One row per image (the ``images.csv`` table)."""
+    """One row per image (the ``images.csv`` table), QC flags included."""
     import pandas as pd
 
     df = pd.DataFrame([r.image_row() for r in results], columns=IMAGE_COLUMNS)
+    return _finish_images(df)
+
+
+def _finish_images(df: pd.DataFrame) -> pd.DataFrame:
+    from .qc import qc_flags
+
     df["n_nuclei"] = df["n_nuclei"].astype("Int64")
+    for col in ("plate", "well", "site", "channel", "error"):
+        df[col] = df[col].fillna("").astype(str)
+    df["edited"] = df["edited"].fillna(False).astype(bool)
+    df["qc_flags"] = qc_flags(df) if len(df) else pd.Series(dtype=str)
     return df
 
 
@@ -109,6 +147,15 @@ def nuclei_table(results: Iterable[ImageResult]) -> pd.DataFrame:
     return df.astype({"y": "int64", "x": "int64", "intensity": "float64"})
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs):
     """Open a temporary file next to ``path``; rename it over ``path`` on success.
@@ -119,6 +166,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual mode
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
@@ -160,14 +208,129 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _read_csv_lines(path: Path, **kwargs) -> pd.DataFrame:
+    """Read a CSV that a crash may have cut mid-line: the torn last line is dropped."""
+    import io
+
+    import pandas as pd
+
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return pd.read_csv(io.StringIO(text), keep_default_na=False, **kwargs)
+
+
+def _read_images(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    df = _read_csv_lines(path, dtype=str)
+    for col in IMAGE_COLUMNS:
+        if col not in df:
+            df[col] = ""
+    df = df[IMAGE_COLUMNS].copy()
+    num = {"seconds": "float64", "saturated_fraction": "float64", "sharpness": "float64",
+           "file_size": "float64", "file_mtime": "float64"}
+    for col, dtype in num.items():
+        df[col] = pd.to_numeric(df[col].replace("", None), errors="coerce").astype(dtype)
+    df["n_nuclei"] = pd.to_numeric(df["n_nuclei"].replace("", None), errors="coerce").astype("Int64")
+    df["edited"] = df["edited"].isin(["True", "true", "1"])
+    return df
+
+
+def _read_nuclei(path: Path) -> pd.DataFrame:
+    df = _read_csv_lines(path, dtype={k: str for k in ("path", "plate", "well", "site")})
+    return df.astype({"y": "int64", "x": "int64", "intensity": "float64"})
+
+
+def _file_key(path: str) -> tuple[int, float] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime
+
+
+def resume_state(out_dir, params: DetectionParams, paths: list[str]) -> set[int]:
+    """Prepare ``out_dir`` to finish an interrupted run; return the indices already done.
+
+    An image counts as done when a previous run with the same parameters
+    (same :meth:`DetectionParams.digest`) processed it without error, its
+    file still has the same size and modification time, and all its nuclei
+    rows were written. The streaming files are rewritten to hold exactly the
+    done images, ready for :class:`ResultsWriter` to append to.
+
+    Parameters
+    ----------
+    out_dir : path
+    params : DetectionParams
+    paths : list of str
+        The images of the new run, in input order.
+
+    Returns
+    -------
+    set of int
+        Positions in ``paths`` that need no work. Empty when there is nothing
+        to resume or the parameters differ.
+    """
+    out = Path(out_dir)
+    partial = out / PARTIAL["images.csv"]
+    images_path = partial if partial.exists() else out / "images.csv"
+    nuclei_path = out / (PARTIAL["nuclei.csv"] if partial.exists() else "nuclei.csv")
+    run_path = out / "run.partial.json"
+    if not run_path.exists():
+        run_path = out / "run.json"
+    if not (images_path.exists() and nuclei_path.exists() and run_path.exists()):
+        return set()
+    try:
+        run = json.loads(run_path.read_text(encoding="utf-8"))
+        same = DetectionParams.from_dict(run["parameters"]).digest() == params.digest()
+    except (ValueError, KeyError, TypeError):
+        same = False
+    if not same:
+        return set()
+    images = _read_images(images_path)
+    nuclei = _read_nuclei(nuclei_path)
+    counts = nuclei.groupby("path").size()
+    position = {p: i for i, p in enumerate(paths)}
+    done_rows, done = [], set()
+    for k, row in images.iterrows():
+        i = position.get(row["path"])
+        if i is None or i in done or row["error"] or pd_isna(row["n_nuclei"]):
+            continue
+        key = _file_key(row["path"])
+        if key is None or key[0] != row["file_size"] or key[1] != row["file_mtime"]:
+            continue
+        if int(counts.get(row["path"], 0)) != int(row["n_nuclei"]):
+            continue  # its nuclei rows did not all reach the disk
+        done.add(i)
+        done_rows.append(k)
+    images = images.loc[done_rows]
+    nuclei = nuclei[nuclei["path"].isin(set(images["path"]))]
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in ((PARTIAL["images.csv"], images), (PARTIAL["nuclei.csv"], nuclei)):
+        with atomic_write(out / name, newline="", encoding="utf-8") as fh:
+            table.to_csv(fh, index=False)
+    return done
+
+
+def pd_isna(value) -> bool:
+    """``pandas.isna`` for one value, without importing pandas at start-up."""
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
 class ResultsWriter:
-    """Stream results into ``images.csv``, ``nuclei.csv`` and ``run.json``.
+    """Stream results into ``images.csv``, ``nuclei.csv``, ``wells.csv`` and ``run.json``.
 
     Results may arrive in any order; rows are written in input order, holding
-    back only results that arrive early. Rows go to hidden temporary files in
-    the output folder that replace the final files in :meth:`close`, so a run
-    that is interrupted leaves the previous tables intact and never a
-    half-written one.
+    back only results that arrive early. While the run goes on, rows are
+    appended to ``images.partial.csv`` and ``nuclei.partial.csv`` and reach
+    the disk at least every second (a nucleus row before its image's row), so
+    a run killed outright loses at most a second of work and ``--resume``
+    finishes it. :meth:`close` (also after Ctrl+C or SIGTERM) adds the
+    per-plate QC flags and moves the tables into place atomically; any
+    previous tables stay untouched until then.
 
     Parameters
     ----------
@@ -178,30 +341,46 @@ class ResultsWriter:
         Number of images in the batch.
     info : dict, optional
         Extra entries for ``run.json`` (command, input folder, pattern, ...).
+    done : set of int, optional
+        Indices already in the streaming files (from :func:`resume_state`);
+        rows are appended after them.
+    parquet : bool, optional
+        Also write ``images.parquet`` and ``nuclei.parquet`` (needs pyarrow).
     """
 
-    def __init__(self, out_dir, params: DetectionParams, n_images: int, info: dict | None = None):
+    def __init__(self, out_dir, params: DetectionParams, n_images: int, info: dict | None = None,
+                 *, done: set[int] | frozenset = frozenset(), parquet: bool = False):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.params = params
         self.n_images = n_images
         self.info = dict(info or {})
+        self.parquet = parquet
         self.started = _now()
-        self.n_done = 0
+        self._skip = set(done)
+        self.n_done = len(self._skip)
         self.n_failed = 0
         self.n_nuclei = 0
         self._next = 0
+        self._advance()
         self._pending: dict[int, ImageResult] = {}
+        self._last_sync = time.monotonic()
         self._files = {}
         self._writers = {}
-        for name, cols in (("images.csv", IMAGE_COLUMNS), ("nuclei.csv", NUCLEI_COLUMNS)):
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=self.out_dir)
-            fh = os.fdopen(fd, "w", newline="", encoding="utf-8")
-            self._files[name] = (fh, tmp)
-            w = csv.writer(fh)
-            w.writerow(cols)
-            self._writers[name] = w
+        for name, cols in (("nuclei.csv", NUCLEI_COLUMNS), ("images.csv", IMAGE_COLUMNS)):
+            path = self.out_dir / PARTIAL[name]
+            append = bool(self._skip) and path.exists()
+            fh = open(path, "a" if append else "w", newline="", encoding="utf-8")
+            self._files[name] = fh
+            self._writers[name] = csv.writer(fh)
+            if not append:
+                self._writers[name].writerow(cols)
+        self._write_run(self.out_dir / "run.partial.json", complete=False)
         self._closed = False
+
+    def _advance(self) -> None:
+        while self._next in self._skip:
+            self._next += 1
 
     def add(self, result: ImageResult) -> None:
         """Record one result (any order)."""
@@ -209,20 +388,49 @@ class ResultsWriter:
         while self._next in self._pending:
             self._write(self._pending.pop(self._next))
             self._next += 1
+            self._advance()
+        if time.monotonic() - self._last_sync > 1.0:
+            self.sync()
 
     def _write(self, r: ImageResult) -> None:
+        self._writers["nuclei.csv"].writerows(r.nuclei_rows())
         row = r.image_row()
         self._writers["images.csv"].writerow(
             ["" if row[c] is None else row[c] for c in IMAGE_COLUMNS])
-        self._writers["nuclei.csv"].writerows(r.nuclei_rows())
         self.n_done += 1
         if r.ok:
             self.n_nuclei += len(r.coords)
         else:
             self.n_failed += 1
 
+    def sync(self) -> None:
+        """Push the rows written so far to the disk (nuclei first)."""
+        for name in ("nuclei.csv", "images.csv"):
+            fh = self._files[name]
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._last_sync = time.monotonic()
+
+    def _write_run(self, path: Path, complete: bool, final: bool = False) -> None:
+        run = {
+            "parameters": self.params.to_dict(),
+            "parameters_digest": self.params.digest(),
+            "versions": _versions(),
+            "command": self.info.get("command", " ".join(sys.argv)),
+            "started": self.started,
+            "finished": _now() if final else None,
+            "n_images": self.n_images,
+            "n_processed": self.n_done,
+            "n_failed": self.n_failed,
+            "n_nuclei": self.n_nuclei,
+            "complete": bool(complete and self.n_done == self.n_images),
+            **{k: v for k, v in self.info.items() if k != "command"},
+        }
+        with atomic_write(path, encoding="utf-8") as fh:
+            json.dump(run, fh, indent=2, default=str)
+
     def close(self, *, complete: bool = True) -> Path:
-        """Finish the files and move them into place.
+        """Finish the tables and move them into place (atomically).
 
         Parameters
         ----------
@@ -241,39 +449,32 @@ class ResultsWriter:
         for r in sorted(self._pending.values(), key=lambda r: r.index):
             self._write(r)  # only after a cancel: gaps in the input order
         self._pending.clear()
-        for name, (fh, tmp) in self._files.items():
-            fh.flush()
-            os.fsync(fh.fileno())
+        self.sync()
+        for fh in self._files.values():
             fh.close()
-            os.replace(tmp, self.out_dir / name)
-        run = {
-            "parameters": self.params.to_dict(),
-            "versions": _versions(),
-            "command": self.info.pop("command", " ".join(sys.argv)),
-            "started": self.started,
-            "finished": _now(),
-            "n_images": self.n_images,
-            "n_processed": self.n_done,
-            "n_failed": self.n_failed,
-            "n_nuclei": self.n_nuclei,
-            "complete": bool(complete and self.n_done == self.n_images),
-            **self.info,
-        }
-        with atomic_write(self.out_dir / "run.json", encoding="utf-8") as fh:
-            json.dump(run, fh, indent=2, default=str)
+        finish_tables(self.out_dir, parquet=self.parquet)
+        self._recount()
+        self._write_run(self.out_dir / "run.json", complete=complete, final=True)
+        (self.out_dir / "run.partial.json").unlink(missing_ok=True)
         return self.out_dir
 
+    def _recount(self) -> None:
+        # after a resume the totals include the rows of the earlier run
+        images = _read_images(self.out_dir / "images.csv")
+        self.n_done = len(images)
+        self.n_failed = int((images["error"] != "").sum())
+        self.n_nuclei = int(images["n_nuclei"].fillna(0).sum())
+
     def abort(self) -> None:
-        """Drop the temporary files without touching the final ones."""
+        """Stop writing after an error: the streaming files stay for ``--resume``."""
         if self._closed:
             return
         self._closed = True
-        for fh, tmp in self._files.values():
-            fh.close()
+        for fh in self._files.values():
             try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+                fh.flush()
+            finally:
+                fh.close()
 
     def __enter__(self) -> ResultsWriter:
         return self
@@ -287,9 +488,60 @@ class ResultsWriter:
             self.abort()
 
 
+def finish_tables(out_dir, *, parquet: bool = False) -> None:
+    """Turn the streaming files into the final tables.
+
+    Adds the per-plate QC flags to ``images.csv``, writes ``wells.csv``, and
+    replaces the final files atomically; ``nuclei.csv`` is renamed, not
+    rewritten, so its size does not matter.
+    """
+    from .gallery import well_table
+
+    out = Path(out_dir)
+    images = _finish_images(_read_images(out / PARTIAL["images.csv"]))
+    with atomic_write(out / "images.csv", newline="", encoding="utf-8") as fh:
+        images.to_csv(fh, index=False)
+    with atomic_write(out / "wells.csv", newline="", encoding="utf-8") as fh:
+        well_table(images).to_csv(fh, index=False)
+    os.replace(out / PARTIAL["nuclei.csv"], out / "nuclei.csv")
+    (out / PARTIAL["images.csv"]).unlink(missing_ok=True)
+    if parquet:
+        write_parquet(out)
+
+
+def write_parquet(out_dir) -> None:
+    """Write ``images.parquet`` and ``nuclei.parquet`` next to the CSV tables.
+
+    The nuclei table is converted in chunks, so memory stays flat for large
+    screens. Needs ``pyarrow`` (``pip install 'napari-nuclei-counter[parquet]'``).
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out_dir)
+    images = _read_images(out / "images.csv")
+    with atomic_write(out / "images.parquet", "wb") as fh:
+        images.to_parquet(fh, index=False)
+    dtypes = {"path": str, "plate": str, "well": str, "site": str, "y": "int64", "x": "int64",
+              "intensity": "float64"}
+    with atomic_write(out / "nuclei.parquet", "wb") as fh:
+        writer = None
+        for chunk in pd.read_csv(out / "nuclei.csv", dtype=dtypes, keep_default_na=False,
+                                 chunksize=500_000):
+            table = pa.Table.from_pandas(chunk, preserve_index=False)
+            writer = writer or pq.ParquetWriter(fh, table.schema)
+            writer.write_table(table)
+        if writer is None:
+            pq.write_table(pa.Table.from_pandas(pd.DataFrame(columns=NUCLEI_COLUMNS).astype(dtypes),
+                                                preserve_index=False), fh)
+        else:
+            writer.close()
+
+
 def write_results(out_dir, results: Iterable[ImageResult], params: DetectionParams,
                   info: dict | None = None) -> Path:
-    """Write the three result files for results already in memory."""
+    """Write the result files for results already in memory."""
     results = list(results)
     with ResultsWriter(out_dir, params, len(results), info) as w:
         for r in results:
@@ -306,6 +558,8 @@ class Results:
     images : pandas.DataFrame
         ``images.csv``; ``n_nuclei`` is a nullable integer (NA when failed),
         ``error`` an empty string when fine.
+    wells : pandas.DataFrame
+        ``wells.csv`` (recomputed when missing).
     nuclei : pandas.DataFrame
         ``nuclei.csv``.
     run : dict
@@ -317,30 +571,42 @@ class Results:
     nuclei: pd.DataFrame
     run: dict
     params: DetectionParams
+    wells: pd.DataFrame | None = None
 
 
 def load_results(folder: str | os.PathLike) -> Results:
     """Load a results folder written by the CLI, the plugin or :class:`ResultsWriter`.
 
+    A run that was killed before it finished is read from its streaming
+    files (``images.partial.csv``, ``nuclei.partial.csv``).
+
     Raises
     ------
     FileNotFoundError
-        If ``images.csv`` is missing.
+        If neither ``images.csv`` nor ``images.partial.csv`` is there.
     """
     import pandas as pd
 
+    from .gallery import well_table
+
     folder = Path(folder)
-    text = {"path": str, "plate": str, "well": str, "site": str, "channel": str, "error": str}
-    images = pd.read_csv(folder / "images.csv", dtype={**text, "n_nuclei": "Int64"},
-                         keep_default_na=False, na_values={"n_nuclei": [""]})
-    nuclei_path = folder / "nuclei.csv"
-    if nuclei_path.exists():
-        nuclei = pd.read_csv(nuclei_path, dtype={k: str for k in ("path", "plate", "well", "site")},
-                             keep_default_na=False)
-        nuclei = nuclei.astype({"y": "int64", "x": "int64", "intensity": "float64"})
-    else:
-        nuclei = pd.DataFrame(columns=NUCLEI_COLUMNS)
-    run_path = folder / "run.json"
-    run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.exists() else {}
+    final = (folder / "images.csv").exists()
+    images_path = folder / ("images.csv" if final else PARTIAL["images.csv"])
+    if not images_path.exists():
+        raise FileNotFoundError(f"no images.csv in {folder}")
+    images = _read_images(images_path)
+    if not final:
+        images = _finish_images(images)
+    nuclei_path = folder / ("nuclei.csv" if final else PARTIAL["nuclei.csv"])
+    nuclei = (_read_nuclei(nuclei_path) if nuclei_path.exists()
+              else pd.DataFrame(columns=NUCLEI_COLUMNS))
+    run = {}
+    for name in ("run.json", "run.partial.json"):
+        if (folder / name).exists():
+            run = json.loads((folder / name).read_text(encoding="utf-8"))
+            break
     params = DetectionParams.from_dict(run["parameters"]) if "parameters" in run else DetectionParams()
-    return Results(images, nuclei, run, params)
+    wells_path = folder / "wells.csv"
+    wells = (pd.read_csv(wells_path, dtype={"plate": str, "well": str}, keep_default_na=False)
+             if final and wells_path.exists() else well_table(images))
+    return Results(images, nuclei, run, params, wells)
