@@ -48,10 +48,11 @@ from qtpy.QtWidgets import (
 
 from .._reader import META_KEY, points_layer_data, stack_layer_data
 from ..core.batch import default_workers, run_batch, run_batch_arrays
-from ..core.discovery import BBBC021_PATTERN, find_images
+from ..core.discovery import BBBC021_PATTERN, ImageMeta, find_images
 from ..core.params import BBBC021_PRESET, DetectionParams
 from ..core.preview import PreviewCache
 from ..core.results import ImageResult, write_results
+from ..core.store import ResultsStore
 from ._settings import save_settings, saved_params
 
 if TYPE_CHECKING:
@@ -100,8 +101,9 @@ class NucleiCounterWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.preview_cache = PreviewCache()
-        self.results: dict[int, ImageResult] = {}
+        self.store = ResultsStore()  #: the last run's results, shared with gallery and plate map
         self.run_layer = None  # the image layer the last batch ran on
+        self._updating_points = False
         self.worker = None  # the batch worker while a run is going on
         self._cancel: threading.Event | None = None
         self._run_gen = None
@@ -223,7 +225,12 @@ class NucleiCounterWidget(QWidget):
         self._cancel_on_close = threading.Event()
         self.destroyed.connect(self._cancel_on_close.set)
 
-    # ------------------------------------------------------------- parameters
+    @property
+    def results(self) -> dict[int, ImageResult]:
+        """The last run's results by image index (see :attr:`store`)."""
+        return self.store.results
+
+    # ------------------------------------------------------------ parameters
     def params(self) -> DetectionParams:
         """The parameters currently set in the widget."""
         return DetectionParams(sigma=float(self.sigma.value),
@@ -531,7 +538,8 @@ class NucleiCounterWidget(QWidget):
         self._run_total = len(labels)
         self._run_t0 = time.perf_counter()
         self._run_gen = gen
-        self.results = {}
+        meta = [ImageMeta(**m) for m in layer.metadata.get(META_KEY, {}).get("meta", [])]
+        self.store.reset(labels, meta if len(meta) == len(labels) else None, params, layer)
         self._reset_table(labels, layer)
         worker = create_worker(_batch_job, gen,
                                _progress={"total": len(labels), "desc": "Detecting nuclei"})
@@ -565,7 +573,7 @@ class NucleiCounterWidget(QWidget):
                 self.table.setItem(i, c, item)
 
     def _on_result(self, result: ImageResult) -> None:
-        self.results[result.index] = result
+        self.store.add(result)
         row = result.index
         values = [str(row + 1), result.meta.well, result.meta.site,
                   "" if result.count is None else str(result.count), result.error]
@@ -622,8 +630,8 @@ class NucleiCounterWidget(QWidget):
         """All detections of the last run as Points coordinates and features."""
         stack = self.run_layer is not None and self.run_layer.data.ndim == 3
         coords, feats = [], []
-        for i in sorted(self.results):
-            r = self.results[i]
+        for r in self.store.ordered():
+            i = r.index
             if not r.ok or not len(r.coords):
                 continue
             c = r.coords.astype(float)
@@ -643,20 +651,52 @@ class NucleiCounterWidget(QWidget):
     def show_results_points(self) -> None:
         """Put the run's detections into the single ``nuclei`` Points layer."""
         coords, feats = self.results_frame()
-        if RESULTS_LAYER in self.viewer.layers:
-            pts = self.viewer.layers[RESULTS_LAYER]
-            if pts.ndim == coords.shape[1]:
-                pts.data = coords
-                pts.features = feats
-                if len(feats):
-                    pts.face_color = "intensity"
-                    pts.refresh_colors(update_color_mapping=True)
-                return
-            self.viewer.layers.remove(pts)
-        data, kwargs, _ = points_layer_data(coords, feats, name=RESULTS_LAYER)
-        self.viewer.add_points(data, **kwargs)
-        if self.run_layer is not None and self.run_layer in self.viewer.layers:
-            self.viewer.layers.selection.active = self.run_layer
+        self._updating_points = True
+        try:
+            if RESULTS_LAYER in self.viewer.layers:
+                pts = self.viewer.layers[RESULTS_LAYER]
+                if pts.ndim == coords.shape[1]:
+                    pts.data = coords
+                    pts.features = feats
+                    if len(feats):
+                        pts.face_color = "intensity"
+                        pts.refresh_colors(update_color_mapping=True)
+                    return
+                self.viewer.layers.remove(pts)
+            data, kwargs, _ = points_layer_data(coords, feats, name=RESULTS_LAYER)
+            pts = self.viewer.add_points(data, **kwargs)
+            pts.events.data.connect(self._on_points_edited)
+            if self.run_layer is not None and self.run_layer in self.viewer.layers:
+                self.viewer.layers.selection.active = self.run_layer
+        finally:
+            self._updating_points = False
+
+    def _on_points_edited(self, event=None) -> None:
+        """Hand corrections in the ``nuclei`` layer update counts, views and tables."""
+        if self._updating_points or self.running:
+            return
+        if getattr(event, "action", "added") not in ("added", "removed", "changed"):
+            return
+        if RESULTS_LAYER not in self.viewer.layers:
+            return
+        pts = self.viewer.layers[RESULTS_LAYER]
+        data = np.asarray(pts.data, float)
+        stack = data.shape[1] == 3
+        index = np.rint(data[:, 0]).astype(int) if stack else np.zeros(len(data), int)
+        feats = pts.features
+        inten = (feats["intensity"].to_numpy(float) if "intensity" in feats
+                 else np.full(len(data), np.nan))
+        changed = []
+        for i in list(self.store.results):
+            sel = index == i
+            if self.store.set_points(i, np.rint(data[sel][:, -2:]), inten[sel]):
+                changed.append(i)
+        for i in changed:
+            r = self.store.results[i]
+            self.table.setItem(i, 3, QTableWidgetItem(f"{r.count} (edited)"))
+        if changed:
+            self.status.value = (f"Edited by hand: image(s) {', '.join(str(i + 1) for i in changed)}"
+                                 "; counts and tables follow")
 
     # ---------------------------------------------------------------- results
     def _on_table_clicked(self, row: int, _col: int = 0) -> None:
@@ -672,7 +712,7 @@ class NucleiCounterWidget(QWidget):
 
     def save_tables(self, folder: str | Path) -> Path:
         """Write ``images.csv``, ``nuclei.csv`` and ``run.json`` of the last run."""
-        results = [self.results[i] for i in sorted(self.results)]
+        results = self.store.ordered()
         info = {"command": "napari-nuclei-counter widget", "source": getattr(
             self.run_layer, "name", "")}
         out = write_results(folder, results, self._run_params or self.params(), info)
