@@ -665,6 +665,10 @@ class NucleiCounterWidget(QWidget):
                 self.viewer.layers.remove(pts)
             data, kwargs, _ = points_layer_data(coords, feats, name=RESULTS_LAYER)
             pts = self.viewer.add_points(data, **kwargs)
+            defaults = pts.feature_defaults
+            if "intensity" in defaults:  # a nucleus added by hand has no measured intensity
+                defaults["intensity"] = np.nan
+                pts.feature_defaults = defaults
             pts.events.data.connect(self._on_points_edited)
             if self.run_layer is not None and self.run_layer in self.viewer.layers:
                 self.viewer.layers.selection.active = self.run_layer
