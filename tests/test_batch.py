@@ -5,7 +5,7 @@ import signal
 import time
 
 import numpy as np
-import psutil
+from helpers import worker_pids
 import pytest
 import tifffile
 
@@ -15,30 +15,14 @@ from napari_nuclei_counter.core.batch import read_image
 P = DetectionParams(sigma=4.0, min_distance=6, threshold_abs=1000.0)
 
 
-def _children():
-    """Worker processes: descendants, minus the forkserver and resource tracker
-    (long-lived helpers of multiprocessing that end with this process)."""
-    me = psutil.Process()
-    out = set()
-    for p in me.children(recursive=True):
-        try:
-            helper = p.ppid() == me.pid and any(
-                k in " ".join(p.cmdline()) for k in ("forkserver", "resource_tracker"))
-        except psutil.NoSuchProcess:
-            continue
-        if not helper:
-            out.add(p.pid)
-    return out
-
-
 def _wait_no_children(before, timeout=3.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        left = _children() - before
+        left = worker_pids() - before
         if not left:
             return set()
         time.sleep(0.05)
-    return _children() - before
+    return worker_pids() - before
 
 
 def test_two_workers_with_a_broken_file(sample_images, tmp_path):
@@ -88,11 +72,11 @@ def test_closing_the_generator_stops_the_workers(tmp_path):
 
     paths = write_sample_plate(tmp_path, rows="B", columns=range(2, 4), sites=2, seed=1)
     many = paths * 30  # 120 full-size images: far more than done before the close
-    before = _children()
+    before = worker_pids()
     gen = run_batch(many, P, workers=2, chunksize=1)
     first = next(gen)
     assert first.ok
-    assert len(_children() - before) >= 2  # real worker processes exist
+    assert len(worker_pids() - before) >= 2  # real worker processes exist
     t0 = time.monotonic()
     gen.close()
     left = _wait_no_children(before, timeout=1.0)
@@ -105,10 +89,10 @@ def test_a_killed_worker_is_detected_and_its_images_retried(tmp_path, caplog):
 
     paths = write_sample_plate(tmp_path, rows="B", columns=range(2, 4), sites=2, seed=2)
     many = paths * 10
-    before = _children()
+    before = worker_pids()
     gen = run_batch(many, P, workers=2, chunksize=1)
     results = [next(gen)]
-    workers = sorted(_children() - before)
+    workers = sorted(worker_pids() - before)
     assert len(workers) == 2
     os.kill(workers[-1], signal.SIGKILL)
     t0 = time.monotonic()
@@ -146,7 +130,7 @@ def test_cancel_event_stops_the_pool_within_a_second(tmp_path):
 
     paths = write_sample_plate(tmp_path, rows="B", columns=range(2, 3), sites=2, seed=4) * 60
     cancel = threading.Event()
-    before = _children()
+    before = worker_pids()
     got = []
     for r in run_batch(paths, P, workers=2, chunksize=1, cancel=cancel, engine="reference"):
         got.append(r)

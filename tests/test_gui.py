@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 import pandas as pd
-import psutil
 import pytest
 import tifffile
 
@@ -18,6 +16,8 @@ from napari.utils.notifications import notification_manager  # noqa: E402
 
 from napari_nuclei_counter import DetectionParams, detect  # noqa: E402
 from napari_nuclei_counter.core.sample import write_sample_plate  # noqa: E402
+
+from helpers import link_copies, worker_pids  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -35,20 +35,6 @@ def _isolated_settings(tmp_path, monkeypatch):
 def plate(tmp_path):
     """Six generated BBBC021-named 1024x1280 images on disk."""
     return write_sample_plate(tmp_path / "plate", rows="BC", columns=range(2, 5), sites=1, seed=5)
-
-
-def _workers():
-    me = psutil.Process()
-    out = set()
-    for p in me.children(recursive=True):
-        try:
-            helper = p.ppid() == me.pid and any(
-                k in " ".join(p.cmdline()) for k in ("forkserver", "resource_tracker"))
-        except psutil.NoSuchProcess:
-            continue
-        if not helper:
-            out.add(p.pid)
-    return out
 
 
 def _dock(viewer):
@@ -156,15 +142,13 @@ def test_stack_in_memory_runs_through_shared_memory(make_napari_viewer, qtbot, p
 
 def test_cancel_mid_run_leaves_no_worker_processes(make_napari_viewer, qtbot, tmp_path):
     paths = write_sample_plate(tmp_path / "p", rows="B", columns=range(2, 4), sites=1, seed=6)
-    for k in range(40):  # many images via links: far more than done before the cancel
-        for p in paths:
-            os.symlink(p, p.parent / f"Week1_22123_E{k + 10:02d}_s{paths.index(p) + 1}_w1L.tif")
+    link_copies(paths, 40, "E")  # far more images than done before the cancel
     viewer = make_napari_viewer()
     widget = _dock(viewer)
     widget.source.value = "folder"
     widget.folder.value = tmp_path / "p"
     widget.workers.value = 2
-    before = _workers()
+    before = worker_pids()
     worker = widget.start_run()
     assert widget.run_button.text == "Cancel"
     assert widget.start_run() is None  # a second run cannot start
@@ -172,7 +156,7 @@ def test_cancel_mid_run_leaves_no_worker_processes(make_napari_viewer, qtbot, tm
     t0 = time.monotonic()
     with qtbot.waitSignal(worker.finished, timeout=10000):
         widget.toggle_run()  # the Run button is now Cancel
-    qtbot.waitUntil(lambda: not (_workers() - before), timeout=2000)
+    qtbot.waitUntil(lambda: not (worker_pids() - before), timeout=2000)
     assert time.monotonic() - t0 < 2.0
     assert len(widget.results) < 82
     assert widget.run_button.text == "Run" and widget.status.value.startswith("Cancelled")
@@ -180,20 +164,18 @@ def test_cancel_mid_run_leaves_no_worker_processes(make_napari_viewer, qtbot, tm
 
 def test_closing_napari_stops_the_workers(make_napari_viewer, qtbot, tmp_path):
     paths = write_sample_plate(tmp_path / "p", rows="B", columns=range(2, 4), sites=1, seed=7)
-    for k in range(40):
-        for j, p in enumerate(paths):
-            os.symlink(p, p.parent / f"Week1_22123_F{k + 10:02d}_s{j + 1}_w1L.tif")
+    link_copies(paths, 40, "F")
     viewer = make_napari_viewer()
     widget = _dock(viewer)
     widget.source.value = "folder"
     widget.folder.value = tmp_path / "p"
     widget.workers.value = 2
-    before = _workers()
+    before = worker_pids()
     widget.start_run()
     qtbot.waitUntil(lambda: len(widget.results) >= 1, timeout=30000)
-    assert _workers() - before
+    assert worker_pids() - before
     viewer.close()
-    qtbot.waitUntil(lambda: not (_workers() - before), timeout=3000)
+    qtbot.waitUntil(lambda: not (worker_pids() - before), timeout=3000)
 
 
 def test_presets_persist_and_load(make_napari_viewer, qtbot, tmp_path):

@@ -22,6 +22,8 @@ from hypothesis.extra import numpy as hnp
 from napari_nuclei_counter import DetectionParams, detect, detect_nuclei
 from napari_nuclei_counter.core.sample import make_nuclei_image, write_sample_plate
 
+from helpers import link_copies, worker_pids
+
 EXE = str(Path(sys.executable).parent / "nuclei-counter")
 P = DetectionParams(4.0, 6, 1000.0)
 
@@ -100,25 +102,10 @@ def test_empty_folder_is_a_usage_error(tmp_path):
     assert p.returncode == 2 and "matches the pattern" in p.stderr
 
 
-def _worker_pids(proc: psutil.Process) -> set[int]:
-    out = set()
-    for c in proc.children(recursive=True):
-        try:
-            helper = c.ppid() == proc.pid and any(
-                k in " ".join(c.cmdline()) for k in ("forkserver", "resource_tracker"))
-        except psutil.NoSuchProcess:
-            continue
-        if not helper:
-            out.add(c.pid)
-    return out
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_stops_workers_and_keeps_valid_tables(tmp_path, sig):
     paths = write_sample_plate(tmp_path / "p", rows="B", columns=range(2, 4), sites=1, seed=10)
-    for k in range(60):
-        for j, src in enumerate(paths):
-            os.symlink(src, src.parent / f"Week1_22123_H{k + 10:02d}_s{j + 1}_w1L.tif")
+    link_copies(paths, 60, "H")
     out = tmp_path / "out"
     cli = subprocess.Popen([EXE, "detect", str(tmp_path / "p"), "--out", str(out), "--workers",
                             "2", "--engine", "reference"], stderr=subprocess.PIPE, text=True)
@@ -126,7 +113,7 @@ def test_interrupt_stops_workers_and_keeps_valid_tables(tmp_path, sig):
     deadline = time.monotonic() + 60
     workers: set[int] = set()
     while time.monotonic() < deadline and len(workers) < 2:
-        workers = _worker_pids(proc)
+        workers = worker_pids(proc)
         time.sleep(0.05)
     assert len(workers) == 2
     time.sleep(1.0)  # some images done

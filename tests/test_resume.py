@@ -15,6 +15,8 @@ from napari_nuclei_counter import DetectionParams
 from napari_nuclei_counter.core.results import load_results, resume_state
 from napari_nuclei_counter.core.sample import write_sample_plate
 
+from helpers import link_copies
+
 EXE = str(Path(sys.executable).parent / "nuclei-counter")
 STABLE = ["path", "plate", "well", "site", "channel", "n_nuclei", "error", "qc_flags",
           "file_size", "file_mtime"]
@@ -23,9 +25,7 @@ STABLE = ["path", "plate", "well", "site", "channel", "n_nuclei", "error", "qc_f
 def _plate(tmp_path, n_links=30):
     paths = write_sample_plate(tmp_path / "p", rows="B", columns=range(2, 5), sites=1, seed=12,
                                shape=(512, 640))
-    for k in range(n_links):
-        for j, src in enumerate(paths):
-            os.symlink(src, src.parent / f"Week1_22123_H{k + 10:02d}_s{j + 1}_w1L.tif")
+    link_copies(paths, n_links, "H")
     return tmp_path / "p"
 
 

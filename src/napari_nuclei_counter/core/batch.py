@@ -83,8 +83,8 @@ def process_image(index: int, path: str, params: DetectionParams, engine: str = 
     t0 = time.perf_counter()
     meta = parse_metadata(path, regex)
     try:
+        image = read_image(path)  # its errors say what is wrong in plain words
         st = os.stat(path)
-        image = read_image(path)
         det = detect(image, params, engine=engine)
         metrics = image_metrics(image)
     except Exception as exc:
