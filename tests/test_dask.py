@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -82,6 +83,11 @@ def test_import_is_cheap():
     assert out.stdout.strip() == "False"
 
 
+def test_relax_malloc_is_harmless(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    _dask._relax_malloc()  # glibc: the usual thresholds; elsewhere: nothing
+
+
 def test_empty_input_starts_nothing():
     assert list(run_batch_dask([], PARAMS)) == []
 
@@ -93,6 +99,8 @@ def test_local_cluster_matches_run_batch(plate, expected, caplog):
     broken = got[len(plate) - 1]
     assert not broken.ok and "not a readable TIFF" in broken.error
     assert sum(r.ok for r in got.values()) == len(plate) - 1
+    # the nannies' environment (MALLOC_TRIM_THRESHOLD_, ...) does not stay behind
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
     # the cluster's start and stop do not flood the caller's logs
     chatter = [r for r in caplog.records
                if r.name.startswith("distributed") and r.levelno < logging.WARNING]

@@ -116,7 +116,11 @@ def test_interrupt_stops_workers_and_keeps_valid_tables(tmp_path, sig):
         workers = worker_pids(proc)
         time.sleep(0.05)
     assert len(workers) == 2
-    time.sleep(1.0)  # some images done
+    partial = out / "images.partial.csv"
+    while time.monotonic() < deadline:  # some images done
+        if partial.exists() and len(partial.read_text().splitlines()) > 3:
+            break
+        time.sleep(0.05)
     everyone = {c.pid for c in proc.children(recursive=True)}
     t0 = time.monotonic()
     cli.send_signal(sig)

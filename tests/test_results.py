@@ -77,3 +77,10 @@ def test_aborted_writer_leaves_previous_tables(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "images.csv", "images.partial.csv", "nuclei.csv", "nuclei.partial.csv", "run.json",
         "run.partial.json", "wells.csv"]
+
+
+def test_interrupted_before_any_image_still_writes_valid_tables(tmp_path):
+    w = ResultsWriter(tmp_path, P, 5)
+    w.close(complete=False)
+    images = load_results(tmp_path).images
+    assert len(images) == 0 and list(images.columns) == IMAGE_COLUMNS

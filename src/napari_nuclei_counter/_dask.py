@@ -60,6 +60,7 @@ import asyncio
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -87,7 +88,11 @@ POLL_SECONDS = 0.2
 #: how often the number of worker threads is asked again (workers may join), s
 REFRESH_SECONDS = 1.0
 
-_single_threaded = False
+#: glibc ``mallopt`` parameters, and its largest dynamic ``mmap`` threshold on 64-bit
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 * 2**20
+
+_worker_ready = False  # in a worker process: _setup_worker has run
 
 
 def run_batch_dask(
@@ -190,11 +195,35 @@ def _own_client(scheduler, n_workers, threads_per_worker):
         with _closing(own):
             yield own
         return
-    cluster = _local_cluster(n_workers, threads_per_worker)
-    with _closing(cluster):
-        own = Client(cluster, set_as_default=False)
-        with _closing(own):
-            yield own
+    with _environ_kept():
+        cluster = _local_cluster(n_workers, threads_per_worker)
+        with _closing(cluster):
+            own = Client(cluster, set_as_default=False)
+            with _closing(own):
+                yield own
+
+
+@contextmanager
+def _environ_kept():
+    """Restore the variables that nannies write into this process's environment.
+
+    A nanny sets ``distributed.nanny.pre-spawn-environ`` (``OMP_NUM_THREADS=1``,
+    ``MALLOC_TRIM_THRESHOLD_``, ...) in ``os.environ`` before it starts a
+    worker; left there, they would reach every process started later, such
+    as the core's process-pool workers.
+    """
+    import dask
+
+    keys = set(dask.config.get("distributed.nanny.pre-spawn-environ", {})) | {"PYTHONHASHSEED"}
+    saved = {key: os.environ.get(key) for key in keys}
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextmanager
@@ -248,14 +277,12 @@ def _local_cluster(n_workers: int | None, threads_per_worker: int):
 
 
 def _prepare_workers(client) -> None:
-    """Make OpenCV single-threaded and warm up every worker present now.
+    """Set up and warm up every worker present now (see :func:`_warm_up_worker`).
 
     Workers that join later are set up by :func:`_process_chunk` itself.
     """
-    from .core.batch import _init_worker
-
     try:
-        client.run(_init_worker)
+        client.run(_warm_up_worker)
     except Exception as exc:  # e.g. a worker without this package: its tasks will say so
         log.warning("could not prepare the Dask workers: %s", exc)
 
@@ -342,18 +369,57 @@ class _Chunker:
 # ---------------------------------------------------------------------------
 
 def _process_chunk(items, params, engine, regex) -> list[ImageResult]:
-    """Task run by a Dask worker: the core's ``process_chunk``, OpenCV single-threaded.
+    """Task run by a Dask worker: the core's ``process_chunk``, on a set-up worker.
 
     ``client.run`` reaches only the workers present when a batch starts;
     this covers workers that join later (adaptive clusters).
     """
-    global _single_threaded
-    if not _single_threaded:
-        import cv2
-
-        cv2.setNumThreads(1)
-        _single_threaded = True
+    if not _worker_ready:
+        _setup_worker()
     return process_chunk(items, params, engine, regex)
+
+
+def _setup_worker() -> None:
+    """Once per worker process: OpenCV single-threaded, usual ``malloc`` thresholds."""
+    global _worker_ready
+    import cv2
+
+    cv2.setNumThreads(1)  # one thread per task: the cluster already uses every core
+    _relax_malloc()
+    _worker_ready = True
+
+
+def _warm_up_worker() -> None:
+    """Set up a worker and pay its one-off costs (imports, OpenCV dispatch) now."""
+    from .core.batch import _init_worker
+
+    _setup_worker()
+    _init_worker()
+
+
+def _relax_malloc() -> None:
+    """Give glibc back its usual thresholds where Dask's nanny froze them.
+
+    Nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536`` so that freed
+    memory returns to the system at once. That also pins glibc's ``mmap``
+    threshold at 128 KiB: every image-sized array becomes a fresh ``mmap``
+    whose pages are zero-filled on first touch, and detection runs about
+    1.5x slower. This sets the limits glibc would grow to by itself
+    (``mmap`` from 32 MiB, trim above 64 MiB); elsewhere it does nothing.
+    """
+    if not os.environ.get("MALLOC_TRIM_THRESHOLD_") or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        ok = (libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1
+              and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD) == 1)
+    except (OSError, AttributeError) as exc:  # not glibc
+        log.debug("mallopt unavailable: %s", exc)
+        return
+    if not ok:
+        log.debug("mallopt refused the thresholds")
 
 
 # ---------------------------------------------------------------------------

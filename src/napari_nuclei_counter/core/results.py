@@ -128,6 +128,8 @@ def images_table(results: Iterable[ImageResult]) -> pd.DataFrame:
 
 
 def _finish_images(df: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
     from .qc import qc_flags
 
     df["n_nuclei"] = df["n_nuclei"].astype("Int64")

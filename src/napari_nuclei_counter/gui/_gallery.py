@@ -693,6 +693,8 @@ class GalleryWidget(QWidget):
         self._closed = threading.Event()
         self._syncing = False
         self._wells: list[str] = []
+        self._top = 0  # largest count of the run
+        self._open_max = True  # the maximum count is "no limit"
         self.refresh_seconds = 0.0  #: duration of the last refresh
         self.model = ThumbnailModel(self.store, size=thumbnail_size, cache_size=cache_size,
                                     closed=self._closed, parent=self)
@@ -791,9 +793,9 @@ class GalleryWidget(QWidget):
         self._timer.timeout.connect(self.refresh)
 
     def _connect(self) -> None:
-        self.ascending.toggled.connect(self.on_filters_changed)
-        self.min_count.valueChanged.connect(self.on_filters_changed)
-        self.max_count.valueChanged.connect(self.on_filters_changed)
+        self.ascending.toggled.connect(self.on_sort_changed)
+        self.min_count.valueChanged.connect(self.on_count_changed)
+        self.max_count.valueChanged.connect(self.on_count_changed)
         self.well_combo.currentIndexChanged.connect(self.on_well_changed)
         self.qc_combo.currentIndexChanged.connect(self.on_qc_changed)
         self.view.clicked.connect(self.on_clicked)
@@ -831,18 +833,19 @@ class GalleryWidget(QWidget):
 
     def count_range(self) -> tuple[int, int | None]:
         """``(min, max)`` nuclei shown; ``max`` is ``None`` when there is no upper limit."""
-        hi = self.max_count.value()
-        return self.min_count.value(), (None if hi >= self.max_count.maximum() else hi)
+        return self.min_count.value(), (None if self._open_max else self.max_count.value())
 
     # ---------------------------------------------------------------- filters
     def set_count_range(self, low: int = 0, high: int | None = None) -> None:
         """Show only images with ``low <= count <= high`` nuclei (``None``: no upper limit)."""
-        top = max(self.max_count.maximum(), int(low), int(high or 0))
+        low = max(0, int(low))
+        top = max(self._top, low, int(high) if high is not None else 0)
+        self._open_max = high is None
         with _blocked(self.min_count, self.max_count):
-            for spin in (self.min_count, self.max_count):
-                spin.setMaximum(top + (1 if high is not None and int(high) >= top else 0))
-            self.min_count.setValue(int(low))
-            self.max_count.setValue(self.max_count.maximum() if high is None else int(high))
+            self.min_count.setMaximum(top)
+            self.max_count.setMaximum(top)
+            self.min_count.setValue(low)
+            self.max_count.setValue(top if high is None else max(int(high), 0))
         self.refresh()
 
     def set_well(self, well: str | None) -> None:
@@ -860,8 +863,13 @@ class GalleryWidget(QWidget):
                              f"{list(FLAGS)}")
         self.qc_combo.setCurrentIndex(i)
 
-    def on_filters_changed(self, *_) -> None:
-        """The sort order or the count range changed."""
+    def on_sort_changed(self, *_) -> None:
+        """The ascending box was toggled."""
+        self.refresh()
+
+    def on_count_changed(self, *_) -> None:
+        """A count spin box changed (a maximum at the largest count means no limit)."""
+        self._open_max = self.max_count.value() >= self.max_count.maximum()
         self.refresh()
 
     def on_well_changed(self, _i: int = 0) -> None:
@@ -955,21 +963,23 @@ class GalleryWidget(QWidget):
         self.refresh_seconds = time.perf_counter() - t0
 
     def _update_count_spins(self, top: int) -> None:
-        open_ended = self.max_count.value() >= self.max_count.maximum()
+        """Let the spin boxes reach the largest count; an open maximum follows it."""
+        self._top = top
         with _blocked(self.min_count, self.max_count):
-            new_max = max(top, self.max_count.value() if not open_ended else 0,
-                          self.min_count.value())
-            self.min_count.setMaximum(new_max)
-            self.max_count.setMaximum(new_max)
-            if open_ended:
+            if self._open_max:
+                new_max = max(top, self.min_count.value())
+                self.max_count.setMaximum(new_max)
                 self.max_count.setValue(new_max)
+            else:
+                new_max = max(top, self.max_count.value(), self.min_count.value())
+                self.max_count.setMaximum(new_max)
+            self.min_count.setMaximum(new_max)
 
     def _set_rows(self, rows: list[int]) -> None:
         current = self._current_image()
         bar = self.view.verticalScrollBar()
         position = bar.value()
         if self.model.set_rows(rows):
-            self.view.doItemsLayout()
             bar.setValue(position)
             row = self.model.row_of(current) if current is not None else None
             if row is not None:
