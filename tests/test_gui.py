@@ -294,3 +294,22 @@ def test_stale_preview_results_are_dropped(make_napari_viewer, qtbot):
     stale = Detections(np.array([[10, 10]]), np.array([5.0]))
     widget._on_preview_done((widget._preview_request - 1, (0, 0, None), stale, 0.01))
     assert len(viewer.layers["nuclei preview"].data) == 0
+
+
+def test_dask_backend_from_the_advanced_section(make_napari_viewer, qtbot, plate):
+    pytest.importorskip("distributed")
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    widget.source.value = "folder"
+    widget.folder.value = plate[0].parent
+    widget.backend.value = "Dask"
+    assert widget.scheduler.enabled
+    widget.workers.value = 2
+    widget.apply_params(DetectionParams(4.0, 6, 1000.0))
+    _run(qtbot, widget, timeout=120000)
+    assert widget.status.value.startswith("Done: 6 of 6 images")
+    pts = viewer.layers["nuclei"]
+    paths = widget.run_layer.metadata["nuclei_counter"]["paths"]
+    for i, path in enumerate(paths):
+        e = detect(tifffile.imread(path), DetectionParams(4.0, 6, 1000.0)).coords
+        np.testing.assert_array_equal(pts.data[pts.data[:, 0] == i][:, 1:], e)

@@ -34,6 +34,7 @@ from magicgui.widgets import (
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QTimer
+from superqt import QCollapsible
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -161,8 +162,20 @@ class NucleiCounterWidget(QWidget):
         self.controls = Container(widgets=[
             self.image_combo, self.sigma, self.min_distance, self.threshold, self.preview_check,
             self.preview_label, self.source, self.folder, self.pattern, self.match_label,
-            self.workers, self.run_button, self.status,
+            self.run_button, self.status,
         ], labels=True)
+        # Advanced: where the work runs
+        self.backend = RadioButtons(label="run with", choices=["local processes", "Dask"],
+                                    value="local processes", orientation="horizontal",
+                                    tooltip="Worker processes on this computer, or a Dask "
+                                            "cluster (for images on a shared file system)")
+        self.scheduler = LineEdit(label="scheduler", value="",
+                                  tooltip="Address of a running Dask scheduler, e.g. "
+                                          "tcp://10.0.0.5:8786; empty: a local Dask cluster")
+        self.advanced_controls = Container(widgets=[self.workers, self.backend, self.scheduler],
+                                           labels=True)
+        self.advanced = QCollapsible("Advanced")
+        self.advanced.addWidget(self.advanced_controls.native)
 
         presets = QHBoxLayout()
         self.bbbc_button = QPushButton("BBBC021")
@@ -189,6 +202,7 @@ class NucleiCounterWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.controls.native)
+        layout.addWidget(self.advanced)
         layout.addLayout(presets)
         layout.addWidget(self.table, stretch=1)
         layout.addWidget(self.save_button)
@@ -206,6 +220,7 @@ class NucleiCounterWidget(QWidget):
         self.preview_check.changed.connect(self._on_preview_toggled)
         self.image_combo.changed.connect(self._on_image_changed)
         self.source.changed.connect(self._update_source_visibility)
+        self.backend.changed.connect(self._update_source_visibility)
         self.folder.changed.connect(self.update_match_count)
         self.pattern.changed.connect(self.update_match_count)
         self.run_button.clicked.connect(self.toggle_run)
@@ -452,6 +467,7 @@ class NucleiCounterWidget(QWidget):
 
     # ------------------------------------------------------------- folder run
     def _update_source_visibility(self, *_) -> None:
+        self.scheduler.enabled = self.backend.value == "Dask"
         folder = self.source.value == "folder"
         for w in (self.folder, self.pattern, self.match_label):
             w.visible = folder
@@ -511,8 +527,8 @@ class NucleiCounterWidget(QWidget):
             data, kwargs, _ = stack_layer_data(paths, name=Path(str(self.folder.value)).name)
             layer = self.viewer.add_image(data, **kwargs)
             self.image_combo.value = layer
-            gen = run_batch(paths, params, workers=workers, cancel=cancel)
             labels = [str(p) for p in paths]
+            gen = self._paths_batch(labels, params, workers, cancel)
         else:
             layer = self.image_layer
             if layer is None:
@@ -521,9 +537,12 @@ class NucleiCounterWidget(QWidget):
             info = layer.metadata.get(META_KEY, {})
             paths = info.get("paths")
             if layer.data.ndim == 3 and paths and len(paths) == layer.data.shape[0]:
-                gen = run_batch(paths, params, workers=workers, cancel=cancel)
                 labels = list(paths)
+                gen = self._paths_batch(labels, params, workers, cancel)
             elif layer.data.ndim in (2, 3):
+                if self.backend.value == "Dask":
+                    show_info("Images held in memory run on local processes; Dask workers "
+                              "read files (open a folder to use Dask).")
                 planes = [layer.data] if layer.data.ndim == 2 else list(layer.data)
                 labels = [f"{layer.name}[{i}]" for i in range(len(planes))]
                 arrays = [np.asarray(p) for p in planes]
@@ -560,6 +579,15 @@ class NucleiCounterWidget(QWidget):
         self._points_timer.start()
         worker.start()
         return worker
+
+    def _paths_batch(self, paths: list[str], params, workers: int, cancel):
+        """The engine's generator for files: local processes or Dask."""
+        if self.backend.value == "Dask":
+            from .._dask import run_batch_dask
+
+            return run_batch_dask(paths, params, scheduler=self.scheduler.value.strip() or None,
+                                  n_workers=workers or None, cancel=cancel)
+        return run_batch(paths, params, workers=workers, cancel=cancel)
 
     def _reset_table(self, labels: list[str], layer) -> None:
         meta = layer.metadata.get(META_KEY, {}).get("meta")
