@@ -100,3 +100,35 @@ def test_module_entry_point():
     p = subprocess.run([sys.executable, "-m", "napari_nuclei_counter.cli", "--version"],
                        capture_output=True, text=True)
     assert p.returncode == 0 and "nuclei-counter" in p.stdout
+
+
+def test_gallery_and_platemap_pngs(sample_images, tmp_path):
+    from PIL import Image
+
+    folder = sample_images[0].parent
+    out = tmp_path / "res"
+    assert run("detect", folder, "--out", out, "--quiet", "--workers", 0).returncode == 0
+    g = run("gallery", out, "--out", tmp_path / "g.png", "--n", 4, "--seed", 1, "--columns", 2,
+            "--size", 100)
+    assert g.returncode == 0, g.stderr
+    m = run("platemap", out, "--out", tmp_path / "m.png", "--value", "total")
+    assert m.returncode == 0, m.stderr
+    for name in ("g.png", "m.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    w, h = Image.open(tmp_path / "g.png").size
+    assert 200 <= w <= 260 and h > 200  # 2 columns of 100 px thumbnails, 2 rows with captions
+    bad = run("gallery", tmp_path / "nowhere")
+    assert bad.returncode == 2 and "not a results folder" in bad.stderr
+
+
+def test_detect_with_the_dask_backend(sample_images, tmp_path):
+    pytest.importorskip("distributed")
+    folder = sample_images[0].parent
+    a = run("detect", folder, "--out", tmp_path / "a", "--quiet", "--workers", 0)
+    b = run("detect", folder, "--out", tmp_path / "b", "--quiet", "--workers", 2,
+            "--backend", "dask")
+    assert a.returncode == 0 and b.returncode == 0, b.stderr
+    ta = pd.read_csv(tmp_path / "a" / "nuclei.csv")
+    tb = pd.read_csv(tmp_path / "b" / "nuclei.csv")
+    pd.testing.assert_frame_equal(ta, tb)
