@@ -12,8 +12,10 @@ Modes
 CLI (default)
     ``nuclei-counter detect LINKS --backend process`` and ``--backend dask``
     run as separate processes (start-up included). Wall time, images/s,
-    images/s per core and the peak resident memory summed over the process
-    tree (psutil, polled every 100 ms) are recorded, and the two runs'
+    images/s per core, the CPU time of the whole process tree per image
+    (user + system; less sensitive than wall time to other work on a shared
+    machine) and the peak resident memory summed over the process tree
+    (psutil, polled every 100 ms) are recorded, and the two runs'
     ``images.csv`` must give the same count for every image. When the CLI
     has no ``--backend dask`` yet, the row says so.
 ``--api``
@@ -72,6 +74,7 @@ class Run:
     wall_s: float = float("nan")
     first_s: float = float("nan")
     peak_rss_mb: float = float("nan")
+    cpu_s: float = float("nan")
     max_procs: int = 0
     counts: dict = field(default_factory=dict)  # path -> count (None when failed)
     note: str = ""
@@ -147,9 +150,18 @@ class TreeMonitor:
         self._stop = threading.Event()
         self.peak_rss = 0
         self.max_procs = 0
+        self._cpu: dict[int, float] = {}  # pid -> last seen user + system time
+        self._cpu0 = 0.0
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time used by the tree while monitored (to the last poll)."""
+        return sum(self._cpu.values()) - self._cpu0
+
     def __enter__(self) -> "TreeMonitor":
+        self.sample()
+        self._cpu0 = sum(self._cpu.values())
         self._thread.start()
         return self
 
@@ -174,6 +186,8 @@ class TreeMonitor:
         for p in tree:
             try:
                 rss += p.memory_info().rss
+                t = p.cpu_times()
+                self._cpu[p.pid] = t.user + t.system
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
         self.peak_rss = max(self.peak_rss, rss)
@@ -213,6 +227,7 @@ def run_cli(backend: str, folder: Path, out: Path, args) -> Run:
                     else f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
         return run
     run.wall_s, run.peak_rss_mb, run.max_procs = wall, mon.peak_rss / 2**20, mon.max_procs
+    run.cpu_s = mon.cpu_seconds
     run.counts = read_counts(out / "images.csv")
     run.n = len(run.counts)
     run.failed = sum(c is None for c in run.counts.values())
@@ -266,6 +281,7 @@ def run_api(backend: str, paths: list[str], params, args) -> Run:
             run.counts[r.path] = r.count
         run.wall_s = time.perf_counter() - t0
     run.peak_rss_mb, run.max_procs = mon.peak_rss / 2**20, mon.max_procs
+    run.cpu_s = mon.cpu_seconds
     run.n = len(run.counts)
     run.failed = sum(c is None for c in run.counts.values())
     return run
@@ -299,15 +315,16 @@ def check(runs: list[Run], links: dict[str, str], expected: dict[str, int]) -> l
 def table(runs: list[Run], cores: int) -> str:
     """Format the runs as one text table."""
     head = ["mode", "backend", "images", "failed", "wall s", "first s", "img/s",
-            "img/s/core", "peak RSS MB", "procs"]
+            "img/s/core", "CPU ms/img", "peak RSS MB", "procs"]
     rows = [head]
     for r in runs:
         if not r.ok:
-            rows.append([r.mode, r.backend, r.note or "no images", "", "", "", "", "", "", ""])
+            rows.append([r.mode, r.backend, r.note or "no images", *[""] * (len(head) - 3)])
             continue
         rows.append([r.mode, r.backend, str(r.n), str(r.failed), f"{r.wall_s:.2f}",
                      "-" if r.first_s != r.first_s else f"{r.first_s:.2f}",
-                     f"{r.rate():.0f}", f"{r.rate() / cores:.0f}", f"{r.peak_rss_mb:.0f}",
+                     f"{r.rate():.0f}", f"{r.rate() / cores:.0f}",
+                     f"{1000 * r.cpu_s / r.n:.2f}", f"{r.peak_rss_mb:.0f}",
                      str(r.max_procs)])
     widths = [max(len(row[i]) for row in rows if len(row[i]) < 40) for i in range(len(head))]
     lines = []

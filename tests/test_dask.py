@@ -88,6 +88,25 @@ def test_relax_malloc_is_harmless(monkeypatch):
     _dask._relax_malloc()  # glibc: the usual thresholds; elsewhere: nothing
 
 
+def test_chunks_grow_to_about_half_a_second_of_work():
+    from napari_nuclei_counter.core.results import ImageResult
+
+    work = _dask._Chunker([(i, f"img{i}.tif") for i in range(10_000)], None)
+    assert len(work.next_chunk(threads=2)) == 1  # nothing timed yet: the first results soon
+    for i in range(4):
+        work.observe(ImageResult(i, "x", seconds=0.01))
+    assert len(work.next_chunk(threads=2)) == 50  # 0.5 s / 10 ms
+    for i in range(400):
+        work.observe(ImageResult(i, "x", seconds=0.0001))
+    assert len(work.next_chunk(threads=2)) == _dask.MAX_CHUNK
+    tail = _dask._Chunker([(i, "p") for i in range(40)], None)
+    tail.observe(ImageResult(0, "x", seconds=0.0001))
+    assert len(tail.next_chunk(threads=4)) == 5  # 40 images / (2 x 4 threads)
+    fixed = _dask._Chunker([(i, "p") for i in range(10)], 3)
+    assert [len(fixed.next_chunk(1)) for _ in range(4)] == [3, 3, 3, 1]
+    assert not fixed
+
+
 def test_empty_input_starts_nothing():
     assert list(run_batch_dask([], PARAMS)) == []
 

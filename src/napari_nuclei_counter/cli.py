@@ -161,7 +161,7 @@ def _cmd_detect(args) -> int:
         raise _UsageError(str(exc)) from None
     if args.workers is not None and args.workers < 0:
         raise _UsageError("--workers must be 0 or more")
-    if args.workers != 0:
+    if args.workers != 0 and args.backend == "process":
         start_workers_early()  # workers import in parallel with the folder listing
     src = Path(args.input).expanduser()
     if src.is_file():
