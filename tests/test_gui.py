@@ -313,3 +313,13 @@ def test_dask_backend_from_the_advanced_section(make_napari_viewer, qtbot, plate
     for i, path in enumerate(paths):
         e = detect(tifffile.imread(path), DetectionParams(4.0, 6, 1000.0)).coords
         np.testing.assert_array_equal(pts.data[pts.data[:, 0] == i][:, 1:], e)
+
+
+def test_gallery_and_plate_map_buttons_dock_the_views(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    gallery = widget.open_gallery()
+    plate_map = widget.open_plate_map()
+    assert gallery.store is widget.store and plate_map.store is widget.store
+    assert widget.open_gallery() == gallery  # a second click shows the same dock (a proxy)
+    assert {"Nuclei gallery", "Plate map"} <= set(viewer.window.dock_widgets)

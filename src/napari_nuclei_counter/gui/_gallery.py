@@ -2,11 +2,11 @@
 
 The gallery is virtualised: a ``QListView`` in icon mode over a
 :class:`ThumbnailModel` whose rows are image indices. A thumbnail is made only
-when its row is painted, in numpy (:func:`~napari_nuclei_counter.core.gallery.thumbnail`)
-and off the GUI thread, by one long-lived background thread per gallery that
-ends by itself when idle; it becomes a ``QImage``/``QPixmap`` only here, in
-the view, and at most ``cache_size`` of them are kept (least recently used
-first out), so memory stays bounded on a plate of 10,000 images.
+when its row is painted, in numpy (``core.gallery.thumbnail``) and off the GUI
+thread, in a background thread that runs while there is work (a few tiles at a
+time, the most recently painted first); it becomes a ``QImage``/``QPixmap``
+only here, in the view, and at most ``cache_size`` of them are kept (least
+recently used out first), so memory stays bounded on a plate of 10,000 images.
 
 The gallery listens to the detector's :class:`~napari_nuclei_counter.core.store.ResultsStore`:
 it fills in while a batch runs (refreshes are throttled), follows hand
@@ -23,6 +23,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -84,13 +85,13 @@ REFRESH_MS = 300
 ALL_WELLS = "all wells"
 ANY_FLAG = "any"
 FLAGGED = "flagged"
-_IDLE_S = 2.0  # a background thread with nothing to do for this long ends
+_IDLE_S = 0.02  # a background thread without work for this long ends
 
 
 # --------------------------------------------------------------------- shared helpers
 
 
-def _unwrap(obj):
+def unwrap_proxy(obj):
     """The object behind napari's ``PublicOnlyProxy`` (plugins get proxies)."""
     return getattr(obj, "__wrapped__", obj)
 
@@ -110,11 +111,11 @@ def find_store(viewer: napari.viewer.Viewer) -> ResultsStore:
         The store the detector fills with its runs' results.
     """
     for widget in list(viewer.window.dock_widgets.values()):
-        widget = _unwrap(widget)
+        widget = unwrap_proxy(widget)
         if isinstance(widget, NucleiCounterWidget):
-            return _unwrap(widget.store)
+            return unwrap_proxy(widget.store)
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, DETECTOR)
-    return _unwrap(_unwrap(widget).store)
+    return unwrap_proxy(unwrap_proxy(widget).store)
 
 
 def show_image(viewer: napari.viewer.Viewer, store: ResultsStore, index: int) -> bool:
@@ -152,17 +153,36 @@ def current_image(viewer: napari.viewer.Viewer, store: ResultsStore) -> int | No
     return int(step[axis]) if 0 <= axis < len(step) else None
 
 
+def weak_method(obj, name: str) -> Callable:
+    """A plain function that calls ``obj.<name>(*args)`` while ``obj`` lives.
+
+    It holds no strong reference to ``obj``: a store or a viewer event that
+    keeps it does not keep a closed dock alive.
+    """
+    ref = weakref.ref(obj)
+
+    def call(*args):
+        target = ref()
+        if target is not None:
+            return getattr(target, name)(*args)
+        return None
+
+    call.__name__ = call.__qualname__ = f"weak_{name}"
+    return call
+
+
 def _well_key(well: str) -> tuple:
     pos = well_position(well)
     return (0, *pos, "") if pos is not None else (1, 0, 0, str(well))
 
 
-def _teardown(closed: threading.Event, store: ResultsStore, listener: Callable,
-              jobs: list[queue.Queue], disconnect: list[Callable] = ()) -> None:
-    """Called on a view's ``destroyed``: stop its threads, stop listening.
+def teardown(*, closed: threading.Event, store: ResultsStore, listener: Callable,
+             jobs: list[queue.Queue], disconnect: list[Callable] = ()) -> None:
+    """Stop a closed view's threads and stop calling it.
 
-    A plain function (given everything it needs), not a method of the view,
-    whose Qt object is gone by then.
+    Run by a ``weakref.finalize`` of the view, called on its ``destroyed``
+    signal (Qt deleted it) or when Python collects it (an undocked view): a
+    plain function given everything it needs, never the view itself.
     """
     closed.set()
     store.unsubscribe(listener)
@@ -173,6 +193,11 @@ def _teardown(closed: threading.Event, store: ResultsStore, listener: Callable,
             fn()
         except Exception:  # already disconnected, or the viewer is gone
             log.debug("disconnect on close failed", exc_info=True)
+
+
+def store_snapshot(store: ResultsStore, wells: bool) -> tuple:
+    """Arguments of :func:`store_tables` for the store's results now (GUI thread)."""
+    return store.ordered(), wells
 
 
 def store_tables(results: list[ImageResult], wells: bool = False):
@@ -229,9 +254,11 @@ class BackgroundQueue(QObject):
     """Run functions one after the other in a background thread; results come back here.
 
     One napari ``GeneratorWorker`` at a time, started when work arrives and
-    ending by itself after two idle seconds (or when ``closed`` is set). It is
-    not registered as a viewer task, so closing napari does not ask to wait
-    for it.
+    ending as soon as there is no work (it does not hold a thread of Qt's
+    global pool, which napari's other workers share, nor outlive the window)
+    or when ``closed`` is set. It is not registered as a viewer task, so
+    closing napari does not ask to wait for it; napari waits for it when the
+    application quits, like for every worker.
 
     Parameters
     ----------
@@ -396,14 +423,26 @@ def load_image(path: str, data, index: int) -> np.ndarray:
     return np.asarray(data)
 
 
-def make_thumbnail(path: str, data, index: int, coords: np.ndarray, size: int) -> np.ndarray:
+def make_thumbnail(path: str, data, index: int, coords: np.ndarray, size: int,
+                   dot_radius: int = 2) -> np.ndarray:
     """Read one image and draw its thumbnail with its nuclei (background thread).
+
+    Parameters
+    ----------
+    path, data, index :
+        See :func:`load_image`.
+    coords : ndarray, shape (N, 2)
+        Nucleus centres in image pixels.
+    size : int
+        Longest side of the thumbnail.
+    dot_radius : int, optional
+        Radius of the nucleus dots in thumbnail pixels.
 
     Returns
     -------
     ndarray of uint8, shape (h, w, 3)
     """
-    return thumbnail(load_image(path, data, index), coords, size=size)
+    return thumbnail(load_image(path, data, index), coords, size=size, dot_radius=dot_radius)
 
 
 def _layer_data(layer):
@@ -472,6 +511,8 @@ class ThumbnailModel(QAbstractListModel):
         self.size = int(size)
         self.cache_size = max(1, int(cache_size))
         self.batch_size = max(1, int(batch_size))
+        #: small dots on small thumbnails, so that the nuclei still show
+        self.dot_radius = 1 if self.size < 240 else 2
         self.closed = closed or threading.Event()
         self.queue = BackgroundQueue(self.closed, self)
         self.placeholder = _tile(self.size, "…")
@@ -611,7 +652,8 @@ class ThumbnailModel(QAbstractListModel):
                 continue
             self._handed.add(key)
             coords = np.array(r.coords, copy=True)
-            self.queue.submit(make_thumbnail, (r.path, data, image, coords, self.size),
+            self.queue.submit(make_thumbnail,
+                              (r.path, data, image, coords, self.size, self.dot_radius),
                               functools.partial(self._on_thumbnail, key))
 
     def _on_thumbnail(self, key: tuple, rgb, error, _seconds: float) -> None:
@@ -637,10 +679,13 @@ class ThumbnailModel(QAbstractListModel):
         self._hand_over()
 
     def invalidate(self, images) -> None:
-        """Make these images' thumbnails again (their nuclei changed)."""
+        """Make these images' thumbnails again when next shown (their nuclei changed)."""
         for i in images or ():
-            self._versions[int(i)] = self._versions.get(int(i), 0) + 1
-            row = self._row_of.get(int(i))
+            i = int(i)
+            if i not in self._cache and not any(k[1] == i for k in self._handed):
+                continue  # never made: nothing to redo
+            self._versions[i] = self._versions.get(i, 0) + 1
+            row = self._row_of.get(i)
             if row is not None:
                 idx = self.index(row)
                 self.dataChanged.emit(idx, idx)
@@ -688,7 +733,7 @@ class GalleryWidget(QWidget):
                  *, thumbnail_size: int = 160, cache_size: int = 400) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.store: ResultsStore = _unwrap(store) if store is not None else find_store(
+        self.store: ResultsStore = unwrap_proxy(store) if store is not None else find_store(
             napari_viewer)
         self._closed = threading.Event()
         self._syncing = False
@@ -700,8 +745,8 @@ class GalleryWidget(QWidget):
                                     closed=self._closed, parent=self)
         self.flags: dict[int, str] = {}  #: QC flags by image index (computed in the background)
         self._flag_table = TableRefresher(
-            self._closed, lambda: (self.store.ordered(),), store_tables, self._on_flags,
-            parent=self)
+            self._closed, functools.partial(store_snapshot, self.store, False), store_tables,
+            weak_method(self, "_on_flags"), parent=self)
         self._build(thumbnail_size)
         self._connect()
         self._follow_well(self.store.selected_well)
@@ -748,9 +793,8 @@ class GalleryWidget(QWidget):
         view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         view.verticalScrollBar().setSingleStep(24)
         view.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        view.setMinimumSize(size + 40, size + 60)
+        view.setMinimumSize(size + 40, (size + 44) // 2)
         view.setModel(self.model)
-        view.setToolTip("")
         self.view = view
 
         self.status = QLabel("")
@@ -759,7 +803,6 @@ class GalleryWidget(QWidget):
         self.export_n.setRange(0, 100000)
         self.export_n.setValue(16)
         self.export_n.setSpecialValueText("all")
-        self.export_n.setPrefix("")
         self.export_n.setToolTip("Images in the exported mosaic: a reproducible random sample "
                                  "of the images shown, sorted by count (0: all of them)")
         self.export_button = QPushButton("Export PNG…")
@@ -801,14 +844,16 @@ class GalleryWidget(QWidget):
         self.view.clicked.connect(self.on_clicked)
         self.view.selectionModel().currentChanged.connect(self.on_current_changed)
         self.export_button.clicked.connect(self.on_export_clicked)
-        listener = self._on_store_event
+        listener = weak_method(self, "_on_store_event")
         self.store.subscribe(listener)
         step_event = self.viewer.dims.events.current_step
-        step_event.connect(self._on_current_step)
-        self.destroyed.connect(functools.partial(
-            _teardown, self._closed, self.store, listener,
-            [self.model.queue.jobs, self._flag_table.queue.jobs],
-            [functools.partial(step_event.disconnect, self._on_current_step)]))
+        on_step = weak_method(self, "_on_current_step")
+        step_event.connect(on_step)
+        # when Qt deletes the widget, or Python lets go of an undocked one
+        self.destroyed.connect(weakref.finalize(
+            self, teardown, closed=self._closed, store=self.store, listener=listener,
+            jobs=[self.model.queue.jobs, self._flag_table.queue.jobs],
+            disconnect=[functools.partial(step_event.disconnect, on_step)]))
 
     # ---------------------------------------------------------------- reading
     def order(self) -> list[int]:
@@ -828,7 +873,7 @@ class GalleryWidget(QWidget):
         return self.well_combo.currentData()
 
     def qc_filter(self) -> str:
-        """``'any'``, ``'flagged'`` or one flag name of :data:`~napari_nuclei_counter.core.qc.FLAGS`."""
+        """The QC filter: ``'any'``, ``'flagged'`` or one name of ``core.qc.FLAGS``."""
         return self.qc_combo.currentData() or ANY_FLAG
 
     def count_range(self) -> tuple[int, int | None]:
@@ -841,7 +886,7 @@ class GalleryWidget(QWidget):
         low = max(0, int(low))
         top = max(self._top, low, int(high) if high is not None else 0)
         self._open_max = high is None
-        with _blocked(self.min_count, self.max_count):
+        with blocked_signals(self.min_count, self.max_count):
             self.min_count.setMaximum(top)
             self.max_count.setMaximum(top)
             self.min_count.setValue(low)
@@ -888,7 +933,7 @@ class GalleryWidget(QWidget):
 
     def _follow_well(self, well: str | None) -> None:
         i = self.well_combo.findData(well) if well is not None else 0
-        with _blocked(self.well_combo):
+        with blocked_signals(self.well_combo):
             if i < 0:
                 self.well_combo.addItem(well, well)
                 i = self.well_combo.count() - 1
@@ -906,7 +951,7 @@ class GalleryWidget(QWidget):
         if wells == self._wells:
             return
         self._wells = wells
-        with _blocked(self.well_combo):
+        with blocked_signals(self.well_combo):
             self.well_combo.clear()
             self.well_combo.addItem(ALL_WELLS, None)
             for w in wells:
@@ -965,7 +1010,7 @@ class GalleryWidget(QWidget):
     def _update_count_spins(self, top: int) -> None:
         """Let the spin boxes reach the largest count; an open maximum follows it."""
         self._top = top
-        with _blocked(self.min_count, self.max_count):
+        with blocked_signals(self.min_count, self.max_count):
             if self._open_max:
                 new_max = max(top, self.min_count.value())
                 self.max_count.setMaximum(new_max)
@@ -1003,9 +1048,8 @@ class GalleryWidget(QWidget):
         if event == "select_well":
             self._follow_well(self.store.selected_well)
             return
-        if event == "edited":
-            self.model.invalidate(indices)
         if event in ("result", "edited"):
+            self.model.invalidate(indices)  # a new result for an image replaces its tile
             if self.qc_filter() != ANY_FLAG:
                 self._flag_table.request()
             self.schedule_refresh()
@@ -1161,7 +1205,7 @@ class GalleryWidget(QWidget):
             show_info(f"Gallery saved as {out}")
 
 
-class _blocked:
+class blocked_signals:
     """Block the signals of some Qt objects for a ``with`` block."""
 
     def __init__(self, *objects: QObject) -> None:

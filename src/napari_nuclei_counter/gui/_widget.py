@@ -197,14 +197,23 @@ class NucleiCounterWidget(QWidget):
         header.setStretchLastSection(True)
         self.table.setToolTip("One row per image; click a row to show that image")
         self.save_button = QPushButton("Save tables…")
-        self.save_button.setToolTip("Write images.csv, nuclei.csv and run.json into a folder")
+        self.save_button.setToolTip("Write images.csv, nuclei.csv, wells.csv and run.json into "
+                                    "a folder")
         self.save_button.setEnabled(False)
+        views = QHBoxLayout()
+        self.gallery_button = QPushButton("Gallery")
+        self.gallery_button.setToolTip("Thumbnails of every image sorted by nuclei count")
+        self.plate_button = QPushButton("Plate map")
+        self.plate_button.setToolTip("Wells coloured by nuclei count")
+        views.addWidget(self.gallery_button)
+        views.addWidget(self.plate_button)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.controls.native)
         layout.addWidget(self.advanced)
         layout.addLayout(presets)
         layout.addWidget(self.table, stretch=1)
+        layout.addLayout(views)
         layout.addWidget(self.save_button)
 
         self._debounce = QTimer(self)
@@ -229,6 +238,8 @@ class NucleiCounterWidget(QWidget):
         self.save_preset_button.clicked.connect(self._ask_save_preset)
         self.load_preset_button.clicked.connect(self._ask_load_preset)
         self.save_button.clicked.connect(self._ask_save_tables)
+        self.gallery_button.clicked.connect(self.open_gallery)
+        self.plate_button.clicked.connect(self.open_plate_map)
         self.table.cellClicked.connect(self._on_table_clicked)
         self._debounce.timeout.connect(self.start_preview)
         self._points_timer.timeout.connect(self._flush_points)
@@ -750,6 +761,28 @@ class NucleiCounterWidget(QWidget):
         out = write_results(folder, results, self._run_params or self.params(), info)
         show_info(f"Tables saved in {out}")
         return out
+
+    def _open_view(self, name: str, factory):
+        docked = self.viewer.window.dock_widgets
+        if name in docked:
+            widget = docked[name]
+            widget.parent().show() if widget.parent() is not None else widget.show()
+            return widget
+        widget = factory(self.viewer, store=self.store)
+        self.viewer.window.add_dock_widget(widget, name=name, area="right")
+        return widget
+
+    def open_gallery(self, *_):
+        """Dock the gallery of this run's images (or show it if docked)."""
+        from ._gallery import GalleryWidget
+
+        return self._open_view("Nuclei gallery", GalleryWidget)
+
+    def open_plate_map(self, *_):
+        """Dock the plate map of this run (or show it if docked)."""
+        from ._plate_map import PlateMapWidget
+
+        return self._open_view("Plate map", PlateMapWidget)
 
     def _ask_save_tables(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Save tables into folder")

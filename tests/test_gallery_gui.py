@@ -1,0 +1,556 @@
+"""The gallery and plate map docks in a real napari viewer (Xvfb + Mesa)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import struct
+import time
+import types
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("qtpy")
+
+from napari.utils.notifications import notification_manager  # noqa: E402
+from qtpy.QtCore import QEvent, QPoint, Qt  # noqa: E402
+from qtpy.QtGui import QHelpEvent, QPixmap  # noqa: E402
+from qtpy.QtWidgets import QApplication, QToolTip  # noqa: E402
+
+from napari_nuclei_counter import DetectionParams  # noqa: E402
+from napari_nuclei_counter.core.discovery import ImageMeta  # noqa: E402
+from napari_nuclei_counter.core.gallery import gallery_selection, render_plate_map  # noqa: E402
+from napari_nuclei_counter.core.results import ImageResult  # noqa: E402
+from napari_nuclei_counter.core.sample import write_sample_plate  # noqa: E402
+from napari_nuclei_counter.core.store import ResultsStore  # noqa: E402
+from napari_nuclei_counter.gui._gallery import GalleryWidget, unwrap_proxy  # noqa: E402
+from napari_nuclei_counter.gui._plate_map import PlateMapWidget  # noqa: E402
+from napari_nuclei_counter.gui._widget import NucleiCounterWidget  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+PLUGIN = "napari-nuclei-counter"
+PARAMS = DetectionParams(3.0, 5, 500.0)
+DECORATION = Qt.ItemDataRole.DecorationRole
+DISPLAY = Qt.ItemDataRole.DisplayRole
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUCLEI_COUNTER_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("NUCLEI_COUNTER_SAMPLE_DIR", str(tmp_path / "sample-cache"))
+    monkeypatch.setattr(notification_manager, "records", [])
+
+
+@pytest.fixture
+def plate(tmp_path):
+    """2 rows x 3 columns x 2 sites = 12 small BBBC021-named images."""
+    return write_sample_plate(tmp_path / "plate", rows="BC", columns=range(2, 5), sites=2,
+                              seed=5, shape=(256, 320))
+
+
+def _run(viewer, qtbot, plate, workers=0, params=PARAMS):
+    """Open the plate, dock the detector, run it; return the detector."""
+    viewer.open(str(plate[0].parent), plugin=PLUGIN)
+    _, det = viewer.window.add_plugin_dock_widget(PLUGIN, "Nuclei detector")
+    det.preview_check.value = False
+    det.workers.value = workers
+    det.apply_params(params)
+    _start(det, qtbot)
+    return det
+
+
+def _start(det, qtbot):
+    worker = det.start_run()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: not det.running, timeout=5000)
+
+
+def _dock(viewer, qtbot):
+    gallery = GalleryWidget(viewer)
+    viewer.window.add_dock_widget(gallery, name="Nuclei gallery")
+    plate_map = PlateMapWidget(viewer)
+    viewer.window.add_dock_widget(plate_map, name="Plate map")
+    qtbot.waitUntil(lambda: not plate_map.busy and len(plate_map.wells) > 0, timeout=10000)
+    return gallery, plate_map
+
+
+def _counts(store):
+    return {i: r.count for i, r in store.results.items() if r.ok}
+
+
+def _desc(counts):
+    return sorted(counts, key=lambda i: (-counts[i], i))
+
+
+def _png_size(path):
+    raw = path.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    assert raw[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", raw[16:24])
+    return width, height
+
+
+def _gallery_png_size(n_tiles, thumb_hw, columns=4, caption=22, gap=4):
+    """render_gallery's documented size."""
+    k = min(columns, n_tiles)
+    m = -(-n_tiles // k)
+    h, w = thumb_hw
+    return k * w + (k + 1) * gap, m * (h + caption) + (m + 1) * gap
+
+
+# ----------------------------------------------------------------------------- gallery
+
+
+def test_gallery_order_captions_click_and_filters(make_napari_viewer, qtbot, plate, tmp_path):
+    viewer = make_napari_viewer()
+    det = _run(viewer, qtbot, plate, workers=0)
+    gallery, _ = _dock(viewer, qtbot)
+    assert gallery.store is det.store  # found the detector's store by itself
+    counts = _counts(det.store)
+    assert len(counts) == 12 and len(set(counts.values())) > 3
+
+    # most nuclei first, ties by image index; "ascending" reverses the counts
+    desc = _desc(counts)
+    assert gallery.order() == desc
+    assert gallery.model.rowCount() == 12
+    gallery.ascending.setChecked(True)
+    asc = gallery.order()
+    assert asc == sorted(counts, key=lambda i: (counts[i], i))
+    assert [counts[i] for i in asc] == [counts[i] for i in desc][::-1]
+    gallery.ascending.setChecked(False)
+    assert gallery.order() == desc
+
+    # captions: well, site and count, on the tiles too
+    for row, i in enumerate(desc):
+        meta = det.store.meta[i]
+        text = gallery.caption_of(i)
+        assert text == f"{meta.well} {meta.site}: {counts[i]} nuclei"
+        assert gallery.model.data(gallery.model.index(row), DISPLAY) == text
+        assert meta.well in gallery.model.data(gallery.model.index(row),
+                                               Qt.ItemDataRole.ToolTipRole)
+
+    # clicking a thumbnail shows its image
+    for row in (3, 0, 11):
+        gallery.on_clicked(row)
+        assert viewer.dims.current_step[0] == desc[row]
+        assert gallery.view.currentIndex().row() == row
+    # ...and moving the viewer selects the thumbnail
+    viewer.dims.set_current_step(0, desc[5])
+    assert gallery.view.currentIndex().row() == 5
+
+    # count range
+    values = sorted(counts.values())
+    lo, hi = values[3], values[8]
+    gallery.set_count_range(lo, hi)
+    assert gallery.count_range() == (lo, hi)
+    assert gallery.order() == [i for i in desc if lo <= counts[i] <= hi]
+    assert f"{len(gallery.order())} of 12 images" in gallery.status.text()
+    gallery.min_count.setValue(values[6])  # the spin boxes filter too
+    assert gallery.order() == [i for i in desc if values[6] <= counts[i] <= hi]
+    gallery.set_count_range(0, None)
+    assert gallery.order() == desc and gallery.count_range() == (0, None)
+    assert gallery.max_count.value() == max(values)
+
+    # one well (the plate map hears of it through the store)
+    gallery.set_well("B03")
+    b03 = [i for i in desc if det.store.meta[i].well == "B03"]
+    assert len(b03) == 2 and gallery.order() == b03
+    assert det.store.selected_well == "B03" and gallery.well_combo.currentText() == "B03"
+    gallery.well_combo.setCurrentIndex(0)  # "all wells"
+    assert det.store.selected_well is None and gallery.order() == desc
+    assert gallery.well_combo.count() == 1 + 6
+
+    # QC flags, computed in the background from the images table
+    flags = dict(zip(det.store.images_table()["index"], det.store.images_table()["qc_flags"]))
+    for name in ("flagged", "no_nuclei", "count_outlier", "any"):
+        gallery.set_qc_filter(name)
+        qtbot.waitUntil(lambda: not gallery._flag_table.busy, timeout=10000)
+        if name == "any":
+            expected = desc
+        elif name == "flagged":
+            expected = [i for i in desc if flags[i]]
+        else:
+            expected = [i for i in desc if name in flags[i].split(";")]
+        assert gallery.order() == expected
+    with pytest.raises(ValueError, match="unknown QC filter"):
+        gallery.set_qc_filter("blurry")
+
+
+def test_gallery_thumbnails_and_export(make_napari_viewer, qtbot, plate, tmp_path):
+    viewer = make_napari_viewer()
+    det = _run(viewer, qtbot, plate, workers=2)
+    gallery, _ = _dock(viewer, qtbot)
+    model = gallery.model
+    first = gallery.order()[0]
+    # a placeholder first; the thumbnail is made in the background
+    if not gallery.thumbnail_ready(first):
+        assert model.data(model.index(0), DECORATION) is model.placeholder
+    qtbot.waitUntil(lambda: model.data(model.index(0), DECORATION) is not model.placeholder,
+                    timeout=10000)
+    pix = model.data(model.index(0), DECORATION)
+    assert isinstance(pix, QPixmap) and (pix.width(), pix.height()) == (160, 128)
+    assert pix is not model.broken and gallery.thumbnail_ready(first)
+    # detections are drawn in red on the thumbnail
+    img = pix.toImage()
+    reds = sum(1 for y in range(0, 128, 2) for x in range(0, 160, 2)
+               if img.pixelColor(x, y).red() > 200 and img.pixelColor(x, y).green() < 120)
+    assert reds > 10
+
+    # export: every image shown (12 <= 16), thumbnails of 200 px: 4 x 3 tiles
+    out = gallery.export_png(tmp_path / "gallery.png")
+    assert out == tmp_path / "gallery.png"
+    assert _png_size(out) == _gallery_png_size(12, (160, 200))
+    # a seeded sample of 5, the same images as the command line's gallery would pick
+    images = det.store.images_table().set_index("index")
+    expected = gallery_selection(images, 5, seed=11)
+    assert gallery.export_selection(5, seed=11) == list(expected.index)
+    assert gallery.export_selection(5, seed=11) != gallery.export_selection(5, seed=12)
+    out = gallery.export_png(tmp_path / "sample.png", n=5, seed=11)
+    assert _png_size(out) == _gallery_png_size(5, (160, 200))
+    assert _png_size(gallery.export_png(tmp_path / "all.png", n=0)) == _gallery_png_size(
+        12, (160, 200))
+    # of the filtered images only
+    gallery.set_well("C04")
+    assert len(gallery.export_selection(16)) == 2
+    assert _png_size(gallery.export_png(tmp_path / "c04.png")) == _gallery_png_size(
+        2, (160, 200))
+    gallery.set_count_range(10 ** 6, None)
+    with pytest.raises(ValueError, match="no image"):
+        gallery.export_png(tmp_path / "none.png")
+
+
+def test_gallery_fills_in_during_a_run_and_follows_new_results(make_napari_viewer, qtbot,
+                                                               plate):
+    viewer = make_napari_viewer()
+    viewer.open(str(plate[0].parent), plugin=PLUGIN)
+    gallery = GalleryWidget(viewer)  # docks the detector itself
+    viewer.window.add_dock_widget(gallery, name="Nuclei gallery")
+    (det,) = [w for w in viewer.window.dock_widgets.values()
+              if isinstance(w, NucleiCounterWidget)]
+    assert gallery.store is det.store
+    assert gallery.order() == []
+    det.preview_check.value = False
+    det.workers.value = 2
+    det.apply_params(PARAMS)
+    resets = []
+    gallery.model.modelReset.connect(lambda: resets.append(len(gallery.order())))
+    _start(det, qtbot)
+    qtbot.waitUntil(lambda: len(gallery.order()) == 12, timeout=5000)
+    assert gallery.order() == _desc(_counts(det.store))
+    assert resets and resets[-1] == 12
+
+    # a new result for the last image with more nuclei than any: it goes first
+    last = gallery.order()[-1]
+    old = det.store.results[last]
+    det.store.add(ImageResult(last, old.path, old.meta, coords=np.tile([[50, 60]], (999, 1)),
+                              intensities=np.ones(999)))
+    qtbot.waitUntil(lambda: gallery.order()[0] == last, timeout=3000)
+    assert gallery.model.data(gallery.model.index(0), DISPLAY).endswith(": 999 nuclei")
+    assert gallery.max_count.value() == 999  # an open maximum follows the largest count
+
+    # run again with another threshold: the gallery starts over
+    det.apply_params(DetectionParams(3.0, 5, 2000.0))
+    _start(det, qtbot)
+    qtbot.waitUntil(lambda: gallery.order() == _desc(_counts(det.store)), timeout=5000)
+    assert 999 not in _counts(det.store).values()
+
+
+def test_gallery_of_an_in_memory_stack(make_napari_viewer, qtbot, plate):
+    import tifffile
+
+    viewer = make_napari_viewer()
+    stack = np.stack([tifffile.imread(p) for p in plate[:4]])
+    viewer.add_image(stack, name="in memory")
+    _, det = viewer.window.add_plugin_dock_widget(PLUGIN, "Nuclei detector")
+    det.preview_check.value = False
+    det.image_combo.value = viewer.layers["in memory"]
+    det.workers.value = 0
+    det.apply_params(PARAMS)
+    _start(det, qtbot)
+    gallery = GalleryWidget(viewer, det.store)
+    viewer.window.add_dock_widget(gallery, name="Nuclei gallery")
+    counts = _counts(det.store)
+    assert gallery.order() == _desc(counts)
+    i = gallery.order()[0]
+    assert gallery.caption_of(i) == f"in memory[{i}]: {counts[i]} nuclei"
+    model = gallery.model
+    model.data(model.index(0), DECORATION)
+    qtbot.waitUntil(lambda: gallery.thumbnail_ready(i), timeout=10000)
+    assert model.data(model.index(0), DECORATION) is not model.broken
+    gallery.on_clicked(2)
+    assert viewer.dims.current_step[0] == gallery.order()[2]
+
+
+def test_gallery_is_virtual_and_memory_bounded(make_napari_viewer, qtbot):
+    """10,000 images: only the tiles on screen are made, and at most cache_size are kept."""
+    viewer = make_napari_viewer(show=True)
+    n = 10_000
+    image = np.random.default_rng(0).integers(0, 4000, (96, 120)).astype(np.uint16)
+    store = ResultsStore()
+    rows = "ABCDEFGHIJKLMNOP"
+    meta = [ImageMeta("P1", f"{rows[i // 24 % 16]}{i % 24 + 1:02d}", f"s{i // 384 + 1}", "w1")
+            for i in range(n)]
+    source = types.SimpleNamespace(data=np.broadcast_to(image, (n, 96, 120)), ndim=3)
+    store.reset([f"mem[{i}]" for i in range(n)], meta, PARAMS, source)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        k = int(rng.integers(0, 300))
+        store.add(ImageResult(i, f"mem[{i}]", coords=rng.integers(0, 96, (k, 2))))
+    t0 = time.perf_counter()
+    gallery = GalleryWidget(viewer, store, cache_size=60)
+    viewer.window.add_dock_widget(gallery, name="Nuclei gallery")
+    assert time.perf_counter() - t0 < 5
+    assert gallery.model.rowCount() == n
+    assert gallery.refresh_seconds < 0.5
+    model = gallery.model
+    qtbot.waitUntil(lambda: model.made >= 4 and model.queue.outstanding == 0, timeout=20000)
+    made = model.made
+    assert made < 200  # only what is on screen, not 10,000
+    # a real click on the second tile selects it
+    rect = gallery.view.visualRect(model.index(1))
+    qtbot.mouseClick(gallery.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert gallery.view.currentIndex().row() == 1
+    bar = gallery.view.verticalScrollBar()
+    for k in range(1, 11):  # scroll through the gallery
+        bar.setValue(bar.maximum() * k // 10)
+        qtbot.wait(50)
+        qtbot.waitUntil(lambda: model.queue.outstanding == 0 and not model._waiting,
+                        timeout=20000)
+        assert model.cached <= 60
+    assert model.made > made
+    assert model.made < 1500
+    order = gallery.order()
+    assert gallery.thumbnail_ready(order[-1])  # the end of the list was painted
+    assert sum(gallery.thumbnail_ready(i) for i in order) <= 60  # the rest was let go
+
+
+def test_closed_gallery_stops_listening(make_napari_viewer, qtbot, caplog):
+    viewer = make_napari_viewer()
+    store = ResultsStore()
+    store.reset(["a"], [ImageMeta(well="B02", site="s1")])
+    gallery = GalleryWidget(viewer, store)
+    plate_map = PlateMapWidget(viewer, store)
+    dock_g = viewer.window.add_dock_widget(gallery, name="Nuclei gallery")
+    dock_m = viewer.window.add_dock_widget(plate_map, name="Plate map")
+    assert len(store._listeners) == 2
+    # napari un-parents a removed dock's widget: it goes when nothing holds it
+    viewer.window.remove_dock_widget(dock_g)
+    viewer.window.remove_dock_widget(dock_m)
+    del gallery, plate_map, dock_g, dock_m
+    gc.collect()
+    qtbot.waitUntil(lambda: not store._listeners, timeout=5000)
+    with caplog.at_level(logging.ERROR):
+        store.add(ImageResult(0, "a", coords=np.zeros((3, 2), int)))
+        store.select_well("B02")
+        qtbot.wait(400)
+    assert not [r for r in caplog.records if "listener failed" in r.getMessage()]
+
+
+# ---------------------------------------------------------------------------- plate map
+
+
+def test_plate_map_geometry_tooltip_click_and_export(make_napari_viewer, qtbot, plate, tmp_path):
+    viewer = make_napari_viewer()
+    det = _run(viewer, qtbot, plate, workers=2)
+    gallery, plate_map = _dock(viewer, qtbot)
+    wells = det.store.wells_table()
+    assert list(wells["well"]) == ["B02", "B03", "B04", "C02", "C03", "C04"]
+    pd.testing.assert_frame_equal(plate_map.wells.reset_index(drop=True),
+                                  wells.reset_index(drop=True))
+    assert plate_map.canvas.grid.shape == (8, 12)  # a 96-well plate
+    assert not plate_map.plate_combo.isVisible()
+
+    # every well with data has a rectangle, and the point at its centre is that well
+    rects = {}
+    for well in wells["well"]:
+        rect = plate_map.rect_of(well)
+        assert not rect.isNull() and rect.width() >= 4
+        assert plate_map.well_at(rect.center().x(), rect.center().y()) == well
+        rects[well] = rect
+    assert not rects["B03"].intersects(rects["B04"])
+    assert plate_map.well_at(1, 1) is None
+    assert plate_map.rect_of("Z99").isNull()
+    assert plate_map.well_at(*_xy(plate_map.rect_of("H12").center())) == "H12"  # no data
+
+    # colours are the mean per site (or the total)
+    row = wells.set_index("well").loc["B03"]
+    assert plate_map.canvas.grid[1, 2] == pytest.approx(row["mean"])
+    assert np.isnan(plate_map.canvas.grid[0, 0])
+    plate_map.set_value("total")
+    assert plate_map.canvas.grid[1, 2] == row["total"]
+    assert "total nuclei per well" in plate_map.canvas.title
+    plate_map.set_value("mean")
+
+    # the tooltip tells the numbers
+    tip = plate_map.tooltip_for("B03")
+    assert f"mean: {row['mean']:.1f}" in tip and f"total: {row['total']} nuclei" in tip
+    assert "images: 2" in tip and f"std: {row['std']:.1f}" in tip
+    assert "no images" in plate_map.tooltip_for("H12")
+    plate_map.on_hovered("B03")
+    assert f"{row['mean']:.1f}" in plate_map.info.text()
+
+    # clicking a well: the gallery shows its images, the viewer its first one
+    plate_map.on_well_clicked("B03")
+    b03 = det.store.indices_of_well("B03")
+    assert det.store.selected_well == "B03" and plate_map.canvas.selected == "B03"
+    assert sorted(gallery.order()) == b03
+    assert viewer.dims.current_step[0] == b03[0]
+    assert "Selected: B03" in plate_map.info.text()
+    # a real mouse click on another well
+    qtbot.mouseClick(plate_map.canvas, Qt.MouseButton.LeftButton,
+                     pos=plate_map.rect_of("C04").center())
+    c04 = det.store.indices_of_well("C04")
+    assert det.store.selected_well == "C04" and sorted(gallery.order()) == c04
+    assert viewer.dims.current_step[0] == c04[0]
+    # clicking beside the wells clears the selection
+    qtbot.mouseClick(plate_map.canvas, Qt.MouseButton.LeftButton, pos=QPoint(1, 1))
+    assert det.store.selected_well is None and len(gallery.order()) == 12
+    assert gallery.well_combo.currentText() == "all wells"
+
+    # export: the core's rendering of the same table
+    out = plate_map.export_png(tmp_path / "platemap.png")
+    expected = render_plate_map(wells, value="mean")
+    assert _png_size(out) == (expected.shape[1], expected.shape[0])
+
+
+def _xy(point):
+    return point.x(), point.y()
+
+
+def test_plate_map_of_several_plates_and_384_wells(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    store = ResultsStore()
+    meta = [ImageMeta("P1", "B02", "s1"), ImageMeta("P1", "B02", "s2"),
+            ImageMeta("P2", "N20", "s1"), ImageMeta("P2", "A01", "s1")]
+    store.reset([f"img{i}" for i in range(4)], meta)
+    for i, n in enumerate([10, 20, 30, 0]):
+        store.add(ImageResult(i, f"img{i}", coords=np.zeros((n, 2), int)))
+    plate_map = PlateMapWidget(viewer, store)
+    viewer.window.add_dock_widget(plate_map, name="Plate map")
+    qtbot.waitUntil(lambda: not plate_map.busy and len(plate_map.wells) == 3, timeout=10000)
+    assert plate_map.plates() == ["P1", "P2"]
+    assert plate_map.plate_combo.count() == 2 and not plate_map.plate_combo.isHidden()
+    assert plate_map.plate() == "P1" and plate_map.canvas.grid.shape == (8, 12)
+    assert "mean: 15.0" in plate_map.tooltip_for("B02")
+    plate_map.plate_combo.setCurrentIndex(1)
+    assert plate_map.plate() == "P2" and plate_map.canvas.grid.shape == (16, 24)
+    assert plate_map.canvas.grid[13, 19] == 30
+    assert plate_map.well_at(*_xy(plate_map.rect_of("N20").center())) == "N20"
+    assert "total: 0 nuclei" in plate_map.tooltip_for("A01")
+    assert "no images" in plate_map.tooltip_for("B02")  # not on this plate
+
+    # hovering: the outline, the numbers under the map and in a tooltip
+    canvas = plate_map.canvas
+    centre = plate_map.rect_of("N20").center()
+    qtbot.mouseMove(canvas, centre)
+    qtbot.waitUntil(lambda: canvas.hovered == "N20", timeout=3000)
+    assert "mean: 30.0" in plate_map.info.text()
+    QApplication.sendEvent(canvas, QHelpEvent(QEvent.Type.ToolTip, centre,
+                                              canvas.mapToGlobal(centre)))
+    qtbot.waitUntil(lambda: QToolTip.isVisible(), timeout=3000)
+    assert QToolTip.text() == plate_map.tooltip_for("N20")
+    QToolTip.hideText()
+
+
+# ------------------------------------------------------------------- hand corrections
+
+
+def test_hand_correction_reaches_gallery_plate_map_and_tables(make_napari_viewer, qtbot, plate,
+                                                              tmp_path):
+    viewer = make_napari_viewer()
+    det = _run(viewer, qtbot, plate, workers=0)
+    gallery, plate_map = _dock(viewer, qtbot)
+    model = gallery.model
+    row0 = model.row_of(0)
+    model.data(model.index(row0), DECORATION)
+    qtbot.waitUntil(lambda: gallery.thumbnail_ready(0), timeout=10000)
+
+    before = det.store.results[0].count
+    well = det.store.meta[0].well
+    total_before = int(det.store.wells_table().set_index("well").loc[well, "total"])
+    pts = viewer.layers["nuclei"]
+    first = int(np.flatnonzero(pts.data[:, 0] == 0)[0])
+    pts.selected_data = {first}
+    pts.remove_selected()
+
+    result = det.store.results[0]
+    assert result.count == before - 1 and result.edited is True
+    # the gallery: the caption at once, the thumbnail is made again
+    assert gallery.caption_of(0) == (f"{well} {det.store.meta[0].site}: {before - 1} nuclei "
+                                     "(edited)")
+    assert not gallery.thumbnail_ready(0)
+    qtbot.waitUntil(lambda: gallery.order() == _desc(_counts(det.store)), timeout=3000)
+    row0 = model.row_of(0)
+    assert model.data(model.index(row0), DISPLAY) == gallery.caption_of(0)
+    model.data(model.index(row0), DECORATION)
+    qtbot.waitUntil(lambda: gallery.thumbnail_ready(0), timeout=10000)
+    # the plate map: the well's new total
+    qtbot.waitUntil(lambda: f"total: {total_before - 1} nuclei" in plate_map.tooltip_for(well),
+                    timeout=5000)
+    assert int(det.store.wells_table().set_index("well").loc[well, "total"]) == total_before - 1
+    # the tables
+    out = det.save_tables(tmp_path / "out")
+    images = pd.read_csv(out / "images.csv", keep_default_na=False)
+    row = images[images["path"] == result.path].iloc[0]
+    assert str(row["edited"]) == "True" and int(row["n_nuclei"]) == before - 1
+    assert (images["edited"].astype(str) == "True").sum() == 1
+
+
+# ------------------------------------------------------------------ as napari docks them
+
+
+def test_views_through_napari_plugin_proxy(make_napari_viewer_proxy, qtbot, plate):
+    """Plugins get a ``PublicOnlyProxy`` viewer: the views find the real store, touch
+    nothing private and move the viewer."""
+    viewer = make_napari_viewer_proxy()
+    det = _run(viewer, qtbot, plate, workers=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # private access through the proxy
+        gallery = GalleryWidget(viewer)
+        plate_map = PlateMapWidget(viewer)
+        viewer.window.add_dock_widget(gallery, name="Nuclei gallery")
+        viewer.window.add_dock_widget(plate_map, name="Plate map")
+        assert type(gallery.store) is ResultsStore and gallery.store is plate_map.store
+        assert gallery.store is unwrap_proxy(det).store
+        qtbot.waitUntil(lambda: not plate_map.busy and len(plate_map.wells) == 6, timeout=10000)
+        counts = _counts(gallery.store)
+        assert gallery.order() == _desc(counts)
+        gallery.model.data(gallery.model.index(0), DECORATION)
+        qtbot.waitUntil(lambda: gallery.thumbnail_ready(gallery.order()[0]), timeout=10000)
+        gallery.on_clicked(1)
+        assert viewer.dims.current_step[0] == gallery.order()[1]
+        plate_map.on_well_clicked("C02")
+        assert viewer.dims.current_step[0] == gallery.store.indices_of_well("C02")[0]
+        assert sorted(gallery.order()) == gallery.store.indices_of_well("C02")
+
+
+def test_docked_from_the_plugin_manifest(make_napari_viewer, qtbot, plate):
+    from npe2 import PluginManager
+
+    viewer = make_napari_viewer()
+    manifest = PluginManager.instance().get_manifest(PLUGIN)
+    names = {w.display_name for w in manifest.contributions.widgets or []}
+    if not {"Nuclei gallery", "Plate map"} <= names:
+        pytest.skip("napari.yaml does not list the 'Nuclei gallery' and 'Plate map' widgets")
+    _, gallery = viewer.window.add_plugin_dock_widget(PLUGIN, "Nuclei gallery")
+    _, plate_map = viewer.window.add_plugin_dock_widget(PLUGIN, "Plate map")
+    (det,) = [w for w in viewer.window.dock_widgets.values()
+              if isinstance(w, NucleiCounterWidget)]  # docked by the gallery
+    assert isinstance(gallery, GalleryWidget) and isinstance(plate_map, PlateMapWidget)
+    assert gallery.store is det.store and plate_map.store is det.store
+    viewer.open(str(plate[0].parent), plugin=PLUGIN)
+    det.preview_check.value = False
+    det.workers.value = 0
+    det.apply_params(PARAMS)
+    _start(det, qtbot)
+    qtbot.waitUntil(lambda: len(gallery.order()) == 12 and len(plate_map.wells) == 6
+                    and not plate_map.busy, timeout=10000)
+    gallery.on_clicked(4)
+    assert viewer.dims.current_step[0] == gallery.order()[4]
