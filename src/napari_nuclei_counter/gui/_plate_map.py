@@ -47,7 +47,7 @@ from ..core.gallery import (
     well_position,
 )
 from ..core.store import ResultsStore
-from ._gallery import (
+from ._views import (
     TableRefresher,
     store_snapshot,
     blocked_signals,
