@@ -323,3 +323,39 @@ def test_gallery_and_plate_map_buttons_dock_the_views(make_napari_viewer, qtbot)
     assert gallery.store is widget.store and plate_map.store is widget.store
     assert widget.open_gallery() == gallery  # a second click shows the same dock (a proxy)
     assert {"Nuclei gallery", "Plate map"} <= set(viewer.window.dock_widgets)
+
+
+def test_gui_streams_tables_and_resumes_a_cancelled_run(make_napari_viewer, qtbot, tmp_path):
+    from napari_nuclei_counter.cli import main
+
+    paths = write_sample_plate(tmp_path / "p", rows="B", columns=range(2, 4), sites=1, seed=13)
+    link_copies(paths, 100, "G")  # 202 full-size images: several seconds of work
+    ref = tmp_path / "cli"
+    assert main(["detect", str(tmp_path / "p"), "--out", str(ref), "--quiet"]) == 0
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    widget.source.value = "folder"
+    widget.folder.value = tmp_path / "p"
+    widget.output.value = tmp_path / "gui"
+    widget.workers.value = 2
+    worker = widget.start_run()
+    qtbot.waitUntil(lambda: len(widget.results) >= 5, timeout=30000)
+    with qtbot.waitSignal(worker.finished, timeout=10000):
+        widget.cancel()
+    qtbot.waitUntil(lambda: not widget.running, timeout=5000)
+    first = pd.read_csv(tmp_path / "gui" / "images.csv")
+    assert 5 <= len(first) < 202
+    # resume: only the rest is processed, the tables end up complete
+    widget.resume_check.value = True
+    worker = widget.start_run()
+    assert len(widget.results) == len(first)  # the images done before are shown at once
+    with qtbot.waitSignal(worker.finished, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: not widget.running, timeout=5000)
+    assert len(widget.results) == 202 and widget.status.value.startswith("Done: 202 of 202")
+    cols = ["path", "well", "site", "n_nuclei", "error", "qc_flags"]
+    a = pd.read_csv(ref / "images.csv", keep_default_na=False)[cols]
+    b = pd.read_csv(tmp_path / "gui" / "images.csv", keep_default_na=False)[cols]
+    pd.testing.assert_frame_equal(a, b)
+    assert (ref / "nuclei.csv").read_text() == (tmp_path / "gui" / "nuclei.csv").read_text()
+    assert len(viewer.layers["nuclei"].data) == len(pd.read_csv(ref / "nuclei.csv"))

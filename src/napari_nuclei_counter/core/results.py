@@ -27,6 +27,7 @@ __all__ = [
     "IMAGE_COLUMNS",
     "WELL_COLUMNS",
     "finish_tables",
+    "load_partial_results",
     "resume_state",
     "write_parquet",
     "NUCLEI_COLUMNS",
@@ -313,6 +314,42 @@ def resume_state(out_dir, params: DetectionParams, paths: list[str]) -> set[int]
         with atomic_write(out / name, newline="", encoding="utf-8") as fh:
             table.to_csv(fh, index=False)
     return done
+
+
+def load_partial_results(out_dir, paths: list[str]) -> list[ImageResult]:
+    """The results already in a run's streaming files, as :class:`ImageResult` objects.
+
+    Used after :func:`resume_state` to show the images done before.
+
+    Parameters
+    ----------
+    out_dir : path
+    paths : list of str
+        The images of the run, in input order (``ImageResult.index`` is the
+        position in this list).
+    """
+    out = Path(out_dir)
+    if not (out / PARTIAL["images.csv"]).exists():
+        return []
+    images = _read_images(out / PARTIAL["images.csv"])
+    nuclei = _read_nuclei(out / PARTIAL["nuclei.csv"])
+    by_path = {p: g for p, g in nuclei.groupby("path", sort=False)}
+    position = {p: i for i, p in enumerate(paths)}
+    results = []
+    for row in images.to_dict("records"):
+        i = position.get(row["path"])
+        if i is None:
+            continue
+        g = by_path.get(row["path"])
+        coords = (g[["y", "x"]].to_numpy(np.intp) if g is not None
+                  else np.empty((0, 2), np.intp))
+        values = g["intensity"].to_numpy(float) if g is not None else np.empty(0)
+        meta = ImageMeta(row["plate"], row["well"], row["site"], row["channel"])
+        metrics = {k: row[k] for k in ("saturated_fraction", "sharpness")}
+        results.append(ImageResult(i, row["path"], meta, coords, values, row["seconds"],
+                                   row["error"], metrics, row["file_size"], row["file_mtime"],
+                                   bool(row["edited"])))
+    return results
 
 
 def pd_isna(value) -> bool:

@@ -52,7 +52,13 @@ from ..core.batch import default_workers, run_batch, run_batch_arrays
 from ..core.discovery import BBBC021_PATTERN, ImageMeta, find_images
 from ..core.params import BBBC021_PRESET, DetectionParams
 from ..core.preview import PreviewCache
-from ..core.results import ImageResult, write_results
+from ..core.results import (
+    ImageResult,
+    ResultsWriter,
+    load_partial_results,
+    resume_state,
+    write_results,
+)
 from ..core.store import ResultsStore
 from ._settings import save_settings, saved_params
 
@@ -71,6 +77,16 @@ TABLE_COLUMNS = ["image", "well", "site", "nuclei", "error"]
 def _batch_job(results):
     """Generator run by the batch ``thread_worker``: relays the engine's results."""
     yield from results
+
+
+def _reindexed(results, positions: list[int]):
+    """Relay results, giving each the position of its image in the whole run."""
+    try:
+        for r in results:
+            r.index = positions[r.index]
+            yield r
+    finally:
+        results.close()
 
 
 def _close_quietly(gen) -> None:
@@ -105,6 +121,7 @@ class NucleiCounterWidget(QWidget):
         self.store = ResultsStore()  #: the last run's results, shared with gallery and plate map
         self.run_layer = None  # the image layer the last batch ran on
         self._updating_points = False
+        self._writer: ResultsWriter | None = None
         self.worker = None  # the batch worker while a run is going on
         self._cancel: threading.Event | None = None
         self._run_gen = None
@@ -172,7 +189,15 @@ class NucleiCounterWidget(QWidget):
         self.scheduler = LineEdit(label="scheduler", value="",
                                   tooltip="Address of a running Dask scheduler, e.g. "
                                           "tcp://10.0.0.5:8786; empty: a local Dask cluster")
-        self.advanced_controls = Container(widgets=[self.workers, self.backend, self.scheduler],
+        self.output = FileEdit(label="write tables to", mode="d",
+                               tooltip="Optional: a folder where the tables are written as the "
+                                       "run goes (like the command line), so a long run can be "
+                                       "resumed")
+        self.resume_check = CheckBox(text="resume: skip images already done there",
+                                     tooltip="Skip images already processed in that folder with "
+                                             "the same parameters (same file size and time)")
+        self.advanced_controls = Container(widgets=[self.workers, self.backend, self.scheduler,
+                                                    self.output, self.resume_check],
                                            labels=True)
         self.advanced = QCollapsible("Advanced")
         self.advanced.addWidget(self.advanced_controls.native)
@@ -539,7 +564,7 @@ class NucleiCounterWidget(QWidget):
             layer = self.viewer.add_image(data, **kwargs)
             self.image_combo.value = layer
             labels = [str(p) for p in paths]
-            gen = self._paths_batch(labels, params, workers, cancel)
+            gen = None  # made below, with the output folder
         else:
             layer = self.image_layer
             if layer is None:
@@ -549,7 +574,7 @@ class NucleiCounterWidget(QWidget):
             paths = info.get("paths")
             if layer.data.ndim == 3 and paths and len(paths) == layer.data.shape[0]:
                 labels = list(paths)
-                gen = self._paths_batch(labels, params, workers, cancel)
+                gen = None  # made below, with the output folder
             elif layer.data.ndim in (2, 3):
                 if self.backend.value == "Dask":
                     show_info("Images held in memory run on local processes; Dask workers "
@@ -563,6 +588,17 @@ class NucleiCounterWidget(QWidget):
                 show_warning(f"Cannot run on a {layer.data.ndim}-D layer; use 2-D images or "
                              "a stack of 2-D images.")
                 return None
+        done_before: list[ImageResult] = []
+        if gen is None:  # files: maybe stream the tables, maybe resume
+            out = self.output_folder()
+            done = resume_state(out, params, labels) if out and self.resume_check.value else set()
+            todo = [i for i in range(len(labels)) if i not in done]
+            if out is not None:
+                info = {"command": "napari-nuclei-counter widget", "source": layer.name}
+                self._writer = ResultsWriter(out, params, len(labels), info, done=done)
+                done_before = load_partial_results(out, labels) if done else []
+            gen = _reindexed(self._paths_batch([labels[i] for i in todo], params, workers,
+                                               cancel), todo)
         self.run_layer = layer
         self._run_params = params
         self._run_total = len(labels)
@@ -571,8 +607,11 @@ class NucleiCounterWidget(QWidget):
         meta = [ImageMeta(**m) for m in layer.metadata.get(META_KEY, {}).get("meta", [])]
         self.store.reset(labels, meta if len(meta) == len(labels) else None, params, layer)
         self._reset_table(labels, layer)
+        for r in done_before:
+            self._show_result(r)
         worker = create_worker(_batch_job, gen,
-                               _progress={"total": len(labels), "desc": "Detecting nuclei"})
+                               _progress={"total": len(labels) - len(done_before),
+                                          "desc": "Detecting nuclei"})
         worker.yielded.connect(self._on_result)
         worker.errored.connect(self._on_run_error)
         worker.finished.connect(self._on_run_finished)
@@ -611,17 +650,15 @@ class NucleiCounterWidget(QWidget):
                     item.setToolTip(label)
                 self.table.setItem(i, c, item)
 
+    def output_folder(self) -> Path | None:
+        """The folder tables are streamed to during a run, if one is set."""
+        text = str(self.output.value)
+        return Path(text) if text and text != "." else None
+
     def _on_result(self, result: ImageResult) -> None:
-        self.store.add(result)
-        row = result.index
-        values = [str(row + 1), result.meta.well, result.meta.site,
-                  "" if result.count is None else str(result.count), result.error]
-        for c, text in enumerate(values):
-            if text or c >= 3:
-                item = QTableWidgetItem(text)
-                item.setToolTip(result.error or result.path)
-                self.table.setItem(row, c, item)
-        self._points_dirty = True
+        if self._writer is not None:
+            self._writer.add(result)
+        self._show_result(result)
         if self.worker is None:
             return  # a late result after the summary: keep the summary
         done = len(self.results)
@@ -633,6 +670,18 @@ class NucleiCounterWidget(QWidget):
             # next slots) while it redraws
             pbar.set_description(f"Detecting nuclei ({rate:.1f} images/s)")
 
+    def _show_result(self, result: ImageResult) -> None:
+        self.store.add(result)
+        row = result.index
+        values = [str(row + 1), result.meta.well, result.meta.site,
+                  "" if result.count is None else str(result.count), result.error]
+        for c, text in enumerate(values):
+            if text or c >= 3:
+                item = QTableWidgetItem(text)
+                item.setToolTip(result.error or result.path)
+                self.table.setItem(row, c, item)
+        self._points_dirty = True
+
     def _on_run_error(self, exc: Exception) -> None:
         show_warning(f"The run stopped with an error: {exc}")
 
@@ -641,6 +690,9 @@ class NucleiCounterWidget(QWidget):
         self._flush_points(force=True)
         self._run_gen = None
         cancelled = self._cancel is not None and self._cancel.is_set()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close(complete=not cancelled)
         self.worker = None
         self._cancel = None
         self.run_button.text = "Run"
