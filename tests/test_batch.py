@@ -57,7 +57,8 @@ def test_read_image_errors(tmp_path):
     tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((20, 20, 3), np.uint8), photometric="rgb")
     with pytest.raises(ValueError, match="RGB"):
         read_image(tmp_path / "rgb.tif")
-    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 20, 20), np.uint16))
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 20, 20), np.uint16),
+                     photometric="minisblack")
     with pytest.raises(ValueError, match="2-D"):
         read_image(tmp_path / "stack.tif")
     nan = np.zeros((20, 20), np.float32)
