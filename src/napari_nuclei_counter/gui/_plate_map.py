@@ -61,7 +61,6 @@ from ._views import (
 
 if TYPE_CHECKING:
     import napari
-    import pandas as pd
 
 __all__ = ["PlateCanvas", "PlateMapWidget"]
 
