@@ -12,6 +12,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -194,9 +195,12 @@ def _cmd_detect(args) -> int:
     bar = _progress(len(paths), disable=args.quiet, initial=len(done))
     t0 = time.perf_counter()
     writer = ResultsWriter(out, params, len(paths), info, done=done, parquet=args.parquet)
-    gen = _batch(args, [paths[i] for i in todo], params)
-    # SIGTERM (a batch system ending the job) stops as cleanly as Ctrl+C
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Ctrl+C and SIGTERM (a batch system ending the job) ask the engine to stop;
+    # no exception lands in the middle of writing a row. A second Ctrl+C is
+    # an ordinary KeyboardInterrupt.
+    stop = _StopRequest()
+    gen = _batch(args, [paths[i] for i in todo], params, stop.event)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for result in gen:
             result.index = todo[result.index]  # back to the position in the whole folder
@@ -205,14 +209,17 @@ def _cmd_detect(args) -> int:
             if not result.ok:
                 bar.write(f"failed: {result.path}: {result.error}", file=sys.stderr)
     except KeyboardInterrupt:
+        stop.event.set()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop.event.is_set():
         gen.close()
         bar.close()
         writer.close(complete=False)
         sys.stderr.write(f"interrupted: {writer.n_done} of {len(paths)} images done; "
                          f"tables written to {out}\n")
         return EXIT_INTERRUPTED
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     bar.close()
     writer.close()
     dt = time.perf_counter() - t0
@@ -231,17 +238,26 @@ def _require(module: str, message: str) -> None:
         raise _UsageError(message)
 
 
-def _batch(args, paths: list[str], params: DetectionParams):
+def _batch(args, paths: list[str], params: DetectionParams, cancel):
     if args.backend == "dask":
         from ._dask import run_batch_dask
 
         return run_batch_dask(paths, params, scheduler=args.scheduler, n_workers=args.workers
-                              or None, engine=args.engine, regex=args.regex)
-    return run_batch(paths, params, workers=args.workers, engine=args.engine, regex=args.regex)
+                              or None, engine=args.engine, regex=args.regex, cancel=cancel)
+    return run_batch(paths, params, workers=args.workers, engine=args.engine, regex=args.regex,
+                     cancel=cancel)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class _StopRequest:
+    """Signal handler: the first signal asks the batch to stop, a second Ctrl+C interrupts."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, signum, frame) -> None:
+        if self.event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.event.set()
 
 
 def _progress(total: int, disable: bool, initial: int = 0):
