@@ -258,13 +258,16 @@ def _closing(thing):
 
 def _local_cluster(n_workers: int | None, threads_per_worker: int):
     """Start a quiet ``LocalCluster`` of worker processes on this machine."""
+    import dask
     from distributed import LocalCluster
 
     from .core.batch import _no_main_reimport
 
     n = n_workers or default_workers()
     t0 = time.perf_counter()
-    with _no_main_reimport():  # a script without a __main__ guard must not run again
+    # the workers' statistical profiler samples every thread every 10 ms: a
+    # dashboard feature that costs CPU per image here, and there is no dashboard
+    with _no_main_reimport(), dask.config.set({"distributed.worker.profile.enabled": False}):
         cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker,
                                processes=True, dashboard_address=None,
                                silence_logs=logging.WARNING,
