@@ -65,6 +65,31 @@ def _write_bad_folder(folder: Path) -> dict[str, str]:
     return bad
 
 
+BAD_KINDS = ["zero", "truncated", "text", "rgb", "nan", "stack", "dangling"]
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_each_bad_input_alone_among_good_ones(tmp_path, kind):
+    from napari_nuclei_counter import find_images, run_batch
+
+    folder = tmp_path / "plate"
+    bad = _write_bad_folder(folder)
+    # keep the good files and just this one bad file
+    for name in bad:
+        if kind not in name:
+            (folder / name).unlink()
+    paths = find_images(folder)
+    results = {Path(r.path).name: r for r in run_batch(paths, P, workers=2)}
+    assert len(results) == len(paths) == 6
+    (name, expected), = [(n, e) for n, e in bad.items() if kind in n]
+    assert not results[name].ok and expected in results[name].error
+    for other, r in results.items():
+        if other != name:
+            assert r.ok, (other, r.error)
+            ref = detect(tifffile.imread(folder / other), P, engine="reference").coords
+            np.testing.assert_array_equal(r.coords, ref)
+
+
 def test_bad_inputs_each_get_a_clear_error_and_the_rest_is_exact(tmp_path):
     folder = tmp_path / "mixed (folder) é"
     bad = _write_bad_folder(folder)
