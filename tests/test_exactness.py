@@ -199,3 +199,14 @@ def test_property_quantised_blocky_images(seed, levels):
     small = rng.integers(0, levels, (12, 15)).astype(np.uint16) * 1000
     img = cv2.resize(small, (300, 240), interpolation=cv2.INTER_NEAREST)
     assert_same(img, 3.0, 4, 500.0)
+
+
+@pytest.mark.parametrize("limit", [0, 10**9])
+def test_prefilter_and_its_fallback_agree_with_the_reference(monkeypatch, limit):
+    """Low thresholds on noisy images: the 3x3 pre-filter or the full window."""
+    monkeypatch.setattr(_fast, "_MAX_PREFILTERED", limit)
+    rng = np.random.default_rng(21)
+    img = make_nuclei_image(21, n_nuclei=80, shape=(300, 360))[0]
+    img = img + rng.poisson(40, img.shape).astype(np.uint16)
+    for t in (150.0, 260.0, 1000.0):
+        assert_same(img, 2.0, 3, t)

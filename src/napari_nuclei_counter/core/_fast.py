@@ -48,6 +48,8 @@ _SAFETY = 4.0
 _MAX_UNCERTAIN = 4096
 #: above this many gathered window pixels the candidate check goes exact
 _MAX_GATHER = 16_000_000
+#: above this many pixels passing the 3x3 pre-filter, the full window is used
+_MAX_PREFILTERED = 20_000
 #: OpenCV switches filter2D to a DFT for kernels of this many taps (float32)
 _DFT_TAPS = 130
 
@@ -390,21 +392,16 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
         # (nearly) flat: triviality and ties are decided by the reference itself
         return _prepare_exact(tiers, d, floor)
 
-    mx = _max_filter(g, d, dst=ws["mx"])
-    # p cannot be a peak if the window maximum beats it beyond both bounds
-    lim = ws["tmp"]
-    if tiers.absolute == 0:
-        np.multiply(mx, np.float32(1 - 2 * c32), out=lim)
-        if tiers._TINY:
-            np.subtract(lim, np.float32(2 * tiers._TINY), out=lim)
-    else:
-        np.subtract(mx, np.float32(2 * c32 * tiers.absolute + 2 * tiers._TINY), out=lim)
+    # With a threshold, only bright pixels matter and a 3x3 maximum is a cheap
+    # enough pre-filter (every window maximum is one); the window test below
+    # decides. Without one (interactive tuning), or when too many bright pixels
+    # pass it, the full window keeps the number of pixels to check small.
     if np.isfinite(floor):
-        np.maximum(lim, np.float32(floor - 2 * (c32 * (abs(floor) + tiers.absolute)
-                                                 + tiers._TINY)), out=lim)
-    mask = np.greater_equal(g, lim, out=ws["mask"])
-    _clear_border(mask, d)
-    rows, cols = _sparse_nonzero(mask)  # raster order
+        rows, cols = _near_maxima(g, ws, tiers, floor, d, half=1)
+        if len(rows) > _MAX_PREFILTERED:
+            rows, cols = _near_maxima(g, ws, tiers, floor, d, half=d)
+    else:
+        rows, cols = _near_maxima(g, ws, tiers, floor, d, half=d)
     n = len(rows)
     if n == 0:
         return _empty(tiers, d, floor)
@@ -455,6 +452,30 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
         above = values > floor
         coords, values, err = coords[above], values[above], err[above]
     return _candidates(tiers, coords, values, err, floor, d)
+
+
+def _near_maxima(g, ws, tiers: _Tiers, floor: float, d: int, half: int):
+    """Pixels that may be peaks: within the bounds of their ``(2 half + 1)^2`` maximum.
+
+    Also above ``floor`` within the bounds, outside the ``d``-pixel border.
+    Returns ``(rows, cols)`` in raster order.
+    """
+    c32 = tiers.c32
+    mx = _max_filter(g, half, dst=ws["mx"])
+    # p cannot be a peak if the window maximum beats it beyond both bounds
+    lim = ws["tmp"]
+    if tiers.absolute == 0:
+        np.multiply(mx, np.float32(1 - 2 * c32), out=lim)
+        if tiers._TINY:
+            np.subtract(lim, np.float32(2 * tiers._TINY), out=lim)
+    else:
+        np.subtract(mx, np.float32(2 * c32 * tiers.absolute + 2 * tiers._TINY), out=lim)
+    if np.isfinite(floor):
+        np.maximum(lim, np.float32(floor - 2 * (c32 * (abs(floor) + tiers.absolute)
+                                                 + tiers._TINY)), out=lim)
+    mask = np.greater_equal(g, lim, out=ws["mask"])
+    _clear_border(mask, d)
+    return _sparse_nonzero(mask)
 
 
 def _sparse_nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
