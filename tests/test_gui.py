@@ -338,7 +338,9 @@ def test_gui_streams_tables_and_resumes_a_cancelled_run(make_napari_viewer, qtbo
     widget.output.value = tmp_path / "gui"
     widget.workers.value = 2
     worker = widget.start_run()
-    qtbot.waitUntil(lambda: len(widget.results) >= 5, timeout=30000)
+    # stop once some rows are in the tables (rows land in input order)
+    qtbot.waitUntil(lambda: widget._writer is not None and widget._writer.n_done >= 5,
+                    timeout=30000)
     with qtbot.waitSignal(worker.finished, timeout=10000):
         widget.cancel()
     qtbot.waitUntil(lambda: not widget.running, timeout=5000)
@@ -347,10 +349,12 @@ def test_gui_streams_tables_and_resumes_a_cancelled_run(make_napari_viewer, qtbo
     # resume: only the rest is processed, the tables end up complete
     widget.resume_check.value = True
     worker = widget.start_run()
-    assert len(widget.results) == len(first)  # the images done before are shown at once
+    assert len(widget.results) == len(first), (len(widget.results), len(first))  # shown at once
     with qtbot.waitSignal(worker.finished, timeout=60000):
         pass
     qtbot.waitUntil(lambda: not widget.running, timeout=5000)
+    missing = sorted(set(range(202)) - set(widget.results))
+    assert not missing, (missing, widget.status.value, len(first))
     assert len(widget.results) == 202 and widget.status.value.startswith("Done: 202 of 202")
     cols = ["path", "well", "site", "n_nuclei", "error", "qc_flags"]
     a = pd.read_csv(ref / "images.csv", keep_default_na=False)[cols]

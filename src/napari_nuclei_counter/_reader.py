@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 #: key under ``layer.metadata`` where the plugin keeps per-image information
 META_KEY = "nuclei_counter"
+#: how many files' headers decide the shape of a stack
+_SHAPE_SAMPLE = 16
 
 
 def napari_get_reader(path: str | list[str]) -> Callable | None:
@@ -99,15 +101,18 @@ def stack_layer_data(paths: Sequence[str | os.PathLike], name: str = "images",
     """Image ``LayerData`` for many TIFFs as one lazily loaded (N, H, W) stack.
 
     Each plane is read only when napari displays it (dask, one chunk per
-    file). The stack's shape is the most common image shape; other sizes are
-    cropped or padded for display only (detection always reads the file).
+    file). The stack's shape is the most common shape among the first 16
+    files; other sizes are cropped or padded for display only (detection
+    always reads the file).
     ``metadata['nuclei_counter']`` holds the paths and their plate metadata.
     """
     import dask
     import dask.array as da
 
     paths = [str(p) for p in paths]
-    heads = [_header(Path(p)) for p in paths]
+    # the stack's plane shape from the first few headers: opening 10,000 files
+    # here would make the viewer wait; other sizes are cropped or padded later
+    heads = [_header(Path(p)) for p in paths[:_SHAPE_SAMPLE]]
     good = [h for h in heads if h is not None and len(h[0]) == 2]
     if good:
         shape, dtype = Counter(good).most_common(1)[0][0]

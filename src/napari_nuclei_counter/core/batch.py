@@ -106,16 +106,21 @@ def process_image(index: int, path: str, params: DetectionParams, engine: str = 
     t0 = time.perf_counter()
     meta = parse_metadata(path, regex)
     try:
-        image = read_image(path, reuse_buffer=True)  # errors say what is wrong, plainly
         st = os.stat(path)
+        size, mtime = st.st_size, st.st_mtime
+    except OSError:  # missing or a broken link: read_image says so below
+        size = mtime = None
+    try:
+        image = read_image(path, reuse_buffer=True)  # errors say what is wrong, plainly
         det = detect(image, params, engine=engine)
         metrics = image_metrics(image)
     except Exception as exc:
         msg = str(exc) or type(exc).__name__
-        return ImageResult(index, str(path), meta, seconds=time.perf_counter() - t0, error=msg)
+        return ImageResult(index, str(path), meta, seconds=time.perf_counter() - t0, error=msg,
+                           file_size=size, file_mtime=mtime)
     return ImageResult(index, str(path), meta, det.coords, det.intensities,
-                       time.perf_counter() - t0, metrics=metrics, file_size=st.st_size,
-                       file_mtime=st.st_mtime)
+                       time.perf_counter() - t0, metrics=metrics, file_size=size,
+                       file_mtime=mtime)
 
 
 def process_chunk(items: Sequence[tuple[int, str]], params: DetectionParams, engine: str = "fast",

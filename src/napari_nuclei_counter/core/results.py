@@ -256,10 +256,11 @@ def _file_key(path: str) -> tuple[int, float] | None:
 def resume_state(out_dir, params: DetectionParams, paths: list[str]) -> set[int]:
     """Prepare ``out_dir`` to finish an interrupted run; return the indices already done.
 
-    An image counts as done when a previous run with the same parameters
-    (same :meth:`DetectionParams.digest`) processed it without error, its
-    file still has the same size and modification time, and all its nuclei
-    rows were written. The streaming files are rewritten to hold exactly the
+    The images done are the longest prefix of ``paths`` that a previous run
+    with the same parameters (same :meth:`DetectionParams.digest`) processed,
+    whose files still have the same size and modification time, and whose
+    nuclei rows all reached the disk. Keeping a prefix makes the finished
+    tables identical, row order included, to an uninterrupted run. The streaming files are rewritten to hold exactly the
     done images, ready for :class:`ResultsWriter` to append to.
 
     Parameters
@@ -294,17 +295,22 @@ def resume_state(out_dir, params: DetectionParams, paths: list[str]) -> set[int]
     images = _read_images(images_path)
     nuclei = _read_nuclei(nuclei_path)
     counts = nuclei.groupby("path").size()
-    position = {p: i for i, p in enumerate(paths)}
+    rows = {row["path"]: (k, row) for k, row in images.iterrows()}
     done_rows, done = [], set()
-    for k, row in images.iterrows():
-        i = position.get(row["path"])
-        if i is None or i in done or row["error"] or pd_isna(row["n_nuclei"]):
-            continue
-        key = _file_key(row["path"])
-        if key is None or key[0] != row["file_size"] or key[1] != row["file_mtime"]:
-            continue
-        if int(counts.get(row["path"], 0)) != int(row["n_nuclei"]):
-            continue  # its nuclei rows did not all reach the disk
+    # the longest prefix of the input that is done and unchanged: the final
+    # tables then come out in input order, exactly as an uninterrupted run
+    for i, path in enumerate(paths):
+        k, row = rows.get(path, (None, None))
+        if row is None:
+            break
+        key = _file_key(path)
+        recorded = (None if pd_isna(row["file_size"]) else row["file_size"],
+                    None if pd_isna(row["file_mtime"]) else row["file_mtime"])
+        if (key or (None, None)) != recorded:
+            break  # changed (or newly readable) since: do it again
+        expected = 0 if row["error"] or pd_isna(row["n_nuclei"]) else int(row["n_nuclei"])
+        if int(counts.get(path, 0)) != expected:
+            break  # its nuclei rows did not all reach the disk
         done.add(i)
         done_rows.append(k)
     images = images.loc[done_rows]
@@ -485,8 +491,9 @@ class ResultsWriter:
         if self._closed:
             return self.out_dir
         self._closed = True
-        for r in sorted(self._pending.values(), key=lambda r: r.index):
-            self._write(r)  # only after a cancel: gaps in the input order
+        # after a cancel, results that came early (after a gap in the input
+        # order) are left out: the tables hold a prefix of the input, which
+        # --resume continues in order
         self._pending.clear()
         self.sync()
         for fh in self._files.values():

@@ -32,6 +32,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.qt.threading import create_worker
+from napari.utils import progress
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QTimer
 from superqt import QCollapsible
@@ -74,9 +75,24 @@ PREVIEW_LAYER = "nuclei preview"
 TABLE_COLUMNS = ["image", "well", "site", "nuclei", "error"]
 
 
-def _batch_job(results):
-    """Generator run by the batch ``thread_worker``: relays the engine's results."""
-    yield from results
+def _batch_job(results, interval: float = 0.1):
+    """Generator run by the batch ``thread_worker``: relays the engine's results in batches.
+
+    A list of results goes to the GUI at most every ``interval`` seconds:
+    napari's progress bar processes events on each update, so one update per
+    image lets hundreds of queued updates nest into each other when images are
+    fast.
+    """
+    batch: list = []
+    last = 0.0
+    for r in results:
+        batch.append(r)
+        now = time.monotonic()
+        if now - last >= interval:
+            yield batch
+            batch, last = [], now
+    if batch:
+        yield batch
 
 
 def _reindexed(results, positions: list[int]):
@@ -122,6 +138,7 @@ class NucleiCounterWidget(QWidget):
         self.run_layer = None  # the image layer the last batch ran on
         self._updating_points = False
         self._writer: ResultsWriter | None = None
+        self._pbar = None  # napari's progress bar of the running batch
         self.worker = None  # the batch worker while a run is going on
         self._cancel: threading.Event | None = None
         self._run_gen = None
@@ -609,16 +626,16 @@ class NucleiCounterWidget(QWidget):
         self._reset_table(labels, layer)
         for r in done_before:
             self._show_result(r)
-        worker = create_worker(_batch_job, gen,
-                               _progress={"total": len(labels) - len(done_before),
-                                          "desc": "Detecting nuclei"})
-        worker.yielded.connect(self._on_result)
+        worker = create_worker(_batch_job, gen)
+        self._pbar = progress(total=len(labels) - len(done_before), desc="Detecting nuclei")
+        worker.yielded.connect(self._on_results)
         worker.errored.connect(self._on_run_error)
         worker.finished.connect(self._on_run_finished)
         # napari quits workers when it closes; make sure the pool goes too. Plain
         # callables, not methods of self, so they run even if the widget is gone.
         worker.aborted.connect(cancel.set)
         worker.finished.connect(functools.partial(_close_quietly, gen))
+        worker.finished.connect(self._pbar.close)
         self._cancel_on_close.clear()
         self._cancel_on_close = cancel
         self.destroyed.connect(cancel.set)
@@ -655,20 +672,22 @@ class NucleiCounterWidget(QWidget):
         text = str(self.output.value)
         return Path(text) if text and text != "." else None
 
-    def _on_result(self, result: ImageResult) -> None:
-        if self._writer is not None:
-            self._writer.add(result)
-        self._show_result(result)
+    def _on_results(self, results: list[ImageResult]) -> None:
+        for result in results:
+            if self._writer is not None:
+                self._writer.add(result)
+            self._show_result(result)
         if self.worker is None:
             return  # a late result after the summary: keep the summary
         done = len(self.results)
         rate = done / max(time.perf_counter() - self._run_t0, 1e-9)
         self.status.value = f"{done} / {self._run_total} images ({rate:.1f} images/s)"
-        pbar = getattr(self.worker, "pbar", None)
+        pbar = self._pbar
         if pbar is not None:
-            # last: napari's progress bar may process events (and so run the
+            # last: napari's progress bar processes events (and so may run the
             # next slots) while it redraws
             pbar.set_description(f"Detecting nuclei ({rate:.1f} images/s)")
+            pbar.update(len(results))
 
     def _show_result(self, result: ImageResult) -> None:
         self.store.add(result)
@@ -693,6 +712,7 @@ class NucleiCounterWidget(QWidget):
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close(complete=not cancelled)
+        self._pbar = None  # closed by the worker's finished signal
         self.worker = None
         self._cancel = None
         self.run_button.text = "Run"
