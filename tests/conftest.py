@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,13 @@ def sample_images(tmp_path):
 
     return write_sample_plate(tmp_path / "plate", rows="BC", columns=range(2, 5), sites=1,
                               seed=3, shape=(256, 320))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path, monkeypatch):
+    """Every test gets its own settings and sample-plate folders, and fresh notifications."""
+    monkeypatch.setenv("NUCLEI_COUNTER_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("NUCLEI_COUNTER_SAMPLE_DIR", str(tmp_path / "sample-cache"))
+    notifications = sys.modules.get("napari.utils.notifications")
+    if notifications is not None:  # only GUI tests import napari
+        monkeypatch.setattr(notifications.notification_manager, "records", [])

@@ -16,7 +16,6 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
-from napari.utils.notifications import notification_manager  # noqa: E402
 from qtpy.QtCore import QEvent, QPoint, Qt  # noqa: E402
 from qtpy.QtGui import QHelpEvent, QPixmap  # noqa: E402
 from qtpy.QtWidgets import QApplication, QToolTip  # noqa: E402
@@ -37,13 +36,6 @@ PLUGIN = "napari-nuclei-counter"
 PARAMS = DetectionParams(3.0, 5, 500.0)
 DECORATION = Qt.ItemDataRole.DecorationRole
 DISPLAY = Qt.ItemDataRole.DisplayRole
-
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NUCLEI_COUNTER_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("NUCLEI_COUNTER_SAMPLE_DIR", str(tmp_path / "sample-cache"))
-    monkeypatch.setattr(notification_manager, "records", [])
 
 
 @pytest.fixture

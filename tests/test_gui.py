@@ -24,13 +24,6 @@ pytestmark = pytest.mark.gui
 PLUGIN = "napari-nuclei-counter"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NUCLEI_COUNTER_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("NUCLEI_COUNTER_SAMPLE_DIR", str(tmp_path / "sample-cache"))
-    monkeypatch.setattr(notification_manager, "records", [])
-
-
 @pytest.fixture
 def plate(tmp_path):
     """Six generated BBBC021-named 1024x1280 images on disk."""
