@@ -210,3 +210,24 @@ def test_prefilter_and_its_fallback_agree_with_the_reference(monkeypatch, limit)
     img = img + rng.poisson(40, img.shape).astype(np.uint16)
     for t in (150.0, 260.0, 1000.0):
         assert_same(img, 2.0, 3, t)
+
+
+@settings(max_examples=200, deadline=None)
+@given(coords=hnp.arrays(np.intp, st.tuples(st.integers(0, 60), st.just(2)),
+                         elements=st.integers(0, 40)),
+       d=st.integers(1, 15), sweep=st.booleans())
+def test_close_pairs_match_a_kd_tree(coords, d, sweep):
+    """The numpy sweep (and its k-d tree fallback) find exactly the k-d tree's pairs."""
+    from scipy.spatial import cKDTree
+
+    want = cKDTree(coords).query_pairs(r=d - 0.5, p=np.inf, output_type="ndarray") \
+        if len(coords) else np.empty((0, 2), int)
+    saved = _fast._MAX_SWEEP_PAIRS
+    _fast._MAX_SWEEP_PAIRS = saved if sweep else -1
+    try:
+        got = _fast._close_pairs(coords, d)
+    finally:
+        _fast._MAX_SWEEP_PAIRS = saved
+    assert len(got) == len(want)
+    assert {tuple(p) for p in np.sort(got, axis=1).tolist()} == \
+        {tuple(p) for p in np.sort(want, axis=1).tolist()}

@@ -118,9 +118,7 @@ def greedy_keep(coords: np.ndarray, min_distance: int) -> np.ndarray:
     kept = np.ones(n, dtype=bool)
     if n < 2 or min_distance <= 1:
         return kept
-    from scipy.spatial import cKDTree
-
-    pairs = cKDTree(coords).query_pairs(r=min_distance - 0.5, p=np.inf, output_type="ndarray")
+    pairs = _close_pairs(coords, min_distance)
     if len(pairs) == 0:
         return kept
     pairs.sort(axis=1)  # (earlier, later) in priority order
@@ -132,6 +130,44 @@ def greedy_keep(coords: np.ndarray, min_distance: int) -> np.ndarray:
         if kept[i]:
             kept[later[a:b]] = False
     return kept
+
+
+#: above this many row-neighbour pairs, a k-d tree finds the close pairs
+_MAX_SWEEP_PAIRS = 4_000_000
+
+
+def _close_pairs(coords: np.ndarray, min_distance: int) -> np.ndarray:
+    """Index pairs ``(i, j)`` closer than ``min_distance`` in Chebyshev distance.
+
+    A sweep over the points sorted by row: each point is paired with the
+    points less than ``min_distance`` rows below it, and the pairs that are
+    also that close in columns are kept. Numpy only, so a worker does not
+    import scipy's spatial module (a tenth of a second) for a few hundred
+    nuclei; a k-d tree takes over when the candidate pairs would be too many.
+
+    Returns
+    -------
+    ndarray of int, shape (P, 2)
+        In no particular order, each pair once.
+    """
+    rows, cols = coords[:, 0], coords[:, 1]
+    order = np.argsort(rows, kind="stable")
+    rs = rows[order]
+    first = np.arange(len(rs))
+    last = np.searchsorted(rs, rs + min_distance, side="left")  # exclusive
+    counts = last - first - 1
+    total = int(counts.sum())
+    if total > _MAX_SWEEP_PAIRS:
+        from scipy.spatial import cKDTree
+
+        return cKDTree(coords).query_pairs(r=min_distance - 0.5, p=np.inf, output_type="ndarray")
+    a = np.repeat(first, counts)
+    # j runs from i + 1 to last - 1 for each i
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    b = a + 1 + (np.arange(total) - starts)
+    i, j = order[a], order[b]
+    close = np.abs(cols[i] - cols[j]) < min_distance
+    return np.stack([i[close], j[close]], axis=1)
 
 
 class _Tiers:
@@ -321,6 +357,33 @@ def _workspace(shape: tuple[int, int]) -> dict[str, np.ndarray]:
     return ws
 
 
+def _smooth32(image: np.ndarray, k: np.ndarray, ws: dict[str, np.ndarray]) -> np.ndarray:
+    """The float32 tier: separable smoothing with OpenCV, ``nearest`` edges.
+
+    Rows first, in bands of :data:`_BAND` rows converted to float32 on the
+    way (a band's copy is still in the CPU cache when it is filtered), then
+    columns over the whole image. Either order has the same error bound.
+    Returns the workspace's ``g`` buffer.
+    """
+    g, tmp = ws["g"], ws["tmp"]
+    if len(k) >= _DFT_TAPS:  # filter2D would use a DFT, whose error is not bounded the same way
+        x = ws["x"]
+        np.copyto(x, image, casting="unsafe")
+        return cv2.sepFilter2D(x, cv2.CV_32F, k, k, dst=g, borderType=cv2.BORDER_REPLICATE)
+    if image.dtype == np.float32 and image.flags.c_contiguous:
+        cv2.filter2D(image, cv2.CV_32F, k[None, :], dst=tmp, borderType=cv2.BORDER_REPLICATE)
+    else:
+        band = ws["x"].reshape(-1)[: _BAND * image.shape[1]].reshape(-1, image.shape[1])
+        for a in range(0, image.shape[0], _BAND):
+            b = min(image.shape[0], a + _BAND)
+            src = band[: b - a]
+            np.copyto(src, image[a:b], casting="unsafe")
+            cv2.filter2D(src, cv2.CV_32F, k[None, :], dst=tmp[a:b],
+                         borderType=cv2.BORDER_REPLICATE)
+    cv2.filter2D(tmp, cv2.CV_32F, k[:, None], dst=g, borderType=cv2.BORDER_REPLICATE)
+    return g
+
+
 def _clear_border(mask: np.ndarray, d: int) -> None:
     mask[:d] = 0
     mask[-d:] = 0
@@ -374,18 +437,7 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
         return _prepare_exact(tiers, d, floor)
 
     ws = _workspace(image.shape)
-    if image.dtype == np.float32 and image.flags.c_contiguous:
-        x = image
-    else:
-        x = ws["x"]
-        np.copyto(x, image, casting="unsafe")
-    k = tiers.kernel.astype(np.float32)
-    g = ws["g"]
-    if len(k) < _DFT_TAPS:
-        cv2.filter2D(x, cv2.CV_32F, k[:, None], dst=ws["tmp"], borderType=cv2.BORDER_REPLICATE)
-        cv2.filter2D(ws["tmp"], cv2.CV_32F, k[None, :], dst=g, borderType=cv2.BORDER_REPLICATE)
-    else:  # filter2D would use a DFT, whose error is not bounded the same way
-        cv2.sepFilter2D(x, cv2.CV_32F, k, k, dst=g, borderType=cv2.BORDER_REPLICATE)
+    g = _smooth32(image, tiers.kernel.astype(np.float32), ws)
     c32 = tiers.c32
     interior = (h - 2 * d) * (w - 2 * d)
 

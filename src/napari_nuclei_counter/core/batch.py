@@ -210,7 +210,7 @@ def _init_worker(main_pid: int | None = None) -> None:
 
 
 #: what the forkserver imports once, so that every worker starts with it
-_PRELOAD = [__name__, "scipy.spatial", "scipy.ndimage"]
+_PRELOAD = [__name__, "scipy.ndimage"]  # the exact tier; scipy.spatial is rarely needed
 
 
 def _context():
