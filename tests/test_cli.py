@@ -58,6 +58,9 @@ def test_detect_end_to_end(sample_images, tmp_path):
     run_json = json.loads((out / "run.json").read_text())
     assert run_json["n_images"] == 7 and run_json["n_failed"] == 1
     assert run_json["parameters"] == params.to_dict()
+    assert {"numpy", "scipy", "scikit-image", "tifffile", "opencv"} <= set(run_json["versions"])
+    # the program leaves with os._exit: its last words must still reach the pipe
+    assert f"7 images, {len(nuclei)} nuclei, 1 failed" in p.stderr.splitlines()[-1]
 
 
 def test_all_good_exits_zero_and_serial_matches(sample_images, tmp_path):
