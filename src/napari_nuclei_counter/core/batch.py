@@ -258,9 +258,18 @@ def _no_main_reimport():
         main.__file__ = path
 
 
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for s in range(0, len(items), size):
-        yield items[s : s + size]
+def _chunks(items: list, size: int, workers: int = 1) -> Iterator[list]:
+    """Split ``items`` into tasks of at most ``size``, smaller towards the end.
+
+    Guided scheduling: a task holds at most a quarter of the remaining items
+    per worker, so the last tasks are single images and no worker idles
+    through the end of the batch while another finishes a full chunk.
+    """
+    s = 0
+    while s < len(items):
+        n = max(1, min(size, (len(items) - s) // (4 * workers)))
+        yield items[s : s + n]
+        s += n
 
 
 def run_batch(
@@ -320,7 +329,7 @@ def run_batch(
     workers = min(workers, len(items))
     if chunksize is None:
         chunksize = max(1, min(8, len(items) // (workers * 6)))
-    yield from _run_pool(deque(_chunks(items, chunksize)), process_chunk,
+    yield from _run_pool(deque(_chunks(items, chunksize, workers)), process_chunk,
                          (params, engine, regex), workers, regex, cancel)
 
 
@@ -468,7 +477,7 @@ def run_batch_arrays(
         workers = min(workers, len(items))
         if chunksize is None:
             chunksize = max(1, min(8, len(items) // (workers * 6)))
-        yield from _run_pool(deque(_chunks(items, chunksize)), process_shared_chunk,
+        yield from _run_pool(deque(_chunks(items, chunksize, workers)), process_shared_chunk,
                              (shm.name, params, engine), workers, None, cancel)
     finally:
         shm.close()
