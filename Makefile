@@ -22,7 +22,7 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m pip install -e ".[bench]"
-	$(BIN)/python benchmarks/bench_plate.py
+	$(BIN)/python benchmarks/bench_plate.py --repeats 3
 
 clean:
 	rm -rf $(VENV) sample-plate build dist

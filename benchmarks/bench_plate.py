@@ -50,7 +50,7 @@ How to run
 ----------
 ``make bench`` runs this script. Directly::
 
-    .venv/bin/python benchmarks/bench_plate.py            # full run, ~5-10 min
+    .venv/bin/python benchmarks/bench_plate.py --repeats 3   # full run, ~8 min
     .venv/bin/python benchmarks/bench_plate.py --quick    # 48 images, smoke test
 
 Results go to ``benchmarks/results.png`` (bar chart) and
