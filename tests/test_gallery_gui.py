@@ -474,6 +474,7 @@ def test_hand_correction_reaches_gallery_plate_map_and_tables(make_napari_viewer
 
     result = det.store.results[0]
     assert result.count == before - 1 and result.edited is True
+    assert det.table.model().index(0, 3).data() == f"{before - 1} (edited)"  # the dock's table
     # the gallery: the caption at once, the thumbnail is made again
     assert gallery.caption_of(0) == (f"{well} {det.store.meta[0].site}: {before - 1} nuclei "
                                      "(edited)")

@@ -37,13 +37,9 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QTimer
 from superqt import QCollapsible
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QFileDialog,
-    QHeaderView,
     QHBoxLayout,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -62,6 +58,7 @@ from ..core.results import (
 )
 from ..core.store import ResultsStore
 from ._settings import save_settings, saved_params
+from ._table import make_image_table
 
 if TYPE_CHECKING:
     import napari
@@ -72,7 +69,6 @@ log = logging.getLogger(__name__)
 
 RESULTS_LAYER = "nuclei"
 PREVIEW_LAYER = "nuclei preview"
-TABLE_COLUMNS = ["image", "well", "site", "nuclei", "error"]
 
 
 def _batch_job(results, interval: float = 0.1):
@@ -229,15 +225,8 @@ class NucleiCounterWidget(QWidget):
                   self.load_preset_button):
             presets.addWidget(b)
 
-        self.table = QTableWidget(0, len(TABLE_COLUMNS))
-        self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.verticalHeader().setVisible(False)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
-        self.table.setToolTip("One row per image; click a row to show that image")
+        #: one row per image of the run, a view of :attr:`store` (see ``_table.py``)
+        self.table = make_image_table(self.store, self)
         self.save_button = QPushButton("Save tables…")
         self.save_button.setToolTip("Write images.csv, nuclei.csv, wells.csv and run.json into "
                                     "a folder")
@@ -282,7 +271,7 @@ class NucleiCounterWidget(QWidget):
         self.save_button.clicked.connect(self._ask_save_tables)
         self.gallery_button.clicked.connect(self.open_gallery)
         self.plate_button.clicked.connect(self.open_plate_map)
-        self.table.cellClicked.connect(self._on_table_clicked)
+        self.table.clicked.connect(self._on_table_clicked)
         self._debounce.timeout.connect(self.start_preview)
         self._points_timer.timeout.connect(self._flush_points)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
@@ -623,7 +612,6 @@ class NucleiCounterWidget(QWidget):
         self._run_gen = gen
         meta = [ImageMeta(**m) for m in layer.metadata.get(META_KEY, {}).get("meta", [])]
         self.store.reset(labels, meta if len(meta) == len(labels) else None, params, layer)
-        self._reset_table(labels, layer)
         for r in done_before:
             self._show_result(r)
         worker = create_worker(_batch_job, gen)
@@ -656,17 +644,6 @@ class NucleiCounterWidget(QWidget):
                                   n_workers=workers or None, cancel=cancel)
         return run_batch(paths, params, workers=workers, cancel=cancel)
 
-    def _reset_table(self, labels: list[str], layer) -> None:
-        meta = layer.metadata.get(META_KEY, {}).get("meta")
-        self.table.setRowCount(len(labels))
-        for i, label in enumerate(labels):
-            m = meta[i] if meta and i < len(meta) else {}
-            for c, text in enumerate([str(i + 1), m.get("well", ""), m.get("site", ""), "", ""]):
-                item = QTableWidgetItem(text)
-                if c == 0:
-                    item.setToolTip(label)
-                self.table.setItem(i, c, item)
-
     def output_folder(self) -> Path | None:
         """The folder tables are streamed to during a run, if one is set."""
         text = str(self.output.value)
@@ -690,15 +667,7 @@ class NucleiCounterWidget(QWidget):
             pbar.update(len(results))
 
     def _show_result(self, result: ImageResult) -> None:
-        self.store.add(result)
-        row = result.index
-        values = [str(row + 1), result.meta.well, result.meta.site,
-                  "" if result.count is None else str(result.count), result.error]
-        for c, text in enumerate(values):
-            if text or c >= 3:
-                item = QTableWidgetItem(text)
-                item.setToolTip(result.error or result.path)
-                self.table.setItem(row, c, item)
+        self.store.add(result)  # the table, gallery and plate map follow the store
         self._points_dirty = True
 
     def _on_run_error(self, exc: Exception) -> None:
@@ -806,16 +775,13 @@ class NucleiCounterWidget(QWidget):
             sel = index == i
             if self.store.set_points(i, np.rint(data[sel][:, -2:]), inten[sel]):
                 changed.append(i)
-        for i in changed:
-            r = self.store.results[i]
-            self.table.setItem(i, 3, QTableWidgetItem(f"{r.count} (edited)"))
         if changed:
             self.status.value = (f"Edited by hand: image(s) {', '.join(str(i + 1) for i in changed)}"
                                  "; counts and tables follow")
 
     # ---------------------------------------------------------------- results
-    def _on_table_clicked(self, row: int, _col: int = 0) -> None:
-        self.show_image(row)
+    def _on_table_clicked(self, index) -> None:
+        self.show_image(index.row())
 
     def show_image(self, index: int) -> None:
         """Move the viewer to image ``index`` of the run's stack."""
