@@ -231,3 +231,15 @@ def test_close_pairs_match_a_kd_tree(coords, d, sweep):
     assert len(got) == len(want)
     assert {tuple(p) for p in np.sort(got, axis=1).tolist()} == \
         {tuple(p) for p in np.sort(want, axis=1).tolist()}
+
+
+@pytest.mark.parametrize("band", [1, 7, 1000])
+def test_band_height_does_not_change_the_answer(monkeypatch, band):
+    """The engine works in bands of rows; any band height gives the reference's answer."""
+    monkeypatch.setattr(_fast, "_BAND", band)
+    img = make_nuclei_image(13, n_nuclei=60, shape=(150, 170))[0]
+    for sigma, d, t in [(2.0, 3, 500.0), (4.0, 6, 1000.0), (3.0, 70, 300.0)]:
+        assert_same(img, sigma, d, t)
+    cands = _fast.prepare(img, 3.0, 4)  # interactive: no floor, the full window
+    for t in (200.0, 800.0, 1500.0):
+        np.testing.assert_array_equal(cands.select(t)[0], oracle(img, 3.0, 4, t)[0])
