@@ -463,18 +463,16 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
         log.debug("%d near-maximal pixels: exact smoothing of the whole image", n)
         return _prepare_exact(tiers, d, floor)
 
-    off = np.arange(-d, d + 1)
-    win = g[(rows[:, None] + off)[:, :, None], (cols[:, None] + off)[:, None, :]].astype(np.float64)
-    values = win[:, d, d].copy()
+    values = g[rows, cols].astype(np.float64)
     err = tiers.bound(values, c32)
-    is_peak, unsure, rivals = _peak_test(win, tiers.bound(win, c32), d)
+    is_peak, unsure, rivals = _window_test(g, rows, cols, tiers, d)
     if len(unsure):
         if len(unsure) > _MAX_UNCERTAIN:
             log.debug("%d uncertain windows: exact smoothing of the whole image", len(unsure))
             return _prepare_exact(tiers, d, floor)
         # float64 at the centres and their rivals only (the rest of each window
         # is surely dimmer), then exact windows for what is still undecided
-        which, dy, dx = np.nonzero(rivals[unsure])
+        which, dy, dx = np.nonzero(rivals)
         pr = np.concatenate([rows[unsure], rows[unsure][which] + dy - d])
         pc = np.concatenate([cols[unsure], cols[unsure][which] + dx - d])
         v64 = tiers.windows(pr, pc, 0, exact=False)[:, 0, 0]
@@ -551,6 +549,52 @@ def _near_maxima(g, ws, tiers: _Tiers, floor: float, d: int, half: int):
     if not all_rows:
         return np.empty(0, np.intp), np.empty(0, np.intp)
     return np.concatenate(all_rows), np.concatenate(all_cols)
+
+
+def _window_test(g: np.ndarray, rows: np.ndarray, cols: np.ndarray, tiers: _Tiers, d: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decide ``centre == window max`` for every candidate from the float32 image.
+
+    For non-negative images the bound grows with the value, so comparing the
+    centre with the brightest other pixel of its window settles most windows:
+    if the centre beats it beyond both bounds it beats every pixel, and if it
+    loses beyond both bounds it is surely no peak. Only the others get the
+    pixel-by-pixel test of :func:`_peak_test`, in float64. (Images with
+    negative values take that test for every window.)
+
+    Returns
+    -------
+    is_peak : ndarray of bool, shape (N,)
+        Certain peaks (``False`` for undecided windows, for now).
+    unsure : ndarray of int
+        Indices of the windows the bounds cannot decide.
+    rivals : ndarray of bool, shape (len(unsure), 2d+1, 2d+1)
+        For each undecided window, the pixels that may be as bright as its centre.
+    """
+    off = np.arange(-d, d + 1)
+
+    def windows(sel):
+        return g[(rows[sel, None] + off)[:, :, None], (cols[sel, None] + off)[:, None, :]]
+
+    c32 = tiers.c32
+    if tiers.absolute != 0:
+        win = windows(slice(None)).astype(np.float64)
+        is_peak, unsure, rivals = _peak_test(win, tiers.bound(win, c32), d)
+        return is_peak, unsure, rivals[unsure]
+    win = windows(slice(None))  # a float32 copy
+    centre = win[:, d, d].astype(np.float64)
+    win[:, d, d] = -np.inf
+    brightest = win.max(axis=(1, 2)).astype(np.float64)
+    tol = tiers.bound(centre, c32) + tiers.bound(brightest, c32)
+    sure_peak = centre - brightest > tol
+    maybe = np.flatnonzero(~sure_peak & ~(brightest - centre > tol))
+    is_peak = sure_peak
+    if len(maybe) == 0:
+        return is_peak, maybe, np.zeros((0, 2 * d + 1, 2 * d + 1), bool)
+    win = windows(maybe).astype(np.float64)
+    peak, unsure, rivals = _peak_test(win, tiers.bound(win, c32), d)
+    is_peak[maybe] = peak
+    return is_peak, maybe[unsure], rivals[unsure]
 
 
 def _peak_test(win: np.ndarray, bound: np.ndarray, d: int
