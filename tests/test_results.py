@@ -105,3 +105,17 @@ def test_nuclei_csv_text_is_what_the_csv_module_writes(path, meta):
     back = list(csv.reader(io.StringIO(r.nuclei_csv())))
     assert [row[0] for row in back] == [path] * 3
     assert [float(row[6]) for row in back] == values.tolist()
+
+
+def test_store_tells_listeners_before_and_after_a_new_run():
+    """Qt models must hear of a reset before the data changes, and again after."""
+    from napari_nuclei_counter.core.store import ResultsStore
+
+    store = ResultsStore()
+    seen = []
+    store.subscribe(lambda event, idx: seen.append((event, len(store.labels), idx)))
+    store.reset(["a.tif", "b.tif"])
+    store.add(ImageResult(1, "b.tif", coords=np.zeros((3, 2), np.intp), intensities=np.zeros(3)))
+    store.reset(["c.tif"])
+    assert seen == [("resetting", 0, None), ("reset", 2, None), ("result", 2, {1}),
+                    ("resetting", 2, None), ("reset", 1, None)]

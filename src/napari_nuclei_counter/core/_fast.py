@@ -133,7 +133,7 @@ def greedy_keep(coords: np.ndarray, min_distance: int) -> np.ndarray:
 
 
 #: above this many row-neighbour pairs, a k-d tree finds the close pairs
-_MAX_SWEEP_PAIRS = 4_000_000
+_MAX_SWEEP_PAIRS = 200_000
 
 
 def _close_pairs(coords: np.ndarray, min_distance: int) -> np.ndarray:

@@ -296,7 +296,9 @@ def run_batch(
     regex : str, optional
         Metadata regex for file names (see :func:`parse_metadata`).
     chunksize : int, optional
-        Images per task; default balances progress updates and overhead.
+        Most images per task; default balances progress updates and overhead.
+        Tasks get smaller towards the end of the batch, down to one image, so
+        that no worker idles while another finishes a long task.
     cancel : threading.Event, optional
         Set it (from any thread) to stop: pending work is dropped, the worker
         processes end within a fraction of a second, and the generator returns.
@@ -439,7 +441,9 @@ def run_batch_arrays(
     """Like :func:`run_batch`, for images already in memory.
 
     The images are copied once into one shared-memory block that the workers
-    map; no image is pickled.
+    map; no image is pickled. Each image is copied just before its task is
+    sent (the copy overlaps with the work), so the arrays must not change
+    while the generator runs.
 
     Parameters
     ----------
@@ -483,8 +487,10 @@ def run_batch_arrays(
         for i, _, off, shape, dtype in chunk:
             if not copied[i]:
                 view = np.ndarray(shape, dtype=dtype, buffer=shm.buf, offset=off)
-                view[...] = arrays[i]
-                del view
+                try:
+                    view[...] = arrays[i]
+                finally:
+                    del view  # no export of shm.buf may outlive this, or close() fails
                 copied[i] = True
 
     try:
@@ -495,5 +501,7 @@ def run_batch_arrays(
                              (shm.name, params, engine), workers, None, cancel,
                              before_submit=copy_in)
     finally:
-        shm.close()
-        shm.unlink()
+        try:
+            shm.close()
+        finally:
+            shm.unlink()

@@ -204,23 +204,32 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs):
 def _versions() -> dict[str, str]:
     """Versions of the packages that decide the results, for ``run.json``.
 
-    Read from the installed distributions' metadata: importing scikit-image
-    or pandas only to ask for their version would cost a run ~0.4 s.
+    A module that is already imported reports its own ``__version__`` (for
+    OpenCV that is the library, whichever wheel or conda package brought it);
+    the others are read from their installed metadata, since importing
+    scikit-image or pandas only to ask would cost a run ~0.4 s.
     """
     from importlib.metadata import PackageNotFoundError, version
 
     from .. import __version__
 
     out = {"napari_nuclei_counter": __version__, "python": platform.python_version()}
-    for key, dist in (("numpy", "numpy"), ("scipy", "scipy"), ("scikit-image", "scikit-image"),
-                      ("tifffile", "tifffile"), ("pandas", "pandas"),
-                      ("opencv", "opencv-python-headless"), ("opencv", "opencv-python")):
-        if key in out:
-            continue
-        try:
-            out[key] = version(dist)
-        except PackageNotFoundError:
-            pass
+    for key, module, dists in (
+        ("numpy", "numpy", ("numpy",)), ("scipy", "scipy", ("scipy",)),
+        ("scikit-image", "skimage", ("scikit-image",)), ("tifffile", "tifffile", ("tifffile",)),
+        ("pandas", "pandas", ("pandas",)),
+        ("opencv", "cv2", ("opencv-python-headless", "opencv-python",
+                           "opencv-contrib-python-headless", "opencv-contrib-python")),
+    ):
+        found = getattr(sys.modules.get(module), "__version__", None)
+        for dist in dists if found is None else ():
+            try:
+                found = version(dist)
+                break
+            except PackageNotFoundError:
+                continue
+        if found is not None:
+            out[key] = str(found)
     out["platform"] = platform.platform()
     return out
 

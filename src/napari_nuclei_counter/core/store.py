@@ -24,8 +24,10 @@ __all__ = ["ResultsStore"]
 
 log = logging.getLogger(__name__)
 
-#: ``listener(event, indices)``; ``event`` is one of ``"reset"``, ``"result"``,
-#: ``"edited"``, ``"select_well"``; ``indices`` are the images concerned (or ``None``).
+#: ``listener(event, indices)``; ``event`` is one of ``"resetting"`` (a new run is
+#: about to replace everything; Qt models begin their reset here), ``"reset"``,
+#: ``"result"``, ``"edited"``, ``"select_well"``; ``indices`` are the images
+#: concerned (or ``None``).
 Listener = Callable[[str, "set[int] | None"], None]
 
 
@@ -77,6 +79,7 @@ class ResultsStore:
     def reset(self, labels: list[str], meta: list[ImageMeta] | None = None,
               params: DetectionParams | None = None, source=None) -> None:
         """Start a new run over ``labels``."""
+        self._emit("resetting", None)
         self.labels = list(labels)
         self.meta = list(meta) if meta is not None else [ImageMeta() for _ in labels]
         self.results = {}

@@ -42,6 +42,7 @@ class ImageTableModel(QAbstractTableModel):
         super().__init__(parent)
         self._store = store
         self._rows = len(store.labels)
+        self._resetting = False
         listener = self._on_store_event
         store.subscribe(listener)
         # a plain callable: the store may outlive this model
@@ -49,9 +50,14 @@ class ImageTableModel(QAbstractTableModel):
 
     # -- store events ------------------------------------------------------
     def _on_store_event(self, event: str, indices) -> None:
-        if event == "reset":
+        if event == "resetting":  # Qt wants to hear before the data changes
             self.beginResetModel()
+            self._resetting = True
+        elif event == "reset":
+            if not self._resetting:
+                self.beginResetModel()
             self._rows = len(self._store.labels)
+            self._resetting = False
             self.endResetModel()
         elif event in ("result", "edited") and indices:
             rows = [i for i in indices if 0 <= i < self._rows]
