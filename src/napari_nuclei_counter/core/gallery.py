@@ -12,14 +12,25 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
 
-from .discovery import natural_key
+from .wells import (  # noqa: F401  (re-exported while importers move to .wells)
+    PLATE_FORMATS,
+    WELL_COLUMNS,
+    infer_plate_format,
+    plate_map_values,
+    well_position,
+    well_table,
+)
+from .wells import MAP_VALUES as _MAP_TITLES
+from .wells import format_value as _fmt
+from .wells import plate_rows as _plate_rows
+from .wells import row_label as _row_label
+from .wells import successful as _successful
 
 if TYPE_CHECKING:  # pandas is imported where tables are used: a faster start-up
     import pandas as pd
@@ -47,16 +58,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Columns of :func:`well_table`.
-WELL_COLUMNS = ["plate", "well", "images", "total", "mean", "std"]
-
-#: Standard plate layouts ``(rows, columns)``: 96, 384 and 1536 wells.
-PLATE_FORMATS = ((8, 12), (16, 24), (32, 48))
-
 #: Colour of wells without data in :func:`render_plate_map`.
 MISSING_RGB = (200, 200, 200)
 
-_MAP_TITLES = {"mean": "mean nuclei per site", "total": "total nuclei per well"}
 _COLORMAPS = {
     "viridis": cv2.COLORMAP_VIRIDIS,
     "magma": cv2.COLORMAP_MAGMA,
@@ -65,7 +69,6 @@ _COLORMAPS = {
     "cividis": cv2.COLORMAP_CIVIDIS,
     "turbo": cv2.COLORMAP_TURBO,
 }
-_WELL_RE = re.compile(r"\s*([A-Za-z]{1,2})0*(\d{1,3})\s*")
 _GALLERY_BG = (24, 24, 24)
 _CAPTION_RGB = (235, 235, 235)
 
@@ -158,173 +161,6 @@ def _draw_dots(rgb: np.ndarray, coords, scale: tuple[float, float], colour, radi
         cv2.circle(rgb, (c, r), max(radius, 0), colour, thickness=-1, lineType=cv2.LINE_8)
 
 
-# --------------------------------------------------------------------------- wells and plates
-
-
-def well_position(well) -> tuple[int, int] | None:
-    """Return the 0-based ``(row, col)`` of a well name, or ``None``.
-
-    ``'A01'`` is ``(0, 0)``, ``'B2'`` and ``'b02'`` are ``(1, 1)``, ``'P24'``
-    is ``(15, 23)``; two-letter rows (1536-well plates) follow ``'Z'``:
-    ``'AA01'`` is ``(26, 0)``. Blank or unparseable names (and column 0) give
-    ``None``.
-    """
-    if not isinstance(well, str):
-        return None
-    m = _WELL_RE.fullmatch(well)
-    if not m:
-        return None
-    letters, number = m.group(1).upper(), int(m.group(2))
-    if number < 1:
-        return None
-    row = ord(letters[-1]) - ord("A")
-    if len(letters) == 2:
-        row += 26 * (ord(letters[0]) - ord("A") + 1)
-    return row, number - 1
-
-
-def infer_plate_format(wells: Iterable) -> tuple[int, int]:
-    """Guess the plate layout from the wells present.
-
-    Parameters
-    ----------
-    wells : iterable of str
-        Well names such as ``'B02'``; blank and unparseable names are ignored.
-
-    Returns
-    -------
-    tuple of int
-        ``(rows, columns)``: ``(8, 12)`` (96 wells) unless a row letter is
-        after ``'H'`` or a column after 12, then ``(16, 24)`` (384 wells); then
-        ``(32, 48)`` (1536 wells); beyond that, just large enough for every
-        well. ``(8, 12)`` when no well name can be read.
-    """
-    positions = [p for p in map(well_position, wells) if p is not None]
-    if not positions:
-        return PLATE_FORMATS[0]
-    rows = max(p[0] for p in positions) + 1
-    cols = max(p[1] for p in positions) + 1
-    for fmt in PLATE_FORMATS:
-        if rows <= fmt[0] and cols <= fmt[1]:
-            return fmt
-    return rows, cols
-
-
-def _well_sort_key(well: str) -> tuple:
-    pos = well_position(well)
-    return (0, *pos) if pos is not None else (1, natural_key(well))
-
-
-def _successful(images: pd.DataFrame) -> pd.Series:
-    """Boolean mask of the images processed without error (and with a count)."""
-    ok = images["n_nuclei"].notna()
-    if "error" in images:
-        ok &= images["error"].fillna("").astype(str).str.strip() == ""
-    return ok
-
-
-def well_table(images: pd.DataFrame) -> pd.DataFrame:
-    """Sum up an images table per well.
-
-    Parameters
-    ----------
-    images : pandas.DataFrame
-        One row per image with the columns ``plate``, ``well``, ``n_nuclei``
-        (nullable integer, NA for failed images) and ``error`` (the
-        ``images.csv`` table).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per ``(plate, well)`` with the columns ``plate``, ``well``,
-        ``images`` (number of successfully processed images), ``total`` (sum
-        of their counts; nullable integer, NA when every image of the well
-        failed), ``mean`` (``total / images``) and ``std`` (sample standard
-        deviation, ``ddof=1``; NaN with fewer than two images). Images with a
-        blank well are left out. Sorted by plate (natural order), then by
-        well in plate order (row letter, then column number).
-    """
-    import pandas as pd
-
-    table = pd.DataFrame({
-        "plate": images["plate"].fillna("").astype(str) if "plate" in images else "",
-        "well": images["well"].fillna("").astype(str).str.strip(),
-        "n": images["n_nuclei"].where(_successful(images)),
-    })
-    table = table[table["well"] != ""]
-    rows = []
-    for (plate, well), group in table.groupby(["plate", "well"], sort=False):
-        counts = group["n"].dropna().to_numpy(dtype=np.int64)
-        k = len(counts)
-        rows.append({
-            "plate": plate, "well": well, "images": k,
-            "total": int(counts.sum()) if k else pd.NA,
-            "mean": counts.mean() if k else np.nan,
-            "std": counts.std(ddof=1) if k > 1 else np.nan,
-        })
-    rows.sort(key=lambda r: (natural_key(r["plate"]), _well_sort_key(r["well"])))
-    out = pd.DataFrame(rows, columns=WELL_COLUMNS)
-    return out.astype({"plate": object, "well": object, "images": "int64", "total": "Int64",
-                       "mean": "float64", "std": "float64"})
-
-
-def plate_map_values(
-    wells: pd.DataFrame,
-    *,
-    value: str = "mean",
-    plate: str | None = None,
-    layout: tuple[int, int] | None = None,
-) -> np.ndarray:
-    """Lay out one value per well on the plate grid.
-
-    Parameters
-    ----------
-    wells : pandas.DataFrame
-        A :func:`well_table`.
-    value : {'mean', 'total'}, optional
-        Mean nuclei per image (site) or total nuclei per well.
-    plate : str, optional
-        Which plate; the first plate of the table when not given.
-    layout : tuple of int, optional
-        ``(rows, columns)``; inferred from the plate's wells
-        (:func:`infer_plate_format`) when not given.
-
-    Returns
-    -------
-    ndarray of float64, shape ``layout``
-        NaN where the plate has no data.
-
-    Raises
-    ------
-    ValueError
-        For an unknown ``value`` or ``plate``, or a well outside ``layout``.
-    """
-    sub = _plate_rows(wells, value, plate)
-    if layout is None:
-        layout = infer_plate_format(sub["well"])
-    grid = np.full(tuple(int(n) for n in layout), np.nan)
-    numbers = sub[value].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
-    for well, v in zip(sub["well"], numbers):
-        pos = well_position(well)
-        if pos is None:
-            continue
-        if pos[0] >= grid.shape[0] or pos[1] >= grid.shape[1]:
-            raise ValueError(f"well {well} does not fit a plate of layout {grid.shape}")
-        grid[pos] = v
-    return grid
-
-
-def _plate_rows(wells: pd.DataFrame, value: str, plate: str | None) -> pd.DataFrame:
-    if value not in _MAP_TITLES:
-        raise ValueError(f"value must be one of {sorted(_MAP_TITLES)}, got {value!r}")
-    plates = wells["plate"].astype(str)
-    if plate is None:
-        plate = plates.iloc[0] if len(wells) else ""
-    elif len(wells) and not (plates == str(plate)).any():
-        raise ValueError(f"plate {plate!r} is not in the table; plates: {sorted(set(plates))}")
-    return wells[plates == str(plate)]
-
-
 # --------------------------------------------------------------------------- rendering
 
 
@@ -360,18 +196,6 @@ def _font(size: int):
 def _text_size(font, text: str) -> tuple[int, int]:
     left, top, right, bottom = font.getbbox(text)
     return right - left, bottom - top
-
-
-def _fmt(v: float) -> str:
-    if not np.isfinite(v):
-        return ""
-    return f"{v:.0f}" if abs(v) >= 10 or float(v).is_integer() else f"{v:.1f}"
-
-
-def _row_label(row: int) -> str:
-    if row < 26:
-        return chr(ord("A") + row)
-    return chr(ord("A") + row // 26 - 1) + chr(ord("A") + row % 26)
 
 
 def render_plate_map(
