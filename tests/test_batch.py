@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from napari_nuclei_counter import DetectionParams, detect, run_batch
-from napari_nuclei_counter.core.batch import read_image
+from napari_nuclei_counter.core.io import read_image
 
 P = DetectionParams(sigma=4.0, min_distance=6, threshold_abs=1000.0)
 
@@ -159,18 +159,3 @@ def test_unguarded_script_is_not_rerun_by_workers(sample_images, tmp_path):
     )
     subprocess.run([sys.executable, str(script)], check=True, timeout=120)
     assert marker.read_text() == "x"
-
-
-@pytest.mark.parametrize("n, size, workers", [(240, 8, 2), (7, 8, 2), (1, 1, 1), (100, 3, 16),
-                                              (1000, 8, 4)])
-def test_tasks_shrink_towards_the_end_and_cover_every_image_once(n, size, workers):
-    from napari_nuclei_counter.core.batch import _chunks
-
-    tasks = list(_chunks(list(range(n)), size, workers))
-    assert [i for t in tasks for i in t] == list(range(n))  # in order, each once
-    sizes = [len(t) for t in tasks]
-    assert max(sizes) <= size and min(sizes) >= 1
-    assert sizes == sorted(sizes, reverse=True)  # guided: never growing
-    assert sizes[-min(n, 2 * workers):] == [1] * min(n, 2 * workers)  # the tail is single images
-    if n >= 8 * size * workers:
-        assert sizes[0] == size  # full tasks while there is plenty of work

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import subprocess
 import sys
 import threading
@@ -83,28 +84,12 @@ def test_import_is_cheap():
     assert out.stdout.strip() == "False"
 
 
-def test_relax_malloc_is_harmless(monkeypatch):
+def test_relax_malloc_applies_only_under_a_nanny(monkeypatch):
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    assert _dask._relax_malloc() is False  # no nanny: nothing to undo
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
-    _dask._relax_malloc()  # glibc: the usual thresholds; elsewhere: nothing
-
-
-def test_chunks_grow_to_about_half_a_second_of_work():
-    from napari_nuclei_counter.core.results import ImageResult
-
-    work = _dask._Chunker([(i, f"img{i}.tif") for i in range(10_000)], None)
-    assert len(work.next_chunk(threads=2)) == 1  # nothing timed yet: the first results soon
-    for i in range(4):
-        work.observe(ImageResult(i, "x", seconds=0.01))
-    assert len(work.next_chunk(threads=2)) == 50  # 0.5 s / 10 ms
-    for i in range(400):
-        work.observe(ImageResult(i, "x", seconds=0.0001))
-    assert len(work.next_chunk(threads=2)) == _dask.MAX_CHUNK
-    tail = _dask._Chunker([(i, "p") for i in range(40)], None)
-    tail.observe(ImageResult(0, "x", seconds=0.0001))
-    assert len(tail.next_chunk(threads=4)) == 5  # 40 images / (2 x 4 threads)
-    fixed = _dask._Chunker([(i, "p") for i in range(10)], 3)
-    assert [len(fixed.next_chunk(1)) for _ in range(4)] == [3, 3, 3, 1]
-    assert not fixed
+    expected = sys.platform.startswith("linux") and "glibc" in " ".join(platform.libc_ver())
+    assert _dask._relax_malloc() is expected  # glibc accepts the usual thresholds
 
 
 def test_empty_input_starts_nothing():
@@ -148,26 +133,27 @@ def test_unreachable_scheduler_is_a_connection_error(plate):
             next(gen)
 
 
-def _fails_on_broken(items, params, engine, regex):
+def _fails_on_broken(fn, items, *args):
     """Stand-in task: the workers 'die' on the broken file (its whole chunk fails)."""
     if any(path.endswith("BROKEN.tif") for _, path in items):
         raise distributed.KilledWorker("task", SimpleNamespace(address="tcp://w:1"), 3)
-    return _ORIGINAL_CHUNK(items, params, engine, regex)
+    return _ORIGINAL_TASK(fn, items, *args)
 
 
-_ORIGINAL_CHUNK = _dask._process_chunk
+_ORIGINAL_TASK = _dask._run_task
 
 
 def test_task_failure_becomes_error_results(plate, expected, monkeypatch):
     # threads in this process, so that the stand-in task is the one that runs
-    monkeypatch.setattr(_dask, "_process_chunk", _fails_on_broken)
+    monkeypatch.setattr(_dask, "_run_task", _fails_on_broken)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                   **QUIET) as lc, \
             distributed.Client(lc, set_as_default=False) as client:
         got = _by_index(run_batch_dask(plate, PARAMS, client=client, chunksize=3))
     assert sorted(got) == list(range(len(plate)))
     broken = got[len(plate) - 1]
-    assert broken.error.startswith("dask worker failed: KilledWorker")
+    # alone, it killed its worker again: the culprit, named
+    assert "worker process died while processing this image, twice" in broken.error
     # the chunk-mates of the culprit were retried alone and succeeded
     _assert_same({i: r for i, r in got.items() if i != len(plate) - 1},
                  {i: r for i, r in expected.items() if i != len(plate) - 1})

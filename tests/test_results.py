@@ -6,8 +6,9 @@ import pytest
 
 from napari_nuclei_counter import DetectionParams, ImageResult, load_results
 from napari_nuclei_counter.core.discovery import ImageMeta
-from napari_nuclei_counter.core.results import (
-    IMAGE_COLUMNS, NUCLEI_COLUMNS, ResultsWriter, atomic_write, write_results)
+from napari_nuclei_counter.core.io import atomic_write
+from napari_nuclei_counter.core.results import IMAGE_COLUMNS, NUCLEI_COLUMNS
+from napari_nuclei_counter.core.writer import ResultsWriter, write_results
 
 P = DetectionParams(3.0, 5, 20.0)
 

@@ -12,7 +12,8 @@ import pandas as pd
 import psutil
 
 from napari_nuclei_counter import DetectionParams
-from napari_nuclei_counter.core.results import load_results, resume_state
+from napari_nuclei_counter.core.results import load_results
+from napari_nuclei_counter.core.resume import resume_state
 from napari_nuclei_counter.core.sample import write_sample_plate
 
 from helpers import link_copies

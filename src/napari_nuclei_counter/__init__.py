@@ -5,19 +5,14 @@ The detection is a Gaussian blur followed by local maxima (see
 napari, so it runs headless, in worker processes and on clusters.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("napari-nuclei-counter")
-except PackageNotFoundError:  # pragma: no cover - a source tree that is not installed
-    __version__ = "0.0.0+unknown"
-
+from ._version import __version__
 from .core import (
     BBBC021_PATTERN,
     BBBC021_PRESET,
     Detections,
     DetectionParams,
     ImageResult,
+    Run,
     detect,
     detect_nuclei,
     find_images,
@@ -33,6 +28,7 @@ __all__ = [
     "Detections",
     "DetectionParams",
     "ImageResult",
+    "Run",
     "__version__",
     "detect",
     "detect_nuclei",

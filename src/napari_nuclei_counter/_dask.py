@@ -1,12 +1,11 @@
 """Run the batch engine on a Dask cluster (an adapter over the core; no Qt, no napari).
 
-:func:`run_batch_dask` has the contract of
-:func:`napari_nuclei_counter.core.batch.run_batch`: one
-:class:`~napari_nuclei_counter.core.results.ImageResult` per image, yielded as
-it completes, failures reported as results with ``error`` set, and a prompt,
-clean stop when the generator is closed or ``cancel`` is set. The work itself
-is the core's :func:`~napari_nuclei_counter.core.batch.process_chunk`, run by
-Dask workers on chunks of ``(index, path)`` pairs: workers read the images
+:class:`DaskBackend` is a backend of the core's run pipeline
+(:class:`napari_nuclei_counter.core.run.Run` and its scheduler, which decide
+task sizes, retries and cancelling): it only connects to a cluster, sends
+tasks and says when their workers died. The work itself is the core's
+:func:`~napari_nuclei_counter.core.worker.process_chunk`, run by Dask workers
+on chunks of ``(index, path)`` pairs: workers read the images
 themselves, so **every worker must see the image paths** (a shared file system
 mounted at the same place) and **have this package installed** (same version
 as the client, in an environment with the same ``dask``/``distributed``).
@@ -49,8 +48,9 @@ Without dask-jobqueue, start the pieces by hand (or from a job script)::
     dask scheduler                                   # prints tcp://HOST:8786
     dask worker tcp://HOST:8786 --nthreads 1 --nworkers 8   # on each node
 
-From Python, the same works with ``run_batch_dask(paths, params,
-scheduler="tcp://HOST:8786")`` or with an existing ``distributed.Client``
+From Python, the same works with ``Run(folder, params,
+backend=DaskBackend(scheduler="tcp://HOST:8786"))``, ``run_batch_dask(paths,
+params, scheduler=...)``, or with an existing ``distributed.Client``
 (``client=``, which is left open).
 """
 
@@ -64,27 +64,24 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Callable, Iterator, Sequence
 
-from .core.batch import default_workers, process_chunk
-from .core.discovery import parse_metadata
+from .core.backends import default_workers, no_main_reimport
 from .core.params import DetectionParams
 from .core.results import ImageResult
+from .core.scheduler import WorkerDied
+from .core.tasks import run_paths
+from .core.worker import prepare_worker
 
-__all__ = ["run_batch_dask"]
+__all__ = ["DaskBackend", "run_batch_dask"]
 
 log = logging.getLogger(__name__)
 
 #: tasks kept in flight per worker thread: enough to hide scheduling latency
 TASKS_PER_THREAD = 4
-#: worker time a task should take when the chunk size is automatic, s
-TASK_SECONDS = 0.5
 #: most images in one automatic task
 MAX_CHUNK = 256
-#: the longest the generator waits before it looks at ``cancel`` again, s
-POLL_SECONDS = 0.2
 #: how often the number of worker threads is asked again (workers may join), s
 REFRESH_SECONDS = 1.0
 
@@ -93,6 +90,127 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD = 32 * 2**20
 
 _worker_ready = False  # in a worker process: _setup_worker has run
+
+
+class DaskBackend:
+    """Run a batch's tasks on a Dask cluster (see the module's docstring).
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler, e.g. ``'tcp://10.0.0.5:8786'``. The
+        connection is closed at the end; the cluster keeps running.
+    n_workers : int, optional
+        Worker processes of the local cluster started when neither
+        ``scheduler`` nor ``client`` is given; default: every core.
+    threads_per_worker : int, optional
+        Threads per worker process of that local cluster (default 1).
+    client : distributed.Client, optional
+        Use this client (synchronous); it is left open, only this batch's
+        tasks are cancelled at the end.
+
+    Raises
+    ------
+    ConnectionError
+        From :meth:`start`, when the scheduler cannot be reached.
+
+    Notes
+    -----
+    Nothing connects or starts before :meth:`start`.
+    """
+
+    name = "dask"
+    max_chunk = MAX_CHUNK
+    in_process = False
+    shares_memory = False
+
+    def __init__(self, scheduler: str | None = None, *, n_workers: int | None = None,
+                 threads_per_worker: int = 1, client=None):
+        self.scheduler = scheduler
+        self.n_workers = n_workers
+        self.threads_per_worker = threads_per_worker
+        self._given = client
+        self._client = None
+        self._stack: ExitStack | None = None
+        self._workers: _Workers | None = None
+        self._running: set = set()
+        self._keys = None
+        self._ready = None
+
+    def start(self, n_items: int) -> None:
+        """Connect (or start a local cluster) and prepare the workers."""
+        from distributed import as_completed
+
+        self._stack = ExitStack()
+        try:
+            self._client = self._stack.enter_context(
+                _connect(self.scheduler, self._given, self.n_workers, self.threads_per_worker))
+        except BaseException:
+            self._stack.close()
+            raise
+        _prepare_workers(self._client)
+        self._workers = _Workers(self._client)
+        self._keys = _key_maker()
+        self._ready = as_completed(loop=self._client.loop)
+
+    def threads(self) -> int:
+        """Worker threads in the cluster (asked at most every ``REFRESH_SECONDS``)."""
+        return self._workers.threads()
+
+    def capacity(self) -> int:
+        """``TASKS_PER_THREAD`` tasks per worker thread."""
+        return TASKS_PER_THREAD * max(1, self.threads())
+
+    def submit(self, fn: Callable, chunk: list, args: tuple):
+        """Send ``fn(chunk, *args)`` to the cluster."""
+        fut = self._client.submit(_run_task, fn, chunk, *args, key=self._keys(chunk),
+                                  pure=False)
+        self._running.add(fut)
+        self._ready.add(fut)
+        return fut
+
+    def wait(self, handles: list, timeout: float) -> list:
+        """The futures that finished within ``timeout``."""
+        ready = self._ready
+        done = ready.next_batch(block=False)
+        if done or ready.is_empty():
+            return done
+        cond = getattr(ready, "thread_condition", None)  # notified on each completion
+        if cond is None:  # pragma: no cover - a distributed without it: poll
+            time.sleep(min(timeout, 0.02))
+        else:
+            with cond:
+                if not ready.has_ready():
+                    cond.wait(timeout=timeout)
+        return ready.next_batch(block=False)
+
+    def result(self, handle) -> list:
+        """A finished task's results; ``KilledWorker`` raises :class:`WorkerDied`."""
+        self._running.discard(handle)
+        try:
+            return handle.result()
+        except (Exception, asyncio.CancelledError) as exc:
+            if type(exc).__name__ == "KilledWorker":
+                raise WorkerDied(str(exc)) from exc
+            raise
+        finally:
+            handle.release()
+
+    def recover(self) -> None:
+        """Nothing to do: the scheduler replaces dead workers itself."""
+
+    def close(self) -> None:
+        """Cancel this batch's tasks in flight; close what :meth:`start` opened."""
+        running, self._running = list(self._running), set()
+        if running and self._client is not None:
+            try:
+                self._client.cancel(running, force=True)
+            except Exception as exc:
+                log.debug("could not cancel %d Dask tasks: %s", len(running), exc)
+        stack, self._stack = self._stack, None
+        self._client = None
+        if stack is not None:
+            stack.close()
 
 
 def run_batch_dask(
@@ -110,59 +228,26 @@ def run_batch_dask(
 ) -> Iterator[ImageResult]:
     """Detect nuclei in many images on a Dask cluster, yielding results as they complete.
 
-    Parameters
-    ----------
-    paths : sequence of path
-        The images; every worker must be able to read them at these paths.
-        ``ImageResult.index`` is the position in this sequence.
-    params : DetectionParams, optional
-    scheduler : str, optional
-        Address of a running scheduler, e.g. ``'tcp://10.0.0.5:8786'``. The
-        connection is closed at the end; the cluster keeps running.
-    n_workers : int, optional
-        Worker processes of the local cluster started when neither
-        ``scheduler`` nor ``client`` is given; default: every core.
-    threads_per_worker : int, optional
-        Threads per worker process of that local cluster (default 1).
-    engine : {'fast', 'reference'}, optional
-    regex : str, optional
-        Metadata regex for file names (see :func:`parse_metadata`).
-    chunksize : int, optional
-        Images per task. Default: automatic, one image for the first tasks,
-        then about half a second of worker time per task (fewer near the end).
-    cancel : threading.Event, optional
-        Set it (from any thread) to stop: pending tasks are cancelled within
-        a fraction of a second, the local cluster (if any) is closed, and the
-        generator returns.
-    client : distributed.Client, optional
-        Use this client (synchronous); it is left open, only this batch's
-        tasks are cancelled at the end.
+    The contract of :func:`napari_nuclei_counter.core.batch.run_batch` on a
+    :class:`DaskBackend` (its parameters are explained there); every worker
+    must be able to read the images at these paths.
 
     Yields
     ------
     ImageResult
-        In completion order, one per image. A failed image yields a result
-        with ``error`` set; a task that fails on the cluster (e.g. its workers
-        died, ``KilledWorker``) yields failed results for its images, after
-        its images were retried one per task to find the culprit.
+        In completion order, one per image.
 
     Raises
     ------
     ConnectionError
-        When the scheduler at ``scheduler`` cannot be reached.
-
-    Notes
-    -----
-    Closing the generator (``gen.close()``, or leaving a ``for`` loop early)
-    cancels the pending tasks and closes the client and the local cluster.
-    Nothing connects or starts before the first ``next()``.
+        When the scheduler at ``scheduler`` cannot be reached (at the first ``next``).
     """
     params = params or DetectionParams()
     items = [(i, str(p)) for i, p in enumerate(paths)]
-    if not items:
-        return
-    with _connect(scheduler, client, n_workers, threads_per_worker) as dclient:
-        yield from _stream(dclient, items, params, engine, regex, chunksize, cancel)
+    backend = DaskBackend(scheduler, n_workers=n_workers,
+                          threads_per_worker=threads_per_worker, client=client)
+    yield from run_paths(items, params, backend, engine=engine, regex=regex,
+                         chunksize=chunksize, cancel=cancel)
 
 
 # ---------------------------------------------------------------------------
@@ -261,13 +346,11 @@ def _local_cluster(n_workers: int | None, threads_per_worker: int):
     import dask
     from distributed import LocalCluster
 
-    from .core.batch import _no_main_reimport
-
     n = n_workers or default_workers()
     t0 = time.perf_counter()
     # the workers' statistical profiler samples every thread every 10 ms: a
     # dashboard feature that costs CPU per image here, and there is no dashboard
-    with _no_main_reimport(), dask.config.set({"distributed.worker.profile.enabled": False}):
+    with no_main_reimport(), dask.config.set({"distributed.worker.profile.enabled": False}):
         cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker,
                                processes=True, dashboard_address=None,
                                silence_logs=logging.WARNING,
@@ -282,7 +365,7 @@ def _local_cluster(n_workers: int | None, threads_per_worker: int):
 def _prepare_workers(client) -> None:
     """Set up and warm up every worker present now (see :func:`_warm_up_worker`).
 
-    Workers that join later are set up by :func:`_process_chunk` itself.
+    Workers that join later are set up by :func:`_run_task` itself.
     """
     try:
         client.run(_warm_up_worker)
@@ -318,68 +401,26 @@ class _Workers:
         return self._threads
 
 
-class _Chunker:
-    """Carve tasks out of the images still to do.
-
-    With a fixed ``chunksize`` every task has that many images. Otherwise the
-    first tasks have one image each (the first results come at once) and
-    later ones are sized to take about ``TASK_SECONDS`` of worker time, from
-    the time images took so far: tiny images get big tasks, so the
-    scheduler's cost per task (milliseconds) stays small, and big images
-    small ones, so progress stays smooth. Near the end, tasks shrink so that
-    every worker thread finishes at about the same time.
-    """
-
-    def __init__(self, items: list, chunksize: int | None):
-        self._items = deque(items)
-        self._retry: deque = deque()  # one-image tasks, run first
-        self._fixed = int(chunksize) if chunksize else None
-        self._seconds = 0.0
-        self._timed = 0
-
-    def __bool__(self) -> bool:
-        return bool(self._items or self._retry)
-
-    def retry_alone(self, chunk: list) -> None:
-        """Run these images again, one per task."""
-        self._retry.extend([item] for item in chunk)
-
-    def observe(self, result: ImageResult) -> None:
-        """Learn from the worker time of one processed image."""
-        if result.ok:
-            self._seconds += result.seconds
-            self._timed += 1
-
-    def next_chunk(self, threads: int) -> list:
-        """Return the next task's ``(index, path)`` pairs (``self`` must be non-empty)."""
-        if self._retry:
-            return self._retry.popleft()
-        size = min(self._size(threads), len(self._items))
-        return [self._items.popleft() for _ in range(size)]
-
-    def _size(self, threads: int) -> int:
-        if self._fixed:
-            return self._fixed
-        if not self._timed:
-            return 1
-        per_image = max(self._seconds / self._timed, 1e-4)
-        balanced = len(self._items) / (2 * max(threads, 1))
-        return int(max(1, min(MAX_CHUNK, TASK_SECONDS / per_image, balanced)))
+def _key_maker():
+    """Return a function giving unique, readable task keys for this batch."""
+    token = uuid.uuid4().hex[:8]
+    counter = itertools.count()
+    return lambda chunk: f"nuclei-chunk-{token}-{next(counter)}-img{chunk[0][0]}"
 
 
 # ---------------------------------------------------------------------------
 # Work on the workers
 # ---------------------------------------------------------------------------
 
-def _process_chunk(items, params, engine, regex) -> list[ImageResult]:
-    """Task run by a Dask worker: the core's ``process_chunk``, on a set-up worker.
+def _run_task(fn, chunk, *args) -> list[ImageResult]:
+    """Task run by a Dask worker: a core task function, on a set-up worker.
 
     ``client.run`` reaches only the workers present when a batch starts;
     this covers workers that join later (adaptive clusters).
     """
     if not _worker_ready:
         _setup_worker()
-    return process_chunk(items, params, engine, regex)
+    return fn(chunk, *args)
 
 
 def _setup_worker() -> None:
@@ -394,13 +435,11 @@ def _setup_worker() -> None:
 
 def _warm_up_worker() -> None:
     """Set up a worker and pay its one-off costs (imports, OpenCV dispatch) now."""
-    from .core.batch import _init_worker
-
     _setup_worker()
-    _init_worker()
+    prepare_worker()
 
 
-def _relax_malloc() -> None:
+def _relax_malloc() -> bool:
     """Give glibc back its usual thresholds where Dask's nanny froze them.
 
     Nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536`` so that freed
@@ -409,9 +448,14 @@ def _relax_malloc() -> None:
     whose pages are zero-filled on first touch, and detection runs about
     1.5x slower. This sets the limits glibc would grow to by itself
     (``mmap`` from 32 MiB, trim above 64 MiB); elsewhere it does nothing.
+
+    Returns
+    -------
+    bool
+        Whether glibc accepted the thresholds (``False`` when nothing was to do).
     """
     if not os.environ.get("MALLOC_TRIM_THRESHOLD_") or not sys.platform.startswith("linux"):
-        return
+        return False
     try:
         import ctypes
 
@@ -420,129 +464,9 @@ def _relax_malloc() -> None:
               and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD) == 1)
     except (OSError, AttributeError) as exc:  # not glibc
         log.debug("mallopt unavailable: %s", exc)
-        return
+        return False
     if not ok:
         log.debug("mallopt refused the thresholds")
+    return ok
 
 
-# ---------------------------------------------------------------------------
-# The streaming loop
-# ---------------------------------------------------------------------------
-
-def _stream(client, items, params, engine, regex, chunksize, cancel) -> Iterator[ImageResult]:
-    """Submit tasks with a bounded number in flight; yield results as they arrive."""
-    from distributed import as_completed
-
-    _prepare_workers(client)
-    work = _Chunker(items, chunksize)
-    workers = _Workers(client)
-    running: dict = {}  # future -> chunk
-    ready = as_completed(loop=client.loop)
-    keys = _key_maker()
-    try:
-        while work or running:
-            _fill(client, work, workers.threads(), running, ready, keys,
-                  (params, engine, regex))
-            done = _wait_ready(ready, cancel)
-            if done is None:
-                return  # cancelled; the finally below drops what is in flight
-            for fut in done:
-                if cancel is not None and cancel.is_set():
-                    return
-                for result in _collect(fut, running.pop(fut), regex, work):
-                    work.observe(result)
-                    yield result
-    finally:
-        _cancel(client, running)
-
-
-def _key_maker():
-    """Return a function giving unique, readable task keys for this batch."""
-    token = uuid.uuid4().hex[:8]
-    counter = itertools.count()
-    return lambda chunk: f"nuclei-chunk-{token}-{next(counter)}-img{chunk[0][0]}"
-
-
-def _fill(client, work: _Chunker, threads: int, running: dict, ready, keys,
-          args: tuple) -> None:
-    """Submit tasks until ``TASKS_PER_THREAD`` per worker thread are in flight."""
-    limit = TASKS_PER_THREAD * max(1, threads)
-    while work and len(running) < limit:
-        chunk = work.next_chunk(threads)
-        fut = client.submit(_process_chunk, chunk, *args, key=keys(chunk), pure=False)
-        running[fut] = chunk
-        ready.add(fut)
-
-
-def _wait_ready(ready, cancel: threading.Event | None) -> list | None:
-    """Wait for finished futures, looking at ``cancel`` every ``POLL_SECONDS``.
-
-    Returns
-    -------
-    list of Future, or None
-        The futures that finished (at least one), or ``None`` when cancelled.
-    """
-    while True:
-        if cancel is not None and cancel.is_set():
-            return None
-        done = ready.next_batch(block=False)
-        if done:
-            return done
-        if ready.is_empty():  # pragma: no cover - nothing in flight: a logic error
-            return []
-        _sleep_until_ready(ready)
-
-
-def _sleep_until_ready(ready) -> None:
-    """Block until a future finishes or ``POLL_SECONDS`` pass."""
-    cond = getattr(ready, "thread_condition", None)  # notified on each completion
-    if cond is None:  # pragma: no cover - a distributed without it: poll
-        time.sleep(0.02)
-        return
-    with cond:
-        if not ready.has_ready():
-            cond.wait(timeout=POLL_SECONDS)
-
-
-def _collect(fut, chunk: list, regex, work: _Chunker) -> Iterator[ImageResult]:
-    """Yield a finished task's results, or failed results for its images.
-
-    A chunk of several images whose workers died (``KilledWorker``) goes back
-    to ``work`` as one task per image, so that only the culprit fails.
-    """
-    try:
-        results = fut.result()
-    except (Exception, asyncio.CancelledError) as exc:
-        if _workers_died(exc) and len(chunk) > 1:
-            log.warning("Dask workers died running %d images; retrying them one at a time",
-                        len(chunk))
-            work.retry_alone(chunk)
-            return
-        yield from _failed(chunk, exc, regex)
-        return
-    finally:
-        fut.release()
-    yield from results
-
-
-def _workers_died(exc: BaseException) -> bool:
-    return type(exc).__name__ == "KilledWorker"
-
-
-def _failed(chunk: list, exc: BaseException, regex) -> Iterator[ImageResult]:
-    """One failed result per image of a task that failed on the cluster."""
-    reason = str(exc) or "no message"
-    msg = f"dask worker failed: {type(exc).__name__}: {reason}"
-    for index, path in chunk:
-        yield ImageResult(index, path, parse_metadata(path, regex), error=msg)
-
-
-def _cancel(client, running: dict) -> None:
-    """Cancel this batch's tasks that are still in flight (never raises)."""
-    if not running:
-        return
-    try:
-        client.cancel(list(running), force=True)
-    except Exception as exc:
-        log.debug("could not cancel %d Dask tasks: %s", len(running), exc)
-    running.clear()

@@ -14,21 +14,23 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
-from . import __version__
-from .core.batch import default_workers, run_batch, start_workers_early
+from ._version import __version__
+from .core.backends import default_workers, start_workers_early
 from .core.detection import ENGINES
-from .core.discovery import BBBC021_PATTERN, find_images
+from .core.discovery import BBBC021_PATTERN
 from .core.params import DetectionParams
-from .core.results import ResultsWriter, resume_state
+from .core.run import Run, RunError
 
 __all__ = ["main", "build_parser", "entry"]
 
 log = logging.getLogger("napari_nuclei_counter")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: the npe2 plugin name (napari.yaml)
+PLUGIN = "napari-nuclei-counter"
 
 
 class _UsageError(Exception):
@@ -144,14 +146,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_gui(args) -> int:
+    """Open napari with the dock, through napari's plugin API (the GUI is not imported here)."""
     try:
-        from .gui._launch import launch
+        import napari
     except ImportError as exc:
         raise _UsageError(f"the GUI needs napari and Qt: pip install 'napari-nuclei-counter[all]' "
                           f"({exc})") from None
     if args.input is not None and not Path(args.input).exists():
         raise _UsageError(f"not found: {args.input}")
-    launch(args.input, sample=args.sample)
+    viewer = napari.Viewer(title="Nuclei counter")
+    if args.sample:
+        viewer.open_sample(PLUGIN, "sample_plate")
+    if args.input is not None:
+        viewer.open(str(args.input), plugin=PLUGIN)
+    viewer.window.add_plugin_dock_widget(PLUGIN, "Nuclei detector")
+    napari.run()
     return EXIT_OK
 
 
@@ -163,82 +172,68 @@ def _cmd_detect(args) -> int:
         raise _UsageError(str(exc)) from None
     if args.workers is not None and args.workers < 0:
         raise _UsageError("--workers must be 0 or more")
-    if args.workers != 0 and args.backend == "process":
+    if args.parquet:
+        _require("pyarrow", "--parquet needs pyarrow: pip install pyarrow")
+    backend = "process"
+    if args.backend == "dask":
+        _require("distributed", "--backend dask needs dask.distributed: "
+                                "pip install 'napari-nuclei-counter[dask]'")
+        from ._dask import DaskBackend
+
+        backend = DaskBackend(args.scheduler, n_workers=args.workers or None)
+    elif args.workers != 0:
         start_workers_early()  # workers import in parallel with the folder listing
         # the final tables need pandas (0.2 s to import): import it while the
         # workers start, when this process has nothing else to do
         threading.Thread(target=_import_table_modules, name="import-pandas", daemon=True).start()
-    src = Path(args.input).expanduser()
-    if src.is_file():
-        paths = [src.resolve()]
-    else:
-        if not src.exists():
-            raise _UsageError(f"input folder not found: {src}")
-        paths = find_images(src.resolve(), args.pattern, recursive=args.recursive)
-        if not paths:
-            where = " (or its sub-folders)" if args.recursive else ""
-            raise _UsageError(
-                f"no file in {src}{where} matches the pattern {args.pattern!r}; "
-                "check --pattern (e.g. --pattern '*.tif') or use --recursive"
-            )
-    out = Path(args.out).expanduser()
-    info = {"command": " ".join(["nuclei-counter", *sys.argv[1:]]), "input": str(src.resolve()),
-            "pattern": args.pattern, "engine": args.engine, "backend": args.backend,
-            "workers": default_workers() if args.workers is None else args.workers}
-    if args.parquet:
-        _require("pyarrow", "--parquet needs pyarrow: pip install pyarrow")
-    if args.backend == "dask":
-        _require("distributed", "--backend dask needs dask.distributed: "
-                                "pip install 'napari-nuclei-counter[dask]'")
-    paths = [str(p) for p in paths]
-    done = resume_state(out, params, paths) if args.resume else set()
-    todo = [i for i in range(len(paths)) if i not in done]
-    if args.resume:
-        sys.stderr.write(f"resuming: {len(done)} of {len(paths)} images already done\n")
-    log.info("%d images, %s", len(paths), params)
-    bar = _progress(len(paths), disable=args.quiet, initial=len(done))
-    t0 = time.perf_counter()
-    writer = ResultsWriter(out, params, len(paths), info, done=done, parquet=args.parquet)
-    # Ctrl+C and SIGTERM (a batch system ending the job) ask the engine to stop;
+    # Ctrl+C and SIGTERM (a batch system ending the job) ask the run to stop;
     # no exception lands in the middle of writing a row. A second Ctrl+C is
     # an ordinary KeyboardInterrupt.
     stop = _StopRequest()
-    gen = _batch(args, [paths[i] for i in todo], params, stop.event)
+    bar = None
+
+    def progress(result, done, total):
+        bar.update(1)
+        if not result.ok:
+            bar.write(f"failed: {result.path}: {result.error}", file=sys.stderr)
+
+    run = Run(args.input, params, backend=backend, workers=args.workers, engine=args.engine,
+              regex=args.regex, pattern=args.pattern, recursive=args.recursive, out=args.out,
+              resume=args.resume, parquet=args.parquet, cancel=stop.event, progress=progress,
+              info={"command": " ".join(["nuclei-counter", *sys.argv[1:]])})
+    try:
+        run.prepare()
+    except RunError as exc:
+        raise _UsageError(str(exc)) from None
+    if args.resume:
+        sys.stderr.write(f"resuming: {len(run.done)} of {run.n_images} images already done\n")
+    bar = _progress(run.n_images, disable=args.quiet, initial=len(run.done))
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for result in gen:
-            result.index = todo[result.index]  # back to the position in the whole folder
-            writer.add(result)
-            bar.update(1)
-            if not result.ok:
-                bar.write(f"failed: {result.path}: {result.error}", file=sys.stderr)
+        for _ in run:
+            pass
     except KeyboardInterrupt:
         stop.event.set()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if stop.event.is_set():
-        gen.close()
         bar.close()
-        writer.close(complete=False)
-        sys.stderr.write(f"interrupted: {writer.n_done} of {len(paths)} images done; "
-                         f"tables written to {out}\n")
+    s = run.summary
+    if s.cancelled:
+        sys.stderr.write(f"interrupted: {s.n_done} of {s.n_images} images done; "
+                         f"tables written to {s.out}\n")
         return EXIT_INTERRUPTED
-    bar.close()
-    writer.close()
-    dt = time.perf_counter() - t0
-    n_new = len(todo)
     sys.stderr.write(
-        f"{writer.n_done} images, {writer.n_nuclei} nuclei, {writer.n_failed} failed, "
-        f"{dt:.1f} s ({n_new / max(dt, 1e-9):.1f} images/s); tables in {out}\n"
+        f"{s.n_done} images, {s.n_nuclei} nuclei, {s.n_failed} failed, "
+        f"{s.seconds:.1f} s ({s.n_new / max(s.seconds, 1e-9):.1f} images/s); tables in {s.out}\n"
     )
-    return EXIT_FAILED if writer.n_failed else EXIT_OK
+    return EXIT_FAILED if s.n_failed else EXIT_OK
 
 
 def _import_table_modules() -> None:
     import importlib
 
-    for name in ("pandas", "napari_nuclei_counter.core.gallery"):
+    for name in ("pandas", "napari_nuclei_counter.core.wells"):
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - only a warm-up; the real import reports errors
@@ -250,16 +245,6 @@ def _require(module: str, message: str) -> None:
 
     if importlib.util.find_spec(module) is None:
         raise _UsageError(message)
-
-
-def _batch(args, paths: list[str], params: DetectionParams, cancel):
-    if args.backend == "dask":
-        from ._dask import run_batch_dask
-
-        return run_batch_dask(paths, params, scheduler=args.scheduler, n_workers=args.workers
-                              or None, engine=args.engine, regex=args.regex, cancel=cancel)
-    return run_batch(paths, params, workers=args.workers, engine=args.engine, regex=args.regex,
-                     cancel=cancel)
 
 
 class _StopRequest:

@@ -1,10 +1,13 @@
-"""The core: detection, discovery, batch engine, results. No Qt, no napari."""
+"""The core: detection, discovery, the run pipeline, results. No Qt, no napari."""
 
-from .batch import default_workers, read_image, run_batch
+from .batch import default_workers, run_batch, run_batch_arrays
 from .detection import Detections, as_grayscale_2d, detect, detect_nuclei, reference_detect
 from .discovery import BBBC021_PATTERN, BBBC021_REGEX, ImageMeta, find_images, parse_metadata
+from .io import read_image
 from .params import BBBC021_PRESET, DetectionParams
-from .results import ImageResult, Results, ResultsWriter, load_results, write_results
+from .results import ImageResult, Results, load_results
+from .run import Run, RunError, RunSummary
+from .writer import ResultsWriter, write_results
 
 __all__ = [
     "BBBC021_PATTERN",
@@ -16,6 +19,9 @@ __all__ = [
     "ImageResult",
     "Results",
     "ResultsWriter",
+    "Run",
+    "RunError",
+    "RunSummary",
     "as_grayscale_2d",
     "default_workers",
     "detect",
@@ -26,5 +32,6 @@ __all__ = [
     "read_image",
     "reference_detect",
     "run_batch",
+    "run_batch_arrays",
     "write_results",
 ]

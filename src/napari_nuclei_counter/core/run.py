@@ -1,0 +1,273 @@
+"""The run pipeline: one object from a source of images to the finished tables.
+
+``Run(source, params, ...)`` owns a whole run, for every front end: the
+command line, the dock and library users drive it the same way::
+
+    run = Run("plate/", params, out="results", resume=True)
+    for result in run:          # one ImageResult per image, as it completes
+        ...
+    run.summary                 # counts, time, whether it was cancelled
+
+The steps, each written once: the **source** (a folder and a pattern, a file,
+a list of paths, or images in memory) becomes labels and metadata;
+**resume** finds the images a previous run into ``out`` already did;
+**scheduling** runs the rest on a backend (serial, local processes, shared
+memory for arrays, Dask; see :mod:`.scheduler`); the **streaming writer**
+records each result as it arrives, in the thread that iterates; the **final
+tables** are written when the iteration ends, also after a cancel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .backends import default_workers, make_backend
+from .discovery import BBBC021_PATTERN, find_images
+from .params import DetectionParams
+from .results import ImageResult
+from .resume import load_partial_results, resume_state
+from .tasks import run_arrays, run_paths
+from .writer import ResultsWriter
+
+__all__ = ["Run", "RunError", "RunSummary"]
+
+log = logging.getLogger(__name__)
+
+#: ``progress(result, done, total)`` after each image
+Progress = Callable[[ImageResult, int, int], None]
+
+
+class RunError(ValueError):
+    """A run that cannot start: a missing folder, no matching file, bad options."""
+
+
+@dataclass
+class RunSummary:
+    """How a run went.
+
+    Attributes
+    ----------
+    n_images : int
+        Images in the run (done before included, after a resume).
+    n_done, n_failed, n_nuclei : int
+        Images with a result (done before included), failed images, nuclei.
+    seconds : float
+        Time this run took.
+    n_new : int
+        Images processed by this run (not done before).
+    cancelled : bool
+    out : Path or None
+        The output folder, if tables were written.
+    """
+
+    n_images: int
+    n_done: int
+    n_failed: int
+    n_nuclei: int
+    seconds: float
+    n_new: int
+    cancelled: bool
+    out: Path | None
+
+
+class Run:
+    """One run: source -> resume -> scheduling -> streaming writer -> final tables.
+
+    Parameters
+    ----------
+    source : path, sequence of paths, ndarray or sequence of ndarrays
+        A folder (its files matching ``pattern``), one image file, a list of
+        image files, a 2-D image or a stack of shape (N, H, W), or a list of
+        2-D images held in memory.
+    params : DetectionParams, optional
+    backend : {'process', 'serial'} or Backend, optional
+        Where the work runs; a backend object (e.g. the Dask adapter's) is
+        used as it is. ``workers=0`` means serial.
+    workers : int, optional
+        Worker processes of the local backend (default every core).
+    engine : {'fast', 'reference'}, optional
+    regex : str, optional
+        Metadata regex for file names (default: the BBBC021 template).
+    pattern : str, optional
+        File-name glob for a folder source (case-insensitive).
+    recursive : bool, optional
+        Also search the folder's sub-folders.
+    labels : sequence of str, optional
+        Names of in-memory images (default ``'image 0'``, ...).
+    out : path, optional
+        Write the tables there, streaming as results arrive.
+    resume : bool, optional
+        Skip the images a previous run with the same parameters did in ``out``.
+    parquet : bool, optional
+        Also write Parquet tables (needs pyarrow).
+    info : dict, optional
+        Extra entries for ``run.json`` (e.g. ``command``).
+    chunksize : int, optional
+        Most images per task (default automatic).
+    cancel : threading.Event, optional
+        Set it from any thread to stop; the tables hold what was done.
+    progress : callable, optional
+        ``progress(result, done, total)`` after each image, in the iterating thread.
+
+    Raises
+    ------
+    RunError
+        From :meth:`prepare` (or the first ``next``), for a source that
+        cannot run: a missing folder, no matching file, no image.
+    """
+
+    def __init__(self, source, params: DetectionParams | None = None, *,
+                 backend="process", workers: int | None = None, engine: str = "fast",
+                 regex: str | None = None, pattern: str = BBBC021_PATTERN,
+                 recursive: bool = False, labels: Sequence[str] | None = None,
+                 out: str | os.PathLike | None = None, resume: bool = False,
+                 parquet: bool = False, info: dict | None = None,
+                 chunksize: int | None = None, cancel: threading.Event | None = None,
+                 progress: Progress | None = None) -> None:
+        self.source = source
+        self.params = params or DetectionParams()
+        self.backend = make_backend(backend, workers)
+        self.workers = default_workers() if workers is None else workers
+        self.engine = engine
+        self.regex = regex
+        self.pattern = pattern
+        self.recursive = recursive
+        self.out = Path(out).expanduser() if out is not None else None
+        self.resume = resume
+        self.parquet = parquet
+        self.info = dict(info or {})
+        self.chunksize = chunksize
+        self.cancel = cancel if cancel is not None else threading.Event()
+        self.progress = progress
+        self._given_labels = list(labels) if labels is not None else None
+        self.labels: list[str] = []  #: one per image: its path, or its label
+        self.arrays: list[np.ndarray] | None = None  #: in-memory images, if that is the source
+        self.done: set[int] = set()  #: images done before (resume)
+        self.summary: RunSummary | None = None
+        self._writer: ResultsWriter | None = None
+        self._prepared = False
+
+    # ------------------------------------------------------------ preparing
+    def prepare(self) -> None:
+        """Find the images, read the resume state, open the writer (once).
+
+        File work: call it where waiting is fine (the dock calls it from its
+        worker thread). Iterating prepares first when this was not called.
+        """
+        if self._prepared:
+            return
+        self._resolve_source()
+        if self.out is not None:
+            self._open_writer()
+        self._prepared = True
+
+    def _resolve_source(self) -> None:
+        src = self.source
+        if isinstance(src, np.ndarray) or (isinstance(src, (list, tuple)) and src
+                                           and isinstance(src[0], np.ndarray)):
+            arrays = [src] if isinstance(src, np.ndarray) and src.ndim == 2 else list(src)
+            self.arrays = [np.asarray(a) for a in arrays]
+            self.labels = (self._given_labels if self._given_labels is not None
+                           else [f"image {i}" for i in range(len(self.arrays))])
+            if len(self.labels) != len(self.arrays):
+                raise RunError(f"{len(self.labels)} labels for {len(self.arrays)} images")
+            return
+        if isinstance(src, (str, os.PathLike)):
+            path = Path(src).expanduser()
+            if path.is_file():
+                self.labels = [str(path.resolve())]
+            elif not path.exists():
+                raise RunError(f"input folder not found: {path}")
+            else:
+                self.labels = [str(p) for p in find_images(path.resolve(), self.pattern,
+                                                           recursive=self.recursive)]
+                if not self.labels:
+                    where = " (or its sub-folders)" if self.recursive else ""
+                    raise RunError(
+                        f"no file in {path}{where} matches the pattern {self.pattern!r}; "
+                        "check --pattern (e.g. --pattern '*.tif') or use --recursive")
+            self.info.setdefault("input", str(path.resolve()))
+            self.info.setdefault("pattern", self.pattern)
+            return
+        self.labels = [str(p) for p in src]
+
+    def _open_writer(self) -> None:
+        if self.resume and self.arrays is None:
+            self.done = resume_state(self.out, self.params, self.labels)
+        info = {"command": " ".join(["nuclei-counter", *sys.argv[1:]]),
+                **self.info, "engine": self.engine, "backend": self.backend.name,
+                "workers": self.workers}
+        self._writer = ResultsWriter(self.out, self.params, len(self.labels), info,
+                                     done=self.done, parquet=self.parquet)
+
+    @property
+    def n_images(self) -> int:
+        """Images in the run (after :meth:`prepare`)."""
+        return len(self.labels)
+
+    def done_results(self) -> list[ImageResult]:
+        """The results of the images done before (after a resume), read from ``out``."""
+        self.prepare()
+        if not self.done or self.out is None:
+            return []
+        return load_partial_results(self.out, self.labels)
+
+    # -------------------------------------------------------------- running
+    def __iter__(self) -> Iterator[ImageResult]:
+        return self._run()
+
+    def _run(self) -> Iterator[ImageResult]:
+        self.prepare()
+        t0 = time.perf_counter()
+        todo = [i for i in range(len(self.labels)) if i not in self.done]
+        writer, counted = self._writer, _Counter(self.done)
+        log.info("%d images (%d done before), %s", len(self.labels), len(self.done), self.params)
+        finished = False
+        try:
+            for result in self._schedule(todo):
+                if writer is not None:
+                    writer.add(result)
+                counted.add(result)
+                if self.progress is not None:
+                    self.progress(result, counted.n_done, len(self.labels))
+                yield result
+            finished = not self.cancel.is_set()
+        finally:
+            # also on GeneratorExit (a closed generator) and KeyboardInterrupt
+            if writer is not None:
+                writer.close(complete=finished)
+                counted = writer
+            self.summary = RunSummary(len(self.labels), counted.n_done, counted.n_failed,
+                                      counted.n_nuclei, time.perf_counter() - t0, len(todo),
+                                      not finished, self.out if writer is not None else None)
+
+    def _schedule(self, todo: list[int]) -> Iterator[ImageResult]:
+        opts = {"engine": self.engine, "chunksize": self.chunksize, "cancel": self.cancel}
+        if self.arrays is not None:
+            backend = self.backend if len(self.arrays) > 1 else make_backend("serial")
+            return run_arrays(self.arrays, self.labels, self.params, backend, **opts)
+        items = [(i, self.labels[i]) for i in todo]
+        return run_paths(items, self.params, self.backend, regex=self.regex, **opts)
+
+
+class _Counter:
+    """Counts of a run without a writer (the writer keeps its own)."""
+
+    def __init__(self, done: set[int]):
+        self.n_done, self.n_failed, self.n_nuclei = len(done), 0, 0
+
+    def add(self, result: ImageResult) -> None:
+        self.n_done += 1
+        if result.ok:
+            self.n_nuclei += len(result.coords)
+        else:
+            self.n_failed += 1
