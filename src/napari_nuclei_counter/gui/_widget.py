@@ -49,13 +49,9 @@ from ..core.batch import default_workers, run_batch, run_batch_arrays
 from ..core.discovery import BBBC021_PATTERN, ImageMeta, find_images
 from ..core.params import BBBC021_PRESET, DetectionParams
 from ..core.preview import PreviewCache
-from ..core.results import (
-    ImageResult,
-    ResultsWriter,
-    load_partial_results,
-    resume_state,
-    write_results,
-)
+from ..core.results import ImageResult
+from ..core.resume import load_partial_results, resume_state
+from ..core.writer import ResultsWriter, write_results
 from ..core.store import ResultsStore
 from ._settings import save_settings, saved_params
 from ._table import make_image_table
