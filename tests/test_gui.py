@@ -37,7 +37,7 @@ def _dock(viewer):
 
 
 def _wait_preview(qtbot, widget, count_text=None):
-    qtbot.waitUntil(lambda: widget._preview_worker is None and not widget._debounce.isActive()
+    qtbot.waitUntil(lambda: widget.preview.idle
                     and widget.preview_label.value.startswith("Preview:"), timeout=15000)
 
 
@@ -67,12 +67,12 @@ def test_preview_matches_reference_on_current_slice(make_napari_viewer, qtbot, p
     assert f"Preview: {expected.count} nuclei in image 3" in widget.preview_label.value
 
     # threshold-only change: counts follow, the blur is not recomputed
-    before = widget.preview_cache.recomputed
+    before = widget.preview.cache.recomputed
     widget.threshold.value = 3000.0
     qtbot.waitUntil(lambda: len(pts.data) == detect(
         tifffile.imread(plate[2]), DetectionParams(4.0, 6, 3000.0)).count, timeout=10000)
     _wait_preview(qtbot, widget)
-    assert widget.preview_cache.recomputed == before
+    assert widget.preview.cache.recomputed == before
     assert len(pts.data) < expected.count
 
 
@@ -180,7 +180,7 @@ def test_presets_persist_and_load(make_napari_viewer, qtbot, tmp_path):
     widget = _dock(viewer)
     widget.apply_params(DetectionParams(2.5, 9, 321.0))
     widget.save_preset(tmp_path / "p.json")
-    widget.bbbc_button.click()
+    widget.parameters.bbbc_button.click()
     assert widget.params() == DetectionParams(4.0, 6, 1000.0)
     assert widget.load_preset(tmp_path / "p.json") == DetectionParams(2.5, 9, 321.0)
     assert widget.params() == DetectionParams(2.5, 9, 321.0)
@@ -188,10 +188,15 @@ def test_presets_persist_and_load(make_napari_viewer, qtbot, tmp_path):
     with pytest.raises(ValueError, match="sigma"):
         widget.load_preset(tmp_path / "bad.json")
     assert widget.params() == DetectionParams(2.5, 9, 321.0)
+    # the settings file is written after a pause, in a worker, once (not per slider move)
+    from napari_nuclei_counter.gui._settings import load_settings
+
+    qtbot.waitUntil(lambda: load_settings().get("params") == DetectionParams(
+        2.5, 9, 321.0).to_dict(), timeout=5000)
     # a new widget (a new napari session) starts from the saved parameters
     widget2 = _dock(viewer)
     assert widget2.params() == DetectionParams(2.5, 9, 321.0)
-    widget2.defaults_button.click()
+    widget2.parameters.defaults_button.click()
     assert widget2.params() == DetectionParams()
 
 
@@ -287,9 +292,9 @@ def test_stale_preview_results_are_dropped(make_napari_viewer, qtbot):
     viewer.add_image(np.zeros((64, 64), np.uint16), name="img")
     widget = _dock(viewer)
     _wait_preview(qtbot, widget)
-    widget._preview_request += 1  # a newer request is on its way
+    widget.preview.request += 1  # a newer request is on its way
     stale = Detections(np.array([[10, 10]]), np.array([5.0]))
-    widget._on_preview_done((widget._preview_request - 1, (0, 0, None), stale, 0.01))
+    widget.preview.on_done((widget.preview.request - 1, (0, 0, None), stale, 0.01))
     assert len(viewer.layers["nuclei preview"].data) == 0
 
 
@@ -337,7 +342,8 @@ def test_gui_streams_tables_and_resumes_a_cancelled_run(make_napari_viewer, qtbo
     widget.workers.value = 2
     worker = widget.start_run()
     # stop once some rows are in the tables (rows land in input order)
-    qtbot.waitUntil(lambda: widget._writer is not None and widget._writer.n_done >= 5,
+    partial = tmp_path / "gui" / "images.partial.csv"
+    qtbot.waitUntil(lambda: partial.exists() and len(partial.read_text().splitlines()) > 5,
                     timeout=30000)
     with qtbot.waitSignal(worker.finished, timeout=10000):
         widget.cancel()
@@ -346,8 +352,10 @@ def test_gui_streams_tables_and_resumes_a_cancelled_run(make_napari_viewer, qtbo
     assert 5 <= len(first) < 202
     # resume: only the rest is processed, the tables end up complete
     widget.resume_check.value = True
-    worker = widget.start_run()
-    assert len(widget.results) == len(first), (len(widget.results), len(first))  # shown at once
+    with qtbot.waitSignal(widget.runner.started, timeout=10000):
+        worker = widget.start_run()
+    # the images done before are shown first, before any new result
+    qtbot.waitUntil(lambda: len(widget.results) >= len(first), timeout=5000)
     with qtbot.waitSignal(worker.finished, timeout=60000):
         pass
     qtbot.waitUntil(lambda: not widget.running, timeout=5000)

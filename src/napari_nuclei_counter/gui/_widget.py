@@ -1,116 +1,53 @@
-"""The "Nuclei detector" dock widget: tune on a live preview, run a plate, see the results.
+"""The "Nuclei detector" dock: tune on a live preview, run a plate, see the results.
 
-Everything slow runs off the GUI thread: the preview in a napari
-``thread_worker``, the batch on the core's process pool driven from a
-generator ``thread_worker``. The GUI thread only moves numbers into widgets
-and layers.
+The dock assembles four parts, each in its own module: the parameters
+(:mod:`._parameters`), the live preview (:mod:`._preview`), the run
+(:mod:`._run`, the core's run pipeline in a worker thread) and the ``nuclei``
+Points layer (:mod:`._points`). Everything slow runs off the GUI thread; the
+GUI thread only moves numbers into widgets and layers.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FileEdit,
-    FloatSlider,
-    Label,
-    LineEdit,
-    PushButton,
-    RadioButtons,
-    Slider,
-    SpinBox,
-)
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, LineEdit
+from magicgui.widgets import PushButton, RadioButtons, SpinBox
 from napari.qt.threading import create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 from superqt import QCollapsible
-from qtpy.QtWidgets import (
-    QFileDialog,
-    QHBoxLayout,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
 
-from .._reader import META_KEY, points_layer_data, stack_layer_data
-from ..core.batch import default_workers, run_batch, run_batch_arrays
+from .._reader import META_KEY
+from ..core.backends import default_workers
 from ..core.discovery import BBBC021_PATTERN, ImageMeta, find_images
-from ..core.params import BBBC021_PRESET, DetectionParams
-from ..core.preview import PreviewCache
+from ..core.params import DetectionParams
 from ..core.results import ImageResult
-from ..core.resume import load_partial_results, resume_state
-from ..core.writer import ResultsWriter, write_results
+from ..core.run import Run
 from ..core.store import ResultsStore
-from ._settings import save_settings, saved_params
+from ..core.writer import write_results
+from ._parameters import ParametersPanel
+from ._points import RESULTS_LAYER, PointsSync
+from ._preview import PREVIEW_LAYER, PreviewController
+from ._run import RunController, save_in_worker
 from ._table import make_image_table
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["NucleiCounterWidget"]
+__all__ = ["NucleiCounterWidget", "PREVIEW_LAYER", "RESULTS_LAYER"]
 
 log = logging.getLogger(__name__)
 
-RESULTS_LAYER = "nuclei"
-PREVIEW_LAYER = "nuclei preview"
-
-
-def _batch_job(results, interval: float = 0.1):
-    """Generator run by the batch ``thread_worker``: relays the engine's results in batches.
-
-    A list of results goes to the GUI at most every ``interval`` seconds:
-    napari's progress bar processes events on each update, so one update per
-    image lets hundreds of queued updates nest into each other when images are
-    fast.
-    """
-    batch: list = []
-    last = 0.0
-    for r in results:
-        batch.append(r)
-        now = time.monotonic()
-        if now - last >= interval:
-            yield batch
-            batch, last = [], now
-    if batch:
-        yield batch
-
-
-def _reindexed(results, positions: list[int]):
-    """Relay results, giving each the position of its image in the whole run."""
-    try:
-        for r in results:
-            r.index = positions[r.index]
-            yield r
-    finally:
-        results.close()
-
-
-def _close_quietly(gen) -> None:
-    """Close the engine's generator: its ``finally`` stops the worker processes."""
-    try:
-        gen.close()
-    except ValueError:  # still running in the worker thread: the cancel event stops it
-        pass
-
-
-def _preview_job(cache: PreviewCache, plane, params: DetectionParams, key, request: int):
-    """Function run by the preview ``thread_worker`` (reads the plane, detects)."""
-    image = np.asarray(plane)
-    t0 = time.perf_counter()
-    det = cache.detect(image, params, key=key)
-    return request, key, det, time.perf_counter() - t0
+#: pause after the last keystroke in the folder or pattern before matching, ms
+MATCH_DELAY_MS = 300
+#: how often the ``nuclei`` layer follows the results during a run, ms
+POINTS_INTERVAL_MS = 1000
 
 
 class NucleiCounterWidget(QWidget):
@@ -125,46 +62,28 @@ class NucleiCounterWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.preview_cache = PreviewCache()
         self.store = ResultsStore()  #: the last run's results, shared with gallery and plate map
-        self.run_layer = None  # the image layer the last batch ran on
-        self._updating_points = False
-        self._writer: ResultsWriter | None = None
-        self._pbar = None  # napari's progress bar of the running batch
-        self.worker = None  # the batch worker while a run is going on
-        self._cancel: threading.Event | None = None
-        self._run_gen = None
-        self._run_total = 0
-        self._run_t0 = 0.0
-        self._run_params: DetectionParams | None = None
-        self._points_dirty = False
-        self._preview_worker = None
-        self._preview_pending = False
-        self._preview_request = 0
-        self.preview_seconds = float("nan")  #: time of the last preview computation
+        self.run_layer = None  #: the image layer the last run was on
+        self.parameters = ParametersPanel(self)
+        self.sigma = self.parameters.sigma
+        self.min_distance = self.parameters.min_distance
+        self.threshold = self.parameters.threshold
+        self.runner = RunController(self)
         self._build()
+        self.preview = PreviewController(
+            self.viewer, layer=lambda: self.image_layer, plane=self._current_plane,
+            params=self.params, enabled=lambda: self.preview_check.value,
+            show_text=self._set_preview_text, parent=self)
+        self.points = PointsSync(self.viewer, self.store, run_layer=lambda: self.run_layer,
+                                 busy=lambda: self.running, on_edited=self._on_hand_edits)
         self._connect()
-        self.apply_params(saved_params())
+        self.parameters.restore()
         self._on_image_changed()
 
     # ------------------------------------------------------------------ build
     def _build(self) -> None:
-        p = DetectionParams()
         self.image_combo = ComboBox(label="image", choices=self._image_layer_choices,
                                     tooltip="The image layer to preview and to run on")
-        self.sigma = FloatSlider(label="sigma (px)", min=0.5, max=20.0, step=0.1, value=p.sigma,
-                                 tooltip="Blur strength: Gaussian standard deviation in pixels. "
-                                         "About a quarter of a nucleus diameter. Larger merges "
-                                         "close nuclei, smaller splits textured ones.")
-        self.min_distance = Slider(label="min distance (px)", min=1, max=50, value=p.min_distance,
-                                   tooltip="Minimum distance between two nucleus centres, in "
-                                           "pixels; also the image border where no centre is "
-                                           "reported.")
-        self.threshold = FloatSlider(label="threshold", min=0.0, max=65535.0, step=1.0,
-                                     value=p.threshold_abs,
-                                     tooltip="A centre must be brighter than this after "
-                                             "blurring, in the image's intensity units "
-                                             "(0-65535 for 16-bit, 0-255 for 8-bit images).")
         self.preview_check = CheckBox(text="Live preview", value=True,
                                       tooltip="Show the detections on the image on screen "
                                               "while you move the sliders")
@@ -211,16 +130,6 @@ class NucleiCounterWidget(QWidget):
         self.advanced = QCollapsible("Advanced")
         self.advanced.addWidget(self.advanced_controls.native)
 
-        presets = QHBoxLayout()
-        self.bbbc_button = QPushButton("BBBC021")
-        self.bbbc_button.setToolTip("sigma 4 px, min distance 6 px, threshold 1000")
-        self.defaults_button = QPushButton("Defaults")
-        self.save_preset_button = QPushButton("Save preset…")
-        self.load_preset_button = QPushButton("Load preset…")
-        for b in (self.bbbc_button, self.defaults_button, self.save_preset_button,
-                  self.load_preset_button):
-            presets.addWidget(b)
-
         #: one row per image of the run, a view of :attr:`store` (see ``_table.py``)
         self.table = make_image_table(self.store, self)
         self.save_button = QPushButton("Save tables…")
@@ -238,45 +147,42 @@ class NucleiCounterWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.controls.native)
         layout.addWidget(self.advanced)
-        layout.addLayout(presets)
+        layout.addLayout(self.parameters.presets)
         layout.addWidget(self.table, stretch=1)
         layout.addLayout(views)
         layout.addWidget(self.save_button)
 
-        self._debounce = QTimer(self)
-        self._debounce.setSingleShot(True)
-        self._debounce.setInterval(60)
+        self._match_timer = QTimer(self)
+        self._match_timer.setSingleShot(True)
+        self._match_timer.setInterval(MATCH_DELAY_MS)
+        self._match_request = 0
         self._points_timer = QTimer(self)
-        self._points_timer.setInterval(1000)
+        self._points_timer.setInterval(POINTS_INTERVAL_MS)
         self._update_source_visibility()
 
     def _connect(self) -> None:
-        for w in (self.sigma, self.min_distance, self.threshold):
-            w.changed.connect(self._on_params_changed)
+        self.parameters.changed.connect(self.preview.schedule)
         self.preview_check.changed.connect(self._on_preview_toggled)
         self.image_combo.changed.connect(self._on_image_changed)
         self.source.changed.connect(self._update_source_visibility)
         self.backend.changed.connect(self._update_source_visibility)
-        self.folder.changed.connect(self.update_match_count)
-        self.pattern.changed.connect(self.update_match_count)
+        self.folder.changed.connect(self._on_folder_edited)
+        self.pattern.changed.connect(self._on_folder_edited)
+        self._match_timer.timeout.connect(self._match_in_worker)
         self.run_button.clicked.connect(self.toggle_run)
-        self.bbbc_button.clicked.connect(lambda: self.apply_params(BBBC021_PRESET))
-        self.defaults_button.clicked.connect(lambda: self.apply_params(DetectionParams()))
-        self.save_preset_button.clicked.connect(self._ask_save_preset)
-        self.load_preset_button.clicked.connect(self._ask_load_preset)
         self.save_button.clicked.connect(self._ask_save_tables)
         self.gallery_button.clicked.connect(self.open_gallery)
         self.plate_button.clicked.connect(self.open_plate_map)
         self.table.clicked.connect(self._on_table_clicked)
-        self._debounce.timeout.connect(self.start_preview)
-        self._points_timer.timeout.connect(self._flush_points)
+        self._points_timer.timeout.connect(self.points.flush)
+        self.runner.layer_made.connect(self._on_layer_made)
+        self.runner.started.connect(self._on_run_started)
+        self.runner.results.connect(self._on_results)
+        self.runner.failed.connect(self._on_run_error)
+        self.runner.finished.connect(self._on_run_finished)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
-        self.viewer.dims.events.current_step.connect(self._on_slice_changed)
-        # closing the widget or napari stops a running batch: connect a plain
-        # callable, not a method of self, which is gone by then
-        self._cancel_on_close = threading.Event()
-        self.destroyed.connect(self._cancel_on_close.set)
+        self.viewer.dims.events.current_step.connect(self.preview.schedule)
 
     @property
     def results(self) -> dict[int, ImageResult]:
@@ -285,59 +191,20 @@ class NucleiCounterWidget(QWidget):
 
     # ------------------------------------------------------------ parameters
     def params(self) -> DetectionParams:
-        """The parameters currently set in the widget."""
-        return DetectionParams(sigma=float(self.sigma.value),
-                               min_distance=int(self.min_distance.value),
-                               threshold_abs=float(self.threshold.value))
+        """The parameters currently set in the dock."""
+        return self.parameters.params()
 
     def apply_params(self, params: DetectionParams) -> None:
         """Set the sliders (widening the threshold range if needed)."""
-        t = params.threshold_abs
-        if t > self.threshold.max:
-            self.threshold.max = t
-        if t < self.threshold.min:
-            self.threshold.min = t
-        with self.sigma.changed.blocked(), self.min_distance.changed.blocked():
-            self.sigma.value = min(max(params.sigma, self.sigma.min), self.sigma.max)
-            self.min_distance.value = min(max(params.min_distance, self.min_distance.min),
-                                          self.min_distance.max)
-        self.threshold.value = t  # emits once: preview and persistence follow
-        if self.threshold.value == t:
-            self._on_params_changed()
+        self.parameters.apply(params)
 
     def save_preset(self, path: str | Path) -> None:
         """Write the current parameters as a JSON preset."""
-        Path(path).write_text(json.dumps(self.params().to_dict(), indent=2), encoding="utf-8")
+        self.parameters.save_preset(path)
 
     def load_preset(self, path: str | Path) -> DetectionParams:
-        """Read a JSON preset and apply it.
-
-        Raises
-        ------
-        ValueError
-            For a file that is not a valid preset (nothing is changed).
-        """
-        params = DetectionParams.from_json(Path(path).read_text(encoding="utf-8"))
-        self.apply_params(params)
-        return params
-
-    def _ask_save_preset(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save preset", "nuclei-preset.json",
-                                              "JSON (*.json)")
-        if path:
-            self.save_preset(path)
-
-    def _ask_load_preset(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load preset", "", "JSON (*.json)")
-        if path:
-            try:
-                self.load_preset(path)
-            except (ValueError, TypeError, OSError) as exc:
-                show_warning(f"Not a valid preset: {exc}")
-
-    def _on_params_changed(self, *_) -> None:
-        save_settings(params=self.params().to_dict())
-        self.schedule_preview()
+        """Read a JSON preset and apply it (``ValueError`` for an invalid one)."""
+        return self.parameters.load_preset(path)
 
     # ----------------------------------------------------------------- layers
     def _image_layer_choices(self, *_):
@@ -359,45 +226,21 @@ class NucleiCounterWidget(QWidget):
         return self.image_combo.value
 
     def _on_image_changed(self, *_) -> None:
-        self.preview_cache.clear()
+        self.preview.cache.clear()
         layer = self.image_layer
         if layer is None:
             self.preview_label.value = "Open an image or a folder of images (File > Open)."
-            self._set_preview_points(np.empty((0, 2)))
+            self.preview.set_points(np.empty((0, 2)))
             return
-        plane = self._current_plane(layer)
+        _, plane = self._current_plane(layer)
         if plane is not None:
-            self._set_threshold_range(np.asarray(plane))
+            note = self.parameters.fit_threshold_range(np.asarray(plane))
+            if note:
+                self.status.value = note
         suggested = layer.metadata.get(META_KEY, {}).get("suggested_params")
         if suggested:
             self.apply_params(DetectionParams.from_dict(suggested))
-        self.schedule_preview()
-
-    def _set_threshold_range(self, plane: np.ndarray) -> None:
-        if plane.dtype.kind in "ui":
-            info = np.iinfo(plane.dtype)
-            lo, hi = float(min(0, plane.min())), float(max(plane.max(), 1))
-            hi = min(hi * 1.2, float(info.max)) if plane.dtype.itemsize > 1 else 255.0
-            step = 1.0
-        else:
-            lo, hi = float(np.min(plane)), float(np.max(plane))
-            if hi <= lo:
-                hi = lo + 1.0
-            step = (hi - lo) / 1000.0
-        t = float(self.threshold.value)
-        self.threshold.step = step
-        if lo <= t <= hi:
-            self.threshold.min, self.threshold.max = lo, hi
-            return
-        # the threshold means nothing for this image (e.g. 1000 on an 8-bit
-        # image): start from Otsu's threshold of the plane instead
-        from skimage.filters import threshold_otsu
-
-        guess = float(threshold_otsu(plane)) if plane.max() > plane.min() else lo
-        self.threshold.min, self.threshold.max = lo, hi
-        self.threshold.value = min(max(guess, lo), hi)
-        self.status.value = (f"Threshold {t:g} is outside this image's range; "
-                             f"set to {self.threshold.value:g} (Otsu).")
+        self.preview.schedule()
 
     def current_index(self, layer=None) -> int:
         """Index of the displayed plane of a stack layer (0 for a 2-D image)."""
@@ -410,98 +253,22 @@ class NucleiCounterWidget(QWidget):
 
     def _current_plane(self, layer):
         data = layer.data
+        index = self.current_index(layer)
         if data.ndim == 2:
-            return data
+            return index, data
         if data.ndim == 3:
-            return data[self.current_index(layer)]
-        return None
+            return index, data[index]
+        return index, None
 
     # ---------------------------------------------------------------- preview
     def _on_preview_toggled(self, on: bool) -> None:
         if on:
-            self.schedule_preview()
-        elif PREVIEW_LAYER in self.viewer.layers:
-            self.viewer.layers[PREVIEW_LAYER].visible = False
-            self.preview_label.value = ""
+            self.preview.schedule()
+        else:
+            self.preview.hide()
 
-    def _on_slice_changed(self, *_) -> None:
-        self.schedule_preview()
-
-    def schedule_preview(self) -> None:
-        """Ask for a preview after a short pause (sliders emit many changes)."""
-        if self.preview_check.value and self.image_layer is not None:
-            self._debounce.start()
-
-    def start_preview(self) -> None:
-        """Compute the preview of the displayed plane in a worker thread.
-
-        One computation at a time; requests made meanwhile are merged into one
-        that starts when it ends, and a result that is no longer current is
-        dropped.
-        """
-        layer = self.image_layer
-        if layer is None or not self.preview_check.value:
-            return
-        if self._preview_worker is not None:
-            self._preview_pending = True
-            return
-        plane = self._current_plane(layer)
-        if plane is None:
-            self.preview_label.value = "Preview needs a 2-D image or a stack of 2-D images."
-            return
-        self._preview_request += 1
-        index = self.current_index(layer)
-        key = (id(layer), index, getattr(layer.data, "shape", None))
-        worker = create_worker(_preview_job, self.preview_cache, plane, self.params(), key,
-                               self._preview_request)
-        worker.returned.connect(self._on_preview_done)
-        worker.errored.connect(self._on_preview_error)
-        worker.finished.connect(self._on_preview_finished)
-        self._preview_worker = worker
-        worker.start()
-
-    def _on_preview_done(self, out) -> None:
-        request, key, det, seconds = out
-        if request != self._preview_request or self.image_layer is None:
-            return  # stale: the image or the parameters changed meanwhile
-        self.preview_seconds = seconds
-        layer = self.image_layer
-        coords = det.coords.astype(float)
-        if layer.data.ndim == 3:
-            coords = np.column_stack([np.full(len(coords), key[1], float), coords])
-        self._set_preview_points(coords)
-        where = f" in image {key[1] + 1}" if layer.data.ndim == 3 else ""
-        self.preview_label.value = f"Preview: {det.count} nuclei{where} ({seconds * 1000:.0f} ms)"
-
-    def _on_preview_error(self, exc: Exception) -> None:
-        self.preview_label.value = f"Preview failed: {exc}"
-        self._set_preview_points(np.empty((0, 2)))
-
-    def _on_preview_finished(self) -> None:
-        self._preview_worker = None
-        if self._preview_pending:
-            self._preview_pending = False
-            self.start_preview()
-
-    def _set_preview_points(self, coords: np.ndarray) -> None:
-        layer = self.image_layer
-        ndim = 3 if layer is not None and layer.data.ndim == 3 else 2
-        coords = np.asarray(coords, float).reshape(-1, coords.shape[1] if coords.size else ndim)
-        if PREVIEW_LAYER in self.viewer.layers:
-            pts = self.viewer.layers[PREVIEW_LAYER]
-            if pts.ndim != coords.shape[1]:
-                self.viewer.layers.remove(pts)
-            else:
-                pts.data = coords
-                pts.visible = True
-                return
-        if not len(coords) and layer is None:
-            return
-        self.viewer.add_points(coords, ndim=coords.shape[1], name=PREVIEW_LAYER, size=11,
-                               face_color="transparent", border_color="yellow",
-                               border_width=0.15, symbol="ring")
-        if layer is not None:  # keep the image selected for the user
-            self.viewer.layers.selection.active = layer
+    def _set_preview_text(self, text: str) -> None:
+        self.preview_label.value = text
 
     # ------------------------------------------------------------- folder run
     def _update_source_visibility(self, *_) -> None:
@@ -510,26 +277,48 @@ class NucleiCounterWidget(QWidget):
         for w in (self.folder, self.pattern, self.match_label):
             w.visible = folder
         if folder:
-            self.update_match_count()
+            self._on_folder_edited()
+
+    def _folder(self) -> Path | None:
+        text = str(self.folder.value)
+        return Path(text) if text and text != "." else None
 
     def folder_paths(self) -> list[Path]:
-        """The images in the chosen folder that match the pattern."""
-        folder = Path(str(self.folder.value))
-        if not str(self.folder.value) or str(self.folder.value) == "." or not folder.is_dir():
+        """The images in the chosen folder that match the pattern (lists the folder)."""
+        folder = self._folder()
+        if folder is None or not folder.is_dir():
             return []
         return find_images(folder, self.pattern.value or "*.tif")
 
     def update_match_count(self, *_) -> int:
-        """Show how many files a run on the folder would process."""
+        """Show how many files a run on the folder would process (lists the folder now)."""
         n = len(self.folder_paths())
-        self.match_label.value = f"{n} image{'s' if n != 1 else ''} match"
+        self._show_match_count(n)
         return n
+
+    def _on_folder_edited(self, *_) -> None:
+        self._match_timer.start()  # matched after a pause, in a worker
+
+    def _match_in_worker(self) -> None:
+        self._match_request += 1
+        request = self._match_request
+        worker = create_worker(lambda: (request, len(self.folder_paths())))
+        worker.returned.connect(self._on_matched)
+        worker.start()
+
+    def _on_matched(self, out) -> None:
+        request, n = out
+        if request == self._match_request:  # a newer keystroke wins
+            self._show_match_count(n)
+
+    def _show_match_count(self, n: int) -> None:
+        self.match_label.value = f"{n} image{'s' if n != 1 else ''} match"
 
     # ---------------------------------------------------------------- the run
     @property
     def running(self) -> bool:
         """Whether a batch is running."""
-        return self.worker is not None
+        return self.runner.running
 
     def toggle_run(self, *_) -> None:
         """Run, or cancel the running batch (the button does both)."""
@@ -540,9 +329,13 @@ class NucleiCounterWidget(QWidget):
 
     def cancel(self) -> None:
         """Stop the running batch; the worker processes end within a second."""
-        if self._cancel is not None:
-            self._cancel.set()
+        if self.runner.cancel():
             self.status.value = "Cancelling…"
+
+    def output_folder(self) -> Path | None:
+        """The folder tables are streamed to during a run, if one is set."""
+        text = str(self.output.value)
+        return Path(text) if text and text != "." else None
 
     def start_run(self):
         """Start a batch on the selected layer or folder.
@@ -556,138 +349,102 @@ class NucleiCounterWidget(QWidget):
             return None
         params = self.params()
         workers = int(self.workers.value)
-        self._cancel = cancel = threading.Event()
+        dask = self.backend.value == "Dask"
+        layer_name, in_memory = None, False
+        opts = {"workers": workers, "cancel": threading.Event(),
+                "info": {"command": "napari-nuclei-counter widget"}}
         if self.source.value == "folder":
-            paths = self.folder_paths()
-            if not paths:
-                show_warning("No image in the folder matches the pattern.")
+            folder = self._folder()
+            if folder is None or not folder.is_dir():
+                show_warning("Choose a folder of images first.")
                 return None
-            data, kwargs, _ = stack_layer_data(paths, name=Path(str(self.folder.value)).name)
-            layer = self.viewer.add_image(data, **kwargs)
-            self.image_combo.value = layer
-            labels = [str(p) for p in paths]
-            gen = None  # made below, with the output folder
+            source, layer = folder, None
+            layer_name = folder.name
+            opts.update(pattern=self.pattern.value or "*.tif")
         else:
             layer = self.image_layer
             if layer is None:
                 show_warning("Choose an image layer first (or run on a folder).")
                 return None
-            info = layer.metadata.get(META_KEY, {})
-            paths = info.get("paths")
+            paths = layer.metadata.get(META_KEY, {}).get("paths")
             if layer.data.ndim == 3 and paths and len(paths) == layer.data.shape[0]:
-                labels = list(paths)
-                gen = None  # made below, with the output folder
+                source = list(paths)
             elif layer.data.ndim in (2, 3):
-                if self.backend.value == "Dask":
+                if dask:
                     show_info("Images held in memory run on local processes; Dask workers "
                               "read files (open a folder to use Dask).")
+                    dask = False
                 planes = [layer.data] if layer.data.ndim == 2 else list(layer.data)
-                labels = [f"{layer.name}[{i}]" for i in range(len(planes))]
-                arrays = [np.asarray(p) for p in planes]
-                gen = run_batch_arrays(arrays, params, labels=labels,
-                                       workers=workers if len(arrays) > 1 else 0, cancel=cancel)
+                source, in_memory = [np.asarray(p) for p in planes], True
+                opts["labels"] = [f"{layer.name}[{i}]" for i in range(len(planes))]
             else:
                 show_warning(f"Cannot run on a {layer.data.ndim}-D layer; use 2-D images or "
                              "a stack of 2-D images.")
                 return None
-        done_before: list[ImageResult] = []
-        if gen is None:  # files: maybe stream the tables, maybe resume
-            out = self.output_folder()
-            done = resume_state(out, params, labels) if out and self.resume_check.value else set()
-            todo = [i for i in range(len(labels)) if i not in done]
-            if out is not None:
-                info = {"command": "napari-nuclei-counter widget", "source": layer.name}
-                self._writer = ResultsWriter(out, params, len(labels), info, done=done)
-                done_before = load_partial_results(out, labels) if done else []
-            gen = _reindexed(self._paths_batch([labels[i] for i in todo], params, workers,
-                                               cancel), todo)
+            opts["info"]["source"] = layer.name
+        if not in_memory:  # tables stream to a folder for files, like the command line
+            opts.update(out=self.output_folder(),
+                        resume=bool(self.output_folder() and self.resume_check.value))
+        if dask:
+            from .._dask import DaskBackend
+
+            opts["backend"] = DaskBackend(self.scheduler.value.strip() or None,
+                                          n_workers=workers or None)
         self.run_layer = layer
-        self._run_params = params
-        self._run_total = len(labels)
-        self._run_t0 = time.perf_counter()
-        self._run_gen = gen
-        meta = [ImageMeta(**m) for m in layer.metadata.get(META_KEY, {}).get("meta", [])]
-        self.store.reset(labels, meta if len(meta) == len(labels) else None, params, layer)
-        for r in done_before:
-            self._show_result(r)
-        worker = create_worker(_batch_job, gen)
-        self._pbar = progress(total=len(labels) - len(done_before), desc="Detecting nuclei")
-        worker.yielded.connect(self._on_results)
-        worker.errored.connect(self._on_run_error)
-        worker.finished.connect(self._on_run_finished)
-        # napari quits workers when it closes; make sure the pool goes too. Plain
-        # callables, not methods of self, so they run even if the widget is gone.
-        worker.aborted.connect(cancel.set)
-        worker.finished.connect(functools.partial(_close_quietly, gen))
-        worker.finished.connect(self._pbar.close)
-        self._cancel_on_close.clear()
-        self._cancel_on_close = cancel
-        self.destroyed.connect(cancel.set)
-        self.worker = worker
+        run = Run(source, params, **opts)
+        worker = self.runner.start(run, layer_name=layer_name, cancel_on=self.destroyed.connect)
+        if layer is not None:  # the images are known: the table fills in at once
+            self._reset_store(run, layer, opts.get("labels") or [str(p) for p in source])
         self.run_button.text = "Cancel"
-        self.status.value = f"Running on {len(labels)} images…"
+        self.status.value = "Starting…"
         self.save_button.setEnabled(False)
         self._points_timer.start()
-        worker.start()
         return worker
 
-    def _paths_batch(self, paths: list[str], params, workers: int, cancel):
-        """The engine's generator for files: local processes or Dask."""
-        if self.backend.value == "Dask":
-            from .._dask import run_batch_dask
+    def _reset_store(self, run: Run, layer, labels: list[str]) -> None:
+        meta = [ImageMeta(**m) for m in layer.metadata.get(META_KEY, {}).get("meta", [])]
+        self.store.reset(labels, meta if len(meta) == len(labels) else None, run.params, layer)
 
-            return run_batch_dask(paths, params, scheduler=self.scheduler.value.strip() or None,
-                                  n_workers=workers or None, cancel=cancel)
-        return run_batch(paths, params, workers=workers, cancel=cancel)
+    def _on_layer_made(self, layer_data: tuple) -> None:
+        data, kwargs, _ = layer_data
+        layer = self.viewer.add_image(data, **kwargs)
+        self.image_combo.value = layer
+        self.run_layer = layer
 
-    def output_folder(self) -> Path | None:
-        """The folder tables are streamed to during a run, if one is set."""
-        text = str(self.output.value)
-        return Path(text) if text and text != "." else None
+    def _on_run_started(self, run: Run) -> None:
+        if self.store.labels != run.labels or self.store.source is not self.run_layer:
+            self._reset_store(run, self.run_layer, run.labels)
+        self.status.value = f"Running on {run.n_images} images…"
 
     def _on_results(self, results: list[ImageResult]) -> None:
         for result in results:
-            if self._writer is not None:
-                self._writer.add(result)
-            self._show_result(result)
-        if self.worker is None:
+            self.store.add(result)  # the table, gallery and plate map follow the store
+        self.points.dirty = True
+        if not self.running:
             return  # a late result after the summary: keep the summary
         done = len(self.results)
-        rate = done / max(time.perf_counter() - self._run_t0, 1e-9)
-        self.status.value = f"{done} / {self._run_total} images ({rate:.1f} images/s)"
-        pbar = self._pbar
-        if pbar is not None:
-            # last: napari's progress bar processes events (and so may run the
-            # next slots) while it redraws
-            pbar.set_description(f"Detecting nuclei ({rate:.1f} images/s)")
-            pbar.update(len(results))
-
-    def _show_result(self, result: ImageResult) -> None:
-        self.store.add(result)  # the table, gallery and plate map follow the store
-        self._points_dirty = True
+        rate = self.runner.rate(done)
+        self.status.value = f"{done} / {self.runner.run.n_images} images ({rate:.1f} images/s)"
+        self.runner.set_description(f"Detecting nuclei ({rate:.1f} images/s)")
 
     def _on_run_error(self, exc: Exception) -> None:
         show_warning(f"The run stopped with an error: {exc}")
 
-    def _on_run_finished(self) -> None:
+    def _on_run_finished(self, run: Run | None) -> None:
         self._points_timer.stop()
-        self._flush_points(force=True)
-        self._run_gen = None
-        cancelled = self._cancel is not None and self._cancel.is_set()
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close(complete=not cancelled)
-        self._pbar = None  # closed by the worker's finished signal
-        self.worker = None
-        self._cancel = None
+        self.points.flush(force=True)
         self.run_button.text = "Run"
         self.save_button.setEnabled(bool(self.results))
+        if run is None:
+            self.status.value = "The run stopped with an error."
+            return
         done = len(self.results)
         failed = [r for r in self.results.values() if not r.ok]
         nuclei = sum(r.count or 0 for r in self.results.values())
-        dt = time.perf_counter() - self._run_t0
-        summary = (f"{'Cancelled' if cancelled else 'Done'}: {done} of {self._run_total} images, "
-                   f"{nuclei} nuclei, {dt:.1f} s")
+        seconds = run.summary.seconds if run.summary is not None else 0.0
+        cancelled = run.summary is None or run.summary.cancelled
+        summary = (f"{'Cancelled' if cancelled else 'Done'}: {done} of {run.n_images} images, "
+                   f"{nuclei} nuclei, {seconds:.1f} s")
         self.status.value = summary + (f", {len(failed)} failed" if failed else "")
         if failed:
             first = failed[0]
@@ -696,86 +453,19 @@ class NucleiCounterWidget(QWidget):
         else:
             show_info(summary)
 
-    def _flush_points(self, force: bool = False) -> None:
-        if not (self._points_dirty or force) or self.run_layer is None:
-            return
-        self._points_dirty = False
-        self.show_results_points()
+    def _on_hand_edits(self, changed: list[int]) -> None:
+        self.status.value = (f"Edited by hand: image(s) {', '.join(str(i + 1) for i in changed)}"
+                             "; counts and tables follow")
 
-    def results_frame(self) -> tuple[np.ndarray, pd.DataFrame]:
+    # ---------------------------------------------------------------- results
+    def results_frame(self):
         """All detections of the last run as Points coordinates and features."""
-        stack = self.run_layer is not None and self.run_layer.data.ndim == 3
-        coords, feats = [], []
-        for r in self.store.ordered():
-            i = r.index
-            if not r.ok or not len(r.coords):
-                continue
-            c = r.coords.astype(float)
-            coords.append(np.column_stack([np.full(len(c), i, float), c]) if stack else c)
-            feats.append(pd.DataFrame({
-                "image": i, "intensity": r.intensities, "path": r.path,
-                "well": r.meta.well, "site": r.meta.site, "plate": r.meta.plate,
-            }))
-        ndim = 3 if stack else 2
-        if not coords:
-            return np.empty((0, ndim)), pd.DataFrame(
-                {"image": pd.Series(dtype=int), "intensity": pd.Series(dtype=float),
-                 "path": pd.Series(dtype=str), "well": pd.Series(dtype=str),
-                 "site": pd.Series(dtype=str), "plate": pd.Series(dtype=str)})
-        return np.concatenate(coords), pd.concat(feats, ignore_index=True)
+        return self.points.frame()
 
     def show_results_points(self) -> None:
         """Put the run's detections into the single ``nuclei`` Points layer."""
-        coords, feats = self.results_frame()
-        self._updating_points = True
-        try:
-            if RESULTS_LAYER in self.viewer.layers:
-                pts = self.viewer.layers[RESULTS_LAYER]
-                if pts.ndim == coords.shape[1]:
-                    pts.data = coords
-                    pts.features = feats
-                    if len(feats):
-                        pts.face_color = "intensity"
-                        pts.refresh_colors(update_color_mapping=True)
-                    return
-                self.viewer.layers.remove(pts)
-            data, kwargs, _ = points_layer_data(coords, feats, name=RESULTS_LAYER)
-            pts = self.viewer.add_points(data, **kwargs)
-            defaults = pts.feature_defaults
-            if "intensity" in defaults:  # a nucleus added by hand has no measured intensity
-                defaults["intensity"] = np.nan
-                pts.feature_defaults = defaults
-            pts.events.data.connect(self._on_points_edited)
-            if self.run_layer is not None and self.run_layer in self.viewer.layers:
-                self.viewer.layers.selection.active = self.run_layer
-        finally:
-            self._updating_points = False
+        self.points.show()
 
-    def _on_points_edited(self, event=None) -> None:
-        """Hand corrections in the ``nuclei`` layer update counts, views and tables."""
-        if self._updating_points or self.running:
-            return
-        if getattr(event, "action", "added") not in ("added", "removed", "changed"):
-            return
-        if RESULTS_LAYER not in self.viewer.layers:
-            return
-        pts = self.viewer.layers[RESULTS_LAYER]
-        data = np.asarray(pts.data, float)
-        stack = data.shape[1] == 3
-        index = np.rint(data[:, 0]).astype(int) if stack else np.zeros(len(data), int)
-        feats = pts.features
-        inten = (feats["intensity"].to_numpy(float) if "intensity" in feats
-                 else np.full(len(data), np.nan))
-        changed = []
-        for i in list(self.store.results):
-            sel = index == i
-            if self.store.set_points(i, np.rint(data[sel][:, -2:]), inten[sel]):
-                changed.append(i)
-        if changed:
-            self.status.value = (f"Edited by hand: image(s) {', '.join(str(i + 1) for i in changed)}"
-                                 "; counts and tables follow")
-
-    # ---------------------------------------------------------------- results
     def _on_table_clicked(self, index) -> None:
         self.show_image(index.row())
 
@@ -788,13 +478,22 @@ class NucleiCounterWidget(QWidget):
         self.viewer.dims.set_current_step(axis, int(index))
 
     def save_tables(self, folder: str | Path) -> Path:
-        """Write ``images.csv``, ``nuclei.csv`` and ``run.json`` of the last run."""
+        """Write ``images.csv``, ``nuclei.csv``, ``wells.csv`` and ``run.json`` of the last run.
+
+        Blocks while it writes; *Save tables…* runs it in a worker thread.
+        """
         results = self.store.ordered()
-        info = {"command": "napari-nuclei-counter widget", "source": getattr(
-            self.run_layer, "name", "")}
-        out = write_results(folder, results, self._run_params or self.params(), info)
-        show_info(f"Tables saved in {out}")
-        return out
+        info = {"command": "napari-nuclei-counter widget",
+                "source": getattr(self.run_layer, "name", "")}
+        params = self.store.params or self.params()
+        return write_results(folder, results, params, info)
+
+    def _ask_save_tables(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Save tables into folder")
+        if folder:
+            save_in_worker(self.save_tables, folder,
+                           done=lambda out: show_info(f"Tables saved in {out}"),
+                           error=lambda exc: show_warning(f"Could not save the tables: {exc}"))
 
     def _open_view(self, name: str, factory):
         docked = self.viewer.window.dock_widgets
@@ -817,9 +516,3 @@ class NucleiCounterWidget(QWidget):
         from ._plate_map import PlateMapWidget
 
         return self._open_view("Plate map", PlateMapWidget)
-
-    def _ask_save_tables(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Save tables into folder")
-        if folder:
-            self.save_tables(folder)
-
