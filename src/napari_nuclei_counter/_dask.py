@@ -18,35 +18,7 @@ processes is started on this machine for the batch and closed afterwards,
 which is mostly useful to try the backend out: on one machine the core's
 process pool (``--backend process``, the default) starts faster.
 
-Running on an HPC cluster (Slurm, PBS, SGE, LSF)
-------------------------------------------------
-Start a Dask cluster whose workers are batch jobs with ``dask-jobqueue``
-(``pip install dask-jobqueue``, on the login node, in the environment where
-this package is installed), keep that Python session open, and point the
-command line at its scheduler::
-
-    from dask_jobqueue import SLURMCluster   # or PBSCluster, SGECluster, LSFCluster
-
-    cluster = SLURMCluster(cores=8, processes=8, memory="16GB",
-                           walltime="01:00:00")  # per job: 8 single-threaded workers
-    cluster.scale(jobs=4)                        # 4 jobs = 32 workers
-    print(cluster.scheduler_address)             # e.g. tcp://10.0.0.5:8786
-
-then, in a shell (on any machine that can reach the scheduler)::
-
-    nuclei-counter detect /shared/BBBC021/Week1_22123 --backend dask \\
-        --scheduler tcp://10.0.0.5:8786 --out results
-
-``processes=cores`` gives single-threaded workers, which suits this workload
-(OpenCV is also limited to one thread per worker). Queue and account options
-go to the cluster class (``queue=``, ``account=``, ``job_extra_directives=``);
-``cluster.adapt(minimum_jobs=1, maximum_jobs=10)`` scales with the load, and
-workers that join during a batch are used as they arrive.
-
-Without dask-jobqueue, start the pieces by hand (or from a job script)::
-
-    dask scheduler                                   # prints tcp://HOST:8786
-    dask worker tcp://HOST:8786 --nthreads 1 --nworkers 8   # on each node
+How to run on an HPC cluster (Slurm, PBS, SGE, LSF): ``docs/dask.md``.
 
 From Python, the same works with ``Run(folder, params,
 backend=DaskBackend(scheduler="tcp://HOST:8786"))``, ``run_batch_dask(paths,
