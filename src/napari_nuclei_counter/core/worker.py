@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _fast  # noqa: F401  (preloaded by the forkserver)
 from .detection import as_grayscale_2d, detect
-from .discovery import parse_metadata
+from .discovery import ImageMeta, parse_metadata
 from .io import read_image
 from .params import DetectionParams
 from .qc import image_metrics
@@ -34,27 +34,32 @@ __all__ = [
 ]
 
 
-def process_image(index: int, path: str, params: DetectionParams, engine: str = "fast",
-                  regex: str | None = None) -> ImageResult:
-    """Read and detect one image; any failure becomes the result's ``error``."""
+def _measure(index: int, label: str, load, params: DetectionParams, engine: str,
+             meta: ImageMeta | None = None, **file_info) -> ImageResult:
+    """Load an image, detect and measure it; any failure becomes the result's ``error``."""
     t0 = time.perf_counter()
-    meta = parse_metadata(path, regex)
+    meta = meta or ImageMeta()
     try:
-        st = os.stat(path)
-        size, mtime = st.st_size, st.st_mtime
-    except OSError:  # missing or a broken link: read_image says so below
-        size = mtime = None
-    try:
-        image = read_image(path, reuse_buffer=True)  # errors say what is wrong, plainly
+        image = load()  # errors say what is wrong, plainly
         det = detect(image, params, engine=engine)
         metrics = image_metrics(image)
     except Exception as exc:
-        msg = str(exc) or type(exc).__name__
-        return ImageResult(index, str(path), meta, seconds=time.perf_counter() - t0, error=msg,
-                           file_size=size, file_mtime=mtime)
-    return ImageResult(index, str(path), meta, det.coords, det.intensities,
-                       time.perf_counter() - t0, metrics=metrics, file_size=size,
-                       file_mtime=mtime)
+        return ImageResult(index, label, meta, seconds=time.perf_counter() - t0,
+                           error=str(exc) or type(exc).__name__, **file_info)
+    return ImageResult(index, label, meta, det.coords, det.intensities,
+                       time.perf_counter() - t0, metrics=metrics, **file_info)
+
+
+def process_image(index: int, path: str, params: DetectionParams, engine: str = "fast",
+                  regex: str | None = None) -> ImageResult:
+    """Read and detect one image file; any failure becomes the result's ``error``."""
+    try:
+        st = os.stat(path)
+        size, mtime = st.st_size, st.st_mtime
+    except OSError:  # missing or a broken link: read_image says so
+        size = mtime = None
+    return _measure(index, str(path), lambda: read_image(path, reuse_buffer=True), params,
+                    engine, parse_metadata(path, regex), file_size=size, file_mtime=mtime)
 
 
 def process_chunk(items: Sequence[tuple[int, str]], params: DetectionParams, engine: str = "fast",
@@ -66,16 +71,7 @@ def process_chunk(items: Sequence[tuple[int, str]], params: DetectionParams, eng
 def detect_array(index: int, label: str, image, params: DetectionParams,
                  engine: str = "fast") -> ImageResult:
     """Detect nuclei in an image already in memory; any failure becomes ``error``."""
-    t0 = time.perf_counter()
-    try:
-        image = as_grayscale_2d(image)
-        det = detect(image, params, engine=engine)
-        metrics = image_metrics(image)
-    except Exception as exc:
-        return ImageResult(index, label, seconds=time.perf_counter() - t0,
-                           error=str(exc) or type(exc).__name__)
-    return ImageResult(index, label, coords=det.coords, intensities=det.intensities,
-                       seconds=time.perf_counter() - t0, metrics=metrics)
+    return _measure(index, label, lambda: as_grayscale_2d(image), params, engine)
 
 
 def process_shared_chunk(items: Sequence[tuple], shm_name: str, params: DetectionParams,
