@@ -160,11 +160,17 @@ class RunController(QObject):
             self.layer_made.emit(payload)
         elif kind == "start":
             run = self.run
-            self._pbar = progress(total=run.n_images, desc="Detecting nuclei")
-            self._pbar.update(len(payload))
             self.started.emit(run)
             if payload:
                 self.results.emit(list(payload))
+            # last: napari's progress bar processes events (so the next messages,
+            # even the end of the run, may be handled inside these calls)
+            pbar = progress(total=run.n_images, desc="Detecting nuclei")
+            self._pbar = pbar
+            pbar.update(len(payload))
+            if self.worker is None:  # the run ended meanwhile
+                pbar.close()
+                self._pbar = None
         else:
             self.results.emit(payload)
             pbar = self._pbar
