@@ -50,7 +50,8 @@ def _written(out: Path, paths_as_names: bool = True):
     return images.drop(columns=VOLATILE), nuclei, wells
 
 
-def _assert_same(out: Path) -> None:
+def assert_golden_tables(out: Path) -> None:
+    """Assert that the tables in ``out`` are the golden ones, column for column but times."""
     images, nuclei, wells = _written(out)
     g_images, g_nuclei, g_wells = _golden()
     pd.testing.assert_frame_equal(images, g_images)
@@ -66,7 +67,7 @@ def test_command_line_writes_the_golden_tables(plate, tmp_path, workers):
     out = tmp_path / "res"
     assert main(["detect", str(plate[0].parent), "--out", str(out), "--quiet",
                  "--workers", str(workers)]) == 0
-    _assert_same(out)
+    assert_golden_tables(out)
 
 
 def test_resume_of_a_finished_run_keeps_the_golden_tables(plate, tmp_path):
@@ -75,7 +76,7 @@ def test_resume_of_a_finished_run_keeps_the_golden_tables(plate, tmp_path):
     first = (out / "nuclei.csv").read_bytes()
     assert main(["detect", str(plate[0].parent), "--out", str(out), "--quiet", "--resume"]) == 0
     assert (out / "nuclei.csv").read_bytes() == first
-    _assert_same(out)
+    assert_golden_tables(out)
 
 
 @pytest.mark.slow
@@ -84,7 +85,7 @@ def test_dask_backend_writes_the_golden_tables(plate, tmp_path):
     out = tmp_path / "res"
     assert main(["detect", str(plate[0].parent), "--out", str(out), "--quiet",
                  "--backend", "dask", "--workers", "2"]) == 0
-    _assert_same(out)
+    assert_golden_tables(out)
 
 
 def test_golden_counts_are_the_reference_detection(plate):

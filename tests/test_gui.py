@@ -411,3 +411,20 @@ def test_table_asks_only_for_the_rows_it_shows(qtbot):
     assert 0 < visible < 100 and max(shown) <= visible + 1  # never beyond the screen
     assert model.index(n - 1, 3).data() == str((n - 1) % 7)
     assert model.index(12, 1).data() == "B01" and model.index(12, 2).data() == "s4"
+
+
+def test_dock_writes_the_golden_tables_of_the_sample_plate(make_napari_viewer, qtbot, tmp_path):
+    """The dock's streamed tables are those of the code before the run pipeline (tests/golden)."""
+    from test_golden import assert_golden_tables
+
+    write_sample_plate(tmp_path / "plate")  # the defaults of `nuclei-counter sample`
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    widget.apply_params(DetectionParams())
+    widget.source.value = "folder"
+    widget.folder.value = tmp_path / "plate"
+    widget.output.value = tmp_path / "out"
+    widget.workers.value = 2
+    _run(qtbot, widget)
+    assert widget.status.value.startswith("Done: 24 of 24 images, 4054 nuclei")
+    assert_golden_tables(tmp_path / "out")
