@@ -209,12 +209,14 @@ def _cmd_detect(args) -> int:
         sys.stderr.write(f"resuming: {len(run.done)} of {run.n_images} images already done\n")
     bar = _progress(run.n_images, disable=args.quiet, initial=len(run.done))
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    results = iter(run)
     try:
-        for _ in run:
+        for _ in results:
             pass
     except KeyboardInterrupt:
         stop.event.set()
     finally:
+        results.close()  # after a second Ctrl+C: the tables are written now
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         bar.close()
