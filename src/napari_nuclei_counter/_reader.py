@@ -83,7 +83,7 @@ def _header(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
 
 def _load_plane(path: str, shape: tuple[int, int], dtype) -> np.ndarray:
     """Read one image for display; unreadable or odd-shaped files show as blank."""
-    from .core.batch import read_image
+    from .core.io import read_image
 
     out = np.zeros(shape, dtype)
     try:
