@@ -1,4 +1,12 @@
-"""Files in and out: reading one image as a 2-D plane, writing any file atomically."""
+"""Files in and out: reading one image as a 2-D plane, writing any file atomically.
+
+One reader for every front end: :func:`read_image` picks the decoder by file
+type (:data:`READERS`): TIFF of any compression tifffile reads with
+imagecodecs (LZW, zstd, deflate with predictor, JPEG, JPEG 2000, tiles,
+BigTIFF, either byte order), PNG (8- and 16-bit) and JPEG through
+imagecodecs. Each decode uses one thread: batch workers already use every
+core.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +34,41 @@ def _reusable(shape: tuple, dtype) -> np.ndarray:
     return buf
 
 
+def _read_tiff(p: Path, reuse_buffer: bool) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tf:
+            series = tf.series[0]
+            out = _reusable(tuple(series.shape), series.dtype) if reuse_buffer else None
+            return tf.asarray(out=out, maxworkers=1)
+    except Exception as exc:  # tifffile raises many kinds for bad files
+        raise ValueError(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
+
+
+def _read_codec(kind: str, name: str):
+    def read(p: Path, reuse_buffer: bool) -> np.ndarray:
+        import imagecodecs
+
+        decode = getattr(imagecodecs, f"{kind}_decode")
+        try:
+            return decode(p.read_bytes())
+        except Exception as exc:  # a truncated or corrupt file
+            raise ValueError(f"not a readable {name} ({type(exc).__name__}: {exc})") from None
+
+    return read
+
+
+#: decoder by file-name suffix (lower case); anything else is read as a TIFF
+READERS = {
+    ".png": _read_codec("png", "PNG"),
+    ".jpg": _read_codec("jpeg8", "JPEG"),
+    ".jpeg": _read_codec("jpeg8", "JPEG"),
+}
+
+
 def read_image(path: str | os.PathLike, *, reuse_buffer: bool = False) -> np.ndarray:
-    """Read one grayscale TIFF as a 2-D array.
+    """Read one grayscale image (TIFF, PNG or JPEG) as a 2-D array.
 
     Parameters
     ----------
@@ -46,8 +87,6 @@ def read_image(path: str | os.PathLike, *, reuse_buffer: bool = False) -> np.nda
     FileNotFoundError, ValueError, TypeError
         With a message a biologist can act on.
     """
-    import tifffile
-
     p = Path(path)
     if not p.exists():
         if p.is_symlink():
@@ -55,14 +94,8 @@ def read_image(path: str | os.PathLike, *, reuse_buffer: bool = False) -> np.nda
         raise FileNotFoundError("file not found")
     if p.stat().st_size == 0:
         raise ValueError("empty file (0 bytes)")
-    try:
-        with tifffile.TiffFile(p) as tf:
-            series = tf.series[0]
-            out = _reusable(tuple(series.shape), series.dtype) if reuse_buffer else None
-            data = tf.asarray(out=out)
-    except Exception as exc:  # tifffile raises many kinds for bad files
-        raise ValueError(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
-    return as_grayscale_2d(data)
+    reader = READERS.get(p.suffix.lower(), _read_tiff)
+    return as_grayscale_2d(reader(p, reuse_buffer))
 
 
 def _read_umask() -> int:
