@@ -1,4 +1,5 @@
-"""Thumbnails, well tables, plate maps and galleries as arrays (core.gallery)."""
+"""Thumbnails, well tables, plate maps and galleries as arrays (core.wells, core.thumbnails,
+core.render, core.gallery)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_nuclei_counter.core.gallery import (
+from napari_nuclei_counter.core.gallery import caption, gallery_from_results, gallery_selection
+from napari_nuclei_counter.core.render import (
     MISSING_RGB,
-    WELL_COLUMNS,
-    caption,
     colormap,
-    gallery_from_results,
-    gallery_selection,
-    infer_plate_format,
-    plate_map_values,
     render_gallery,
     render_plate_map,
     save_png,
-    thumbnail,
+)
+from napari_nuclei_counter.core.thumbnails import thumbnail
+from napari_nuclei_counter.core.wells import (
+    WELL_COLUMNS,
+    infer_plate_format,
+    plate_map_values,
     well_position,
     well_table,
 )
@@ -345,6 +346,8 @@ def test_core_modules_import_no_gui():
     code = (
         "import sys\n"
         "import napari_nuclei_counter.core.gallery, napari_nuclei_counter.core.qc\n"
+        "import napari_nuclei_counter.core.render, napari_nuclei_counter.core.wells\n"
+        "import napari_nuclei_counter.core.thumbnails, napari_nuclei_counter.core.store\n"
         "bad = [m for m in ('qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari',"
         " 'magicgui', 'matplotlib', 'PIL') if m in sys.modules]\n"
         "assert not bad, bad\n"

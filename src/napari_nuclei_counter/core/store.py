@@ -16,6 +16,7 @@ import numpy as np
 from .discovery import ImageMeta
 from .params import DetectionParams
 from .results import ImageResult, images_table
+from .wells import well_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,8 +137,6 @@ class ResultsStore:
 
     def wells_table(self) -> pd.DataFrame:
         """``wells.csv`` of what is known so far."""
-        from .gallery import well_table
-
         return well_table(self.images_table())
 
     def indices_of_well(self, well: str) -> list[int]:

@@ -24,8 +24,11 @@ if TYPE_CHECKING:  # pandas is imported where tables are used: a faster start-up
 
 __all__ = [
     "MAP_VALUES",
+    "MISSING_LEGEND",
+    "NO_DATA",
     "PLATE_FORMATS",
     "WELL_COLUMNS",
+    "colour_bar_labels",
     "format_value",
     "infer_plate_format",
     "plate_map_title",
@@ -33,6 +36,7 @@ __all__ = [
     "plate_rows",
     "row_label",
     "successful",
+    "value_range",
     "well_name",
     "well_position",
     "well_sort_key",
@@ -47,6 +51,10 @@ PLATE_FORMATS = ((8, 12), (16, 24), (32, 48))
 
 #: What a plate map can show: column of :func:`well_table` -> its description.
 MAP_VALUES = {"mean": "mean nuclei per site", "total": "total nuclei per well"}
+
+#: What a plate map says when it has no value at all, and its legend for wells without data.
+NO_DATA = "no data"
+MISSING_LEGEND = "grey with a cross: no data"
 
 _WELL_RE = re.compile(r"\s*([A-Za-z]{1,2})0*(\d{1,3})\s*")
 
@@ -112,6 +120,26 @@ def plate_map_title(value: str, plate: str | None = "") -> str:
     if value not in MAP_VALUES:
         raise ValueError(f"value must be one of {sorted(MAP_VALUES)}, got {value!r}")
     return (f"plate {plate}: " if plate else "") + MAP_VALUES[value]
+
+
+def value_range(grid: np.ndarray) -> tuple[float, float]:
+    """Lowest and highest finite value of a plate grid; ``(nan, nan)`` when there is none."""
+    grid = np.asarray(grid, dtype=np.float64)
+    finite = grid[np.isfinite(grid)]
+    if not finite.size:
+        return np.nan, np.nan
+    return float(finite.min()), float(finite.max())
+
+
+def colour_bar_labels(vmin: float, vmax: float) -> tuple[str, str]:
+    """Texts at the top and the bottom of a plate map's colour bar.
+
+    ``(format_value(vmax), format_value(vmin))``, or ``(NO_DATA, '')`` when
+    the plate has no value.
+    """
+    if not np.isfinite(vmin):
+        return NO_DATA, ""
+    return format_value(vmax), format_value(vmin)
 
 
 # --------------------------------------------------------------------------- layouts
