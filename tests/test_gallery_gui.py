@@ -22,12 +22,12 @@ from qtpy.QtWidgets import QApplication, QToolTip  # noqa: E402
 
 from napari_nuclei_counter import DetectionParams  # noqa: E402
 from napari_nuclei_counter.core.discovery import ImageMeta  # noqa: E402
-from napari_nuclei_counter.core.gallery import gallery_selection, render_plate_map  # noqa: E402
 from napari_nuclei_counter.core.results import ImageResult  # noqa: E402
 from napari_nuclei_counter.core.sample import write_sample_plate  # noqa: E402
 from napari_nuclei_counter.core.store import ResultsStore  # noqa: E402
-from napari_nuclei_counter.gui._gallery import GalleryWidget, unwrap_proxy  # noqa: E402
+from napari_nuclei_counter.gui._gallery import GalleryWidget  # noqa: E402
 from napari_nuclei_counter.gui._plate_map import PlateMapWidget  # noqa: E402
+from napari_nuclei_counter.gui._registry import release, store_for  # noqa: E402
 from napari_nuclei_counter.gui._widget import NucleiCounterWidget  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -112,11 +112,11 @@ def test_gallery_order_captions_click_and_filters(make_napari_viewer, qtbot, pla
     desc = _desc(counts)
     assert gallery.order() == desc
     assert gallery.model.rowCount() == 12
-    gallery.ascending.setChecked(True)
+    gallery.filters.ascending.setChecked(True)
     asc = gallery.order()
     assert asc == sorted(counts, key=lambda i: (counts[i], i))
     assert [counts[i] for i in asc] == [counts[i] for i in desc][::-1]
-    gallery.ascending.setChecked(False)
+    gallery.filters.ascending.setChecked(False)
     assert gallery.order() == desc
 
     # captions: well, site and count, on the tiles too
@@ -144,20 +144,20 @@ def test_gallery_order_captions_click_and_filters(make_napari_viewer, qtbot, pla
     assert gallery.count_range() == (lo, hi)
     assert gallery.order() == [i for i in desc if lo <= counts[i] <= hi]
     assert f"{len(gallery.order())} of 12 images" in gallery.status.text()
-    gallery.min_count.setValue(values[6])  # the spin boxes filter too
+    gallery.filters.min_count.setValue(values[6])  # the spin boxes filter too
     assert gallery.order() == [i for i in desc if values[6] <= counts[i] <= hi]
     gallery.set_count_range(0, None)
     assert gallery.order() == desc and gallery.count_range() == (0, None)
-    assert gallery.max_count.value() == max(values)
+    assert gallery.filters.max_count.value() == max(values)
 
     # one well (the plate map hears of it through the store)
     gallery.set_well("B03")
     b03 = [i for i in desc if det.store.meta[i].well == "B03"]
     assert len(b03) == 2 and gallery.order() == b03
-    assert det.store.selected_well == "B03" and gallery.well_combo.currentText() == "B03"
-    gallery.well_combo.setCurrentIndex(0)  # "all wells"
+    assert det.store.selected_well == "B03" and gallery.filters.well_combo.currentText() == "B03"
+    gallery.filters.well_combo.setCurrentIndex(0)  # "all wells"
     assert det.store.selected_well is None and gallery.order() == desc
-    assert gallery.well_combo.count() == 1 + 6
+    assert gallery.filters.well_combo.count() == 1 + 6
 
     # QC flags, computed in the background from the images table
     flags = dict(zip(det.store.images_table()["index"], det.store.images_table()["qc_flags"]))
@@ -175,15 +175,26 @@ def test_gallery_order_captions_click_and_filters(make_napari_viewer, qtbot, pla
         gallery.set_qc_filter("blurry")
 
 
+def _sample(counts: dict[int, int], shown: list[int], n: int, seed: int) -> list[int]:
+    """The command line's gallery sample, written out: ``default_rng(seed).choice`` of ``n``
+    among the images shown in image order, then the most nuclei first (ties: image order)."""
+    pool = sorted(shown)
+    if 0 < n < len(pool):
+        picked = np.sort(np.random.default_rng(seed).choice(len(pool), size=n, replace=False))
+        pool = [pool[k] for k in picked]
+    return sorted(pool, key=lambda i: (-counts[i], i))
+
+
 def test_gallery_thumbnails_and_export(make_napari_viewer, qtbot, plate, tmp_path):
     viewer = make_napari_viewer()
     det = _run(viewer, qtbot, plate, workers=2)
-    gallery, _ = _dock(viewer, qtbot)
+    # not docked, so nothing has painted (or asked for) a thumbnail yet
+    gallery = GalleryWidget(viewer, det.store)
     model = gallery.model
     first = gallery.order()[0]
     # a placeholder first; the thumbnail is made in the background
-    if not gallery.thumbnail_ready(first):
-        assert model.data(model.index(0), DECORATION) is model.placeholder
+    assert not gallery.thumbnail_ready(first) and model.made == 0
+    assert model.data(model.index(0), DECORATION) is model.placeholder
     qtbot.waitUntil(lambda: model.data(model.index(0), DECORATION) is not model.placeholder,
                     timeout=10000)
     pix = model.data(model.index(0), DECORATION)
@@ -200,9 +211,8 @@ def test_gallery_thumbnails_and_export(make_napari_viewer, qtbot, plate, tmp_pat
     assert out == tmp_path / "gallery.png"
     assert _png_size(out) == _gallery_png_size(12, (160, 200))
     # a seeded sample of 5, the same images as the command line's gallery would pick
-    images = det.store.images_table().set_index("index")
-    expected = gallery_selection(images, 5, seed=11)
-    assert gallery.export_selection(5, seed=11) == list(expected.index)
+    counts = _counts(det.store)
+    assert gallery.export_selection(5, seed=11) == _sample(counts, list(counts), 5, 11)
     assert gallery.export_selection(5, seed=11) != gallery.export_selection(5, seed=12)
     out = gallery.export_png(tmp_path / "sample.png", n=5, seed=11)
     assert _png_size(out) == _gallery_png_size(5, (160, 200))
@@ -210,12 +220,20 @@ def test_gallery_thumbnails_and_export(make_napari_viewer, qtbot, plate, tmp_pat
         12, (160, 200))
     # of the filtered images only
     gallery.set_well("C04")
-    assert len(gallery.export_selection(16)) == 2
+    c04 = [i for i in counts if det.store.meta[i].well == "C04"]
+    assert len(c04) == 2 and gallery.export_selection(16) == _sample(counts, c04, 16, 11)
     assert _png_size(gallery.export_png(tmp_path / "c04.png")) == _gallery_png_size(
         2, (160, 200))
+    # Export PNG... writes in a background thread
+    assert gallery.start_export(tmp_path / "bg.png", n=0)
+    qtbot.waitUntil(lambda: (tmp_path / "bg.png").exists(), timeout=10000)
+    qtbot.waitUntil(lambda: gallery.exporter.queue.outstanding == 0, timeout=10000)
+    assert _png_size(tmp_path / "bg.png") == _gallery_png_size(2, (160, 200))
     gallery.set_count_range(10 ** 6, None)
     with pytest.raises(ValueError, match="no image"):
         gallery.export_png(tmp_path / "none.png")
+    assert not gallery.start_export(tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_gallery_fills_in_during_a_run_and_follows_new_results(make_napari_viewer, qtbot,
@@ -245,7 +263,7 @@ def test_gallery_fills_in_during_a_run_and_follows_new_results(make_napari_viewe
                               intensities=np.ones(999)))
     qtbot.waitUntil(lambda: gallery.order()[0] == last, timeout=3000)
     assert gallery.model.data(gallery.model.index(0), DISPLAY).endswith(": 999 nuclei")
-    assert gallery.max_count.value() == 999  # an open maximum follows the largest count
+    assert gallery.filters.max_count.value() == 999  # an open maximum follows the largest count
 
     # run again with another threshold: the gallery starts over
     det.apply_params(DetectionParams(3.0, 5, 2000.0))
@@ -356,6 +374,8 @@ def test_plate_map_geometry_tooltip_click_and_export(make_napari_viewer, qtbot, 
     assert list(wells["well"]) == ["B02", "B03", "B04", "C02", "C03", "C04"]
     pd.testing.assert_frame_equal(plate_map.wells.reset_index(drop=True),
                                   wells.reset_index(drop=True))
+    per_well = _per_well(det.store)  # from the results themselves, not from well_table
+    assert sorted(per_well) == list(wells["well"])
     assert plate_map.canvas.grid.shape == (8, 12)  # a 96-well plate
     assert not plate_map.plate_combo.isVisible()
 
@@ -372,21 +392,21 @@ def test_plate_map_geometry_tooltip_click_and_export(make_napari_viewer, qtbot, 
     assert plate_map.well_at(*_xy(plate_map.rect_of("H12").center())) == "H12"  # no data
 
     # colours are the mean per site (or the total)
-    row = wells.set_index("well").loc["B03"]
-    assert plate_map.canvas.grid[1, 2] == pytest.approx(row["mean"])
+    b03 = per_well["B03"]
+    assert plate_map.canvas.grid[1, 2] == pytest.approx(np.mean(b03))
     assert np.isnan(plate_map.canvas.grid[0, 0])
     plate_map.set_value("total")
-    assert plate_map.canvas.grid[1, 2] == row["total"]
+    assert plate_map.canvas.grid[1, 2] == sum(b03)
     assert "total nuclei per well" in plate_map.canvas.title
     plate_map.set_value("mean")
 
     # the tooltip tells the numbers
     tip = plate_map.tooltip_for("B03")
-    assert f"mean: {row['mean']:.1f}" in tip and f"total: {row['total']} nuclei" in tip
-    assert "images: 2" in tip and f"std: {row['std']:.1f}" in tip
+    assert f"mean: {np.mean(b03):.1f}" in tip and f"total: {sum(b03)} nuclei" in tip
+    assert "images: 2" in tip and f"std: {np.std(b03, ddof=1):.1f}" in tip
     assert "no images" in plate_map.tooltip_for("H12")
     plate_map.on_hovered("B03")
-    assert f"{row['mean']:.1f}" in plate_map.info.text()
+    assert f"{np.mean(b03):.1f}" in plate_map.info.text()
 
     # clicking a well: the gallery shows its images, the viewer its first one
     plate_map.on_well_clicked("B03")
@@ -404,12 +424,60 @@ def test_plate_map_geometry_tooltip_click_and_export(make_napari_viewer, qtbot, 
     # clicking beside the wells clears the selection
     qtbot.mouseClick(plate_map.canvas, Qt.MouseButton.LeftButton, pos=QPoint(1, 1))
     assert det.store.selected_well is None and len(gallery.order()) == 12
-    assert gallery.well_combo.currentText() == "all wells"
+    assert gallery.filters.well_combo.currentText() == "all wells"
 
-    # export: the core's rendering of the same table
+    # export: the highest mean is the colour map's last colour, the lowest its first, each
+    # a well-sized square where the wells are relative to one another; 90 wells are grey
     out = plate_map.export_png(tmp_path / "platemap.png")
-    expected = render_plate_map(wells, value="mean")
-    assert _png_size(out) == (expected.shape[1], expected.shape[0])
+    assert out == tmp_path / "platemap.png"
+    _check_plate_png(out, per_well, cell=36)
+    # Export PNG... writes in a background thread
+    plate_map.start_export(tmp_path / "bg.png")
+    qtbot.waitUntil(lambda: (tmp_path / "bg.png").exists(), timeout=10000)
+    _check_plate_png(tmp_path / "bg.png", per_well, cell=36)
+
+
+VIRIDIS_FIRST, VIRIDIS_LAST = (68, 1, 84), (253, 231, 37)
+GREY = (200, 200, 200)
+
+
+def _per_well(store) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, r in store.results.items():
+        if r.ok:
+            out.setdefault(store.meta[i].well, []).append(len(r.coords))
+    return out
+
+
+def _squares(rgb: np.ndarray, colour, side: int) -> list[tuple[float, float]]:
+    """Centres of the ``side``-pixel squares of one colour (text inside them allowed)."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(np.all(rgb == colour, axis=2))
+    centres = []
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        h, w = box[0].stop - box[0].start, box[1].stop - box[1].start
+        if abs(h - side) <= 1 and abs(w - side) <= 1:
+            centres.append(((box[0].start + box[0].stop) / 2, (box[1].start + box[1].stop) / 2))
+    return centres
+
+
+def _check_plate_png(path, per_well: dict[str, list[int]], cell: int) -> None:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    means = {w: np.mean(c) for w, c in per_well.items()}
+    high = [w for w, m in means.items() if m == max(means.values())]
+    low = [w for w, m in means.items() if m == min(means.values())]
+    top, bottom = _squares(rgb, VIRIDIS_LAST, cell - 2), _squares(rgb, VIRIDIS_FIRST, cell - 2)
+    assert len(top) == len(high) and len(bottom) == len(low)
+    # wells are ``cell`` pixels apart: rows are letters, columns numbers
+    (r1, c1), (r0, c0) = top[0], bottom[0]
+    rows = "ABCDEFGH"
+    assert r1 - r0 == pytest.approx(cell * (rows.index(high[0][0]) - rows.index(low[0][0])))
+    assert c1 - c0 == pytest.approx(cell * (int(high[0][1:]) - int(low[0][1:])))
+    assert len(_squares(rgb, GREY, cell - 2)) == 96 - len(per_well)
 
 
 def _xy(point):
@@ -499,6 +567,28 @@ def test_hand_correction_reaches_gallery_plate_map_and_tables(make_napari_viewer
 # ------------------------------------------------------------------ as napari docks them
 
 
+def test_one_store_per_viewer_through_its_proxies(make_napari_viewer_proxy, make_napari_viewer):
+    import weakref
+
+    import napari
+
+    proxy = make_napari_viewer_proxy()
+    real = napari.current_viewer()  # the viewer behind the proxy, as napari hands it out
+    assert hash(real) == hash(proxy) and type(real) is not type(proxy)
+    store = store_for(proxy)
+    assert type(store) is ResultsStore
+    assert store_for(real) is store and store_for(proxy) is store
+    other = make_napari_viewer()
+    assert store_for(other) is not store
+    # the registry does not keep a store alive: it goes with the docks that hold it
+    ref = weakref.ref(store_for(other))
+    gc.collect()
+    assert ref() is None
+    # release: the next request makes a new store
+    assert release(proxy) is store
+    assert store_for(proxy) is not store
+
+
 def test_views_through_napari_plugin_proxy(make_napari_viewer_proxy, qtbot, plate):
     """Plugins get a ``PublicOnlyProxy`` viewer: the views find the real store, touch
     nothing private and move the viewer."""
@@ -511,7 +601,9 @@ def test_views_through_napari_plugin_proxy(make_napari_viewer_proxy, qtbot, plat
         viewer.window.add_dock_widget(gallery, name="Nuclei gallery")
         viewer.window.add_dock_widget(plate_map, name="Plate map")
         assert type(gallery.store) is ResultsStore and gallery.store is plate_map.store
-        assert gallery.store is unwrap_proxy(det).store
+        assert gallery.store is store_for(viewer)  # the viewer's, which the detector filled
+        assert _counts(gallery.store) == {i: r.count for i, r in det.store.results.items()
+                                          if r.ok} and len(_counts(gallery.store)) == 12
         qtbot.waitUntil(lambda: not plate_map.busy and len(plate_map.wells) == 6, timeout=10000)
         counts = _counts(gallery.store)
         assert gallery.order() == _desc(counts)
@@ -530,8 +622,7 @@ def test_docked_from_the_plugin_manifest(make_napari_viewer, qtbot, plate):
     viewer = make_napari_viewer()
     manifest = PluginManager.instance().get_manifest(PLUGIN)
     names = {w.display_name for w in manifest.contributions.widgets or []}
-    if not {"Nuclei gallery", "Plate map"} <= names:
-        pytest.skip("napari.yaml does not list the 'Nuclei gallery' and 'Plate map' widgets")
+    assert {"Nuclei detector", "Nuclei gallery", "Plate map"} <= names
     _, gallery = viewer.window.add_plugin_dock_widget(PLUGIN, "Nuclei gallery")
     _, plate_map = viewer.window.add_plugin_dock_widget(PLUGIN, "Plate map")
     (det,) = [w for w in viewer.window.dock_widgets.values()
