@@ -10,10 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_nuclei_counter.core.gallery import caption, gallery_from_results, gallery_selection
+from napari_nuclei_counter.core.gallery import (
+    caption,
+    gallery_from_results,
+    gallery_order,
+    gallery_selection,
+)
 from napari_nuclei_counter.core.render import (
     MISSING_RGB,
     colormap,
+    colour_index,
     render_gallery,
     render_plate_map,
     save_png,
@@ -21,8 +27,13 @@ from napari_nuclei_counter.core.render import (
 from napari_nuclei_counter.core.thumbnails import thumbnail
 from napari_nuclei_counter.core.wells import (
     WELL_COLUMNS,
+    colour_bar_labels,
+    format_value,
     infer_plate_format,
+    plate_map_title,
     plate_map_values,
+    row_label,
+    well_name,
     well_position,
     well_table,
 )
@@ -260,6 +271,43 @@ def test_gallery_selection_sorting_and_sampling():
     picked = np.sort(np.random.default_rng(3).choice(5, size=2, replace=False))
     assert sorted(two["path"]) == sorted(ok["path"].iloc[picked])
     pd.testing.assert_frame_equal(two, gallery_selection(df, 2, seed=3))
+
+
+def test_plate_map_words():
+    assert [row_label(r) for r in (0, 7, 25, 26, 31)] == ["A", "H", "Z", "AA", "AF"]
+    assert well_name(1, 1) == "B02" and well_name(26, 47) == "AA48"
+    assert all(well_position(well_name(r, c)) == (r, c) for r in range(32) for c in range(48))
+    assert [format_value(v) for v in (214.0, 12.4, 3.0, 3.25, np.nan)] == ["214", "12", "3",
+                                                                          "3.2", ""]
+    assert plate_map_title("mean", "P1") == "plate P1: mean nuclei per site"
+    assert plate_map_title("total", "") == "total nuclei per well"
+    with pytest.raises(ValueError, match="value"):
+        plate_map_title("median")
+    assert colour_bar_labels(2.0, 15.5) == ("16", "2")
+    assert colour_bar_labels(np.nan, np.nan) == ("no data", "")
+    assert colour_index([2.0, 15.0, 8.5, np.nan], 2.0, 15.0).tolist() == [0, 255, 128, 0]
+    assert colour_index([7.0], 7.0, 7.0).tolist() == [128]
+
+
+def test_gallery_order_filters_and_sorts():
+    from napari_nuclei_counter.core.discovery import ImageMeta
+    from napari_nuclei_counter.core.results import ImageResult
+
+    def result(i, n, well, error=""):
+        return ImageResult(i, f"{i}.tif", ImageMeta(well=well), coords=np.zeros((n, 2), int),
+                           error=error)
+
+    results = {0: result(0, 5, "B02"), 1: result(1, 50, "B03"), 2: result(2, 20, "B02"),
+               3: result(3, 0, "B02", error="boom"), 4: result(4, 20, "B03")}
+    flags = {0: "no_nuclei", 1: "", 2: "saturated;count_outlier", 4: "count_outlier"}
+    found = gallery_order(results)
+    assert found.rows == [1, 2, 4, 0] and (found.successful, found.failed, found.top) == (4, 1, 50)
+    assert gallery_order(results, ascending=True).rows == [0, 2, 4, 1]
+    assert gallery_order(results, low=6, high=20).rows == [2, 4]
+    assert gallery_order(results, well="B02").rows == [2, 0]
+    assert gallery_order(results, qc="flagged", flags=flags).rows == [2, 4, 0]
+    assert gallery_order(results, qc="count_outlier", flags=flags).rows == [2, 4]
+    assert gallery_order(results, qc="flagged").rows == []  # no flags known yet
 
 
 def test_caption():

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from ..core.params import DetectionParams
-from ..core.results import atomic_write
+from ..core.io import atomic_write
 
 log = logging.getLogger(__name__)
 
