@@ -28,6 +28,18 @@ def test_json_round_trip_and_types_normalised():
     assert len(p.digest()) == 16 and p.digest() != DetectionParams().digest()
 
 
+def test_digest_follows_the_values_not_their_types():
+    """Resume keys: equal parameters share a digest, any one changed value changes it."""
+    base = DetectionParams(3.0, 5, 7.0)
+    assert DetectionParams(3, 5.0, 7).digest() == base.digest()
+    assert pickle.loads(pickle.dumps(base)).digest() == base.digest()
+    changed = [DetectionParams(3.5, 5, 7.0), DetectionParams(3.0, 6, 7.0),
+               DetectionParams(3.0, 5, 7.5)]
+    digests = {base.digest(), *(c.digest() for c in changed)}
+    assert len(digests) == 4
+    assert all(len(d) == 16 and int(d, 16) >= 0 for d in digests)  # hexadecimal
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [
