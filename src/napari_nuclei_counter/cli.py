@@ -288,7 +288,8 @@ def _results_dir(path: str) -> Path:
 
 
 def _cmd_gallery(args) -> int:
-    from .core.gallery import gallery_from_results, save_png
+    from .core.gallery import gallery_from_results
+    from .core.render import save_png
 
     folder = _results_dir(args.results)
     if args.columns < 1 or args.size < 16:
@@ -301,7 +302,7 @@ def _cmd_gallery(args) -> int:
 
 
 def _cmd_platemap(args) -> int:
-    from .core.gallery import render_plate_map, save_png
+    from .core.render import render_plate_map, save_png
     from .core.results import load_results
 
     res = load_results(_results_dir(args.results))

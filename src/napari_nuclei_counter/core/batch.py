@@ -14,7 +14,6 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .backends import default_workers, make_backend, start_workers_early
-from .io import read_image  # noqa: F401  (kept importable from here; see core.io)
 from .params import DetectionParams
 from .results import ImageResult
 from .tasks import run_arrays, run_paths

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from .wells import successful
+
 if TYPE_CHECKING:  # pandas is imported where tables are used: a faster start-up
     import pandas as pd
 
@@ -225,7 +227,7 @@ def qc_flags(
     """
     import pandas as pd
 
-    ok = _successful(images)
+    ok = successful(images).to_numpy()
     count = _column(images, "n_nuclei")
     saturated = _column(images, "saturated_fraction")
     sharpness = _column(images, "sharpness")
@@ -247,14 +249,6 @@ def qc_flags(
     flags = [";".join(name for name, on in zip(FLAGS, row) if on)
              for row in zip(*(checks[name] for name in FLAGS))]
     return pd.Series(flags, index=images.index, name="qc", dtype=object)
-
-
-def _successful(images: pd.DataFrame) -> np.ndarray:
-    """Rows processed without error and with a count."""
-    if "error" not in images:
-        return images["n_nuclei"].notna().to_numpy()
-    error = images["error"].fillna("").astype(str).str.strip()
-    return ((error == "") & images["n_nuclei"].notna()).to_numpy()
 
 
 def _column(images: pd.DataFrame, name: str) -> np.ndarray:

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 
 from .discovery import ImageMeta
-from .io import atomic_write  # noqa: F401  TEMPORARY re-export while importers move to core.io
 from .params import DetectionParams
 from .wells import well_table
 

@@ -33,12 +33,12 @@ from ..core.discovery import ImageMeta
 from ..core.params import DetectionParams
 from ..core.results import ImageResult
 from ..core.run import Run
-from ..core.store import ResultsStore
 from ..core.writer import write_results
 from ._folder import FolderPicker
 from ._parameters import ParametersPanel
 from ._points import RESULTS_LAYER, PointsSync
 from ._preview import PREVIEW_LAYER, PreviewController
+from ._registry import store_for
 from ._run import RunController, save_in_worker
 from ._table import make_image_table
 
@@ -65,7 +65,8 @@ class NucleiCounterWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.store = ResultsStore()  #: the last run's results, shared with gallery and plate map
+        #: the last run's results, shared with the gallery and plate map of this viewer
+        self.store = store_for(napari_viewer)
         self.run_layer = None  #: the image layer the last run was on
         self.parameters = ParametersPanel(self)
         self.sigma = self.parameters.sigma
