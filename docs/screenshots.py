@@ -15,7 +15,6 @@ from pathlib import Path
 from qtpy.QtWidgets import QApplication
 
 from napari_nuclei_counter.core.params import DetectionParams
-from napari_nuclei_counter.gui._launch import open_viewer
 
 OUT = Path(__file__).parent / "images"
 
@@ -42,13 +41,17 @@ def _wait(cond, timeout: float = 60.0) -> None:
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    viewer, widget = open_viewer(sample=True)
+    import napari
+
+    viewer = napari.Viewer(title="Nuclei counter")
+    viewer.open_sample("napari-nuclei-counter", "sample_plate")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-nuclei-counter", "Nuclei detector")
     viewer.window.resize(1500, 950)
     widget.apply_params(DetectionParams(4.0, 6, 1000.0))
     viewer.dims.set_current_step(0, 20)
     viewer.scene.camera.zoom = 1.6
     viewer.scene.camera.center = (0, 500, 640)
-    _wait(lambda: widget.preview_label.value.startswith("Preview:") and widget._preview_worker is None)
+    _wait(lambda: widget.preview_label.value.startswith("Preview:") and widget.preview.idle)
     _settle()
     viewer.screenshot(str(OUT / "preview.png"), canvas_only=False)
     widget.preview_check.value = False
