@@ -12,7 +12,9 @@ __all__ = [
     "BBBC021_PATTERN",
     "BBBC021_REGEX",
     "ImageMeta",
+    "NAME_SCHEMES",
     "find_images",
+    "name_scheme",
     "natural_key",
     "parse_metadata",
 ]
@@ -28,6 +30,32 @@ BBBC021_REGEX = (
 )
 
 _FIELDS = ("plate", "well", "site", "channel")
+
+#: File-name schemes of plate imagers, tried in this order (the first match wins).
+#: Groups: ``plate``, ``well`` (or ``row`` and ``col`` numbers), ``site`` (kept as
+#: the name writes it: ``s4``, ``f01``, ``F002``), ``channel``; ``plane`` and
+#: ``timepoint`` are recognised but not yet reported.
+NAME_SCHEMES: dict[str, str] = {
+    # Week1_22123_B02_s4_w1<UUID>.tif
+    "BBBC021": BBBC021_REGEX,
+    # MyPlate_D05_s3_w1<UUID>.tif, A01_s1_w1.tif (MetaXpress; without the week prefix)
+    "ImageXpress": r"^(?:(?P<plate>.+?)_)?(?P<well>[A-Pa-p]\d{1,2})_(?P<site>s\d+)"
+                   r"(?:_(?P<channel>w\d))?",
+    # r02c03f01p01-ch1sk1fk1fl1.tiff: row 2, column 3 = well B03
+    "Opera Phenix": r"^r(?P<row>\d{2})c(?P<col>\d{2})(?P<site>f\d{2,3})(?:p(?P<plane>\d{2}))?"
+                    r"-(?P<channel>ch\d+)",
+    # AssayPlate_Greiner_655090_C04_T0001F002L01A01Z01C01.tif
+    "Yokogawa CV7000": r"^(?P<plate>.+)_(?P<well>[A-P]\d{2})_T(?P<timepoint>\d{4})"
+                       r"(?P<site>F\d{3})L\d{2}A\d{2}Z(?P<plane>\d{2})(?P<channel>C\d{2})",
+    # AS_09125_050118150001_A01f00d0.TIF
+    "Cellomics": r"^(?P<plate>.+)_(?P<well>[A-P]\d{2})(?P<site>f\d{2,3})(?P<channel>d\d)",
+    # 20180328_TestAbs_G - 8(fld 4 wv Red - Cy5).tif, B - 03(fld 1 wv DAPI - DAPI).tif
+    "IN Cell Analyzer": r"^(?:(?P<plate>.*)_)?(?P<row>[A-P]) - (?P<col>\d{1,2})"
+                        r"\((?P<site>fld \d+) wv (?P<channel>[^)]+?)\)",
+    # MiaPaCa2-PhaseOriginal_A2_1_03d06h40m.tif
+    "Incucyte": r"^(?P<plate>.+?)_(?P<well>[A-P]\d{1,2})_(?P<site>\d+)_",
+}
+_COMPILED = {name: re.compile(rx) for name, rx in NAME_SCHEMES.items()}
 
 
 @dataclass(frozen=True)
@@ -78,8 +106,8 @@ def parse_metadata(path: str | os.PathLike, regex: str | re.Pattern | None = Non
     regex : str or re.Pattern, optional
         A regular expression with any of the named groups ``plate``, ``well``,
         ``site`` and ``channel``, matched at the start of the file name
-        (``re.search`` semantics when it does not start with ``^``). Defaults
-        to the BBBC021 template :data:`BBBC021_REGEX`.
+        (``re.search`` semantics when it does not start with ``^``). Default:
+        the plate imagers' schemes of :data:`NAME_SCHEMES`, in order.
 
     Returns
     -------
@@ -87,14 +115,27 @@ def parse_metadata(path: str | os.PathLike, regex: str | re.Pattern | None = Non
         Blank fields for a name that does not match.
     """
     name = Path(path).name
-    pattern = re.compile(regex if regex is not None else BBBC021_REGEX)
-    m = pattern.search(name)
+    if regex is not None:
+        m = re.compile(regex).search(name)
+    else:
+        m = next((m for m in (p.search(name) for p in _COMPILED.values()) if m), None)
     if not m:
         return ImageMeta()
-    groups = {k: (v or "") for k, v in m.groupdict().items() if k in _FIELDS}
+    found = m.groupdict()
+    groups = {k: (v or "") for k, v in found.items() if k in _FIELDS}
+    if found.get("row") and found.get("col") and not groups.get("well"):
+        row = found["row"]
+        letter = row.upper() if row.isalpha() else chr(ord("A") + int(row) - 1)
+        groups["well"] = f"{letter}{int(found['col']):02d}"
     if groups.get("well"):
         groups["well"] = _normalise_well(groups["well"])
     return ImageMeta(**groups)
+
+
+def name_scheme(path: str | os.PathLike) -> str:
+    """The plate imager whose naming a file name follows (``''`` when none does)."""
+    name = Path(path).name
+    return next((scheme for scheme, p in _COMPILED.items() if p.search(name)), "")
 
 
 def find_images(

@@ -24,6 +24,7 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -31,7 +32,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .backends import default_workers, make_backend
-from .discovery import BBBC021_PATTERN, find_images
+from .discovery import BBBC021_PATTERN, find_images, name_scheme
 from .params import DetectionParams
 from .results import ImageResult
 from .resume import load_partial_results, resume_state
@@ -205,9 +206,18 @@ class Run:
             self.done = resume_state(self.out, self.params, self.labels)
         info = {"command": " ".join(["nuclei-counter", *sys.argv[1:]]),
                 **self.info, "engine": self.engine, "backend": self.backend.name,
-                "workers": self.workers}
+                "workers": self.workers, "names": self._names()}
         self._writer = ResultsWriter(self.out, self.params, len(self.labels), info,
                                      done=self.done, parquet=self.parquet)
+
+    def _names(self) -> str:
+        """How metadata was read from the names: the imager's scheme most files follow."""
+        if self.regex is not None:
+            return "regex: " + self.regex
+        if self.arrays is not None:
+            return ""
+        schemes = Counter(name_scheme(label) for label in self.labels)
+        return schemes.most_common(1)[0][0] if schemes else ""
 
     @property
     def n_images(self) -> int:
