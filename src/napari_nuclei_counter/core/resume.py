@@ -30,7 +30,8 @@ def _file_key(path: str) -> tuple[int, float] | None:
     return st.st_size, st.st_mtime
 
 
-def resume_state(out_dir, params: DetectionParams, paths: list[str]) -> set[int]:
+def resume_state(out_dir, params: DetectionParams, paths: list[str], *,
+                 key: dict | None = None) -> set[int]:
     """Prepare ``out_dir`` to finish an interrupted run; return the indices already done.
 
     The images done are the longest prefix of ``paths`` that a previous run
@@ -46,6 +47,9 @@ def resume_state(out_dir, params: DetectionParams, paths: list[str]) -> set[int]
     params : DetectionParams
     paths : list of str
         The images of the new run, in input order.
+    key : dict, optional
+        The rest of what must match (engine, name regex, channel, z): compared
+        with the ``resume_key`` of the previous ``run.json``.
 
     Returns
     -------
@@ -65,6 +69,8 @@ def resume_state(out_dir, params: DetectionParams, paths: list[str]) -> set[int]
     try:
         run = json.loads(run_path.read_text(encoding="utf-8"))
         same = DetectionParams.from_dict(run["parameters"]).digest() == params.digest()
+        if key is not None and "resume_key" in run:  # runs before the key: parameters only
+            same = same and run["resume_key"] == key
     except (ValueError, KeyError, TypeError):
         same = False
     if not same:

@@ -33,6 +33,7 @@ import numpy as np
 
 from .backends import default_workers, make_backend
 from .discovery import BBBC021_PATTERN, find_images, name_scheme
+from .io import PlaneChoice
 from .params import DetectionParams
 from .results import ImageResult
 from .resume import load_partial_results, resume_state
@@ -104,6 +105,11 @@ class Run:
         Also search the folder's sub-folders.
     labels : sequence of str, optional
         Names of in-memory images (default ``'image 0'``, ...).
+    channel : str or int, optional
+        The channel of multi-channel files: a 0-based index or a name from the
+        file's metadata (case-insensitive).
+    z : {'max', 'mean'} or int, optional
+        For z-stacks: a projection, or a 0-based plane.
     out : path, optional
         Write the tables there, streaming as results arrive.
     resume : bool, optional
@@ -130,6 +136,7 @@ class Run:
                  backend="process", workers: int | None = None, engine: str = "fast",
                  regex: str | None = None, pattern: str = BBBC021_PATTERN,
                  recursive: bool = False, labels: Sequence[str] | None = None,
+                 channel: str | int | None = None, z: str | int | None = None,
                  out: str | os.PathLike | None = None, resume: bool = False,
                  parquet: bool = False, info: dict | None = None,
                  chunksize: int | None = None, cancel: threading.Event | None = None,
@@ -142,6 +149,8 @@ class Run:
         self.regex = regex
         self.pattern = pattern
         self.recursive = recursive
+        self.plane = PlaneChoice(None if channel is None else str(channel),
+                                 None if z is None else str(z))
         self.out = Path(out).expanduser() if out is not None else None
         self.resume = resume
         self.parquet = parquet
@@ -202,13 +211,19 @@ class Run:
         self.labels = [str(p) for p in src]
 
     def _open_writer(self) -> None:
+        key = self.resume_key()
         if self.resume and self.arrays is None:
-            self.done = resume_state(self.out, self.params, self.labels)
+            self.done = resume_state(self.out, self.params, self.labels, key=key)
         info = {"command": " ".join(["nuclei-counter", *sys.argv[1:]]),
                 **self.info, "engine": self.engine, "backend": self.backend.name,
-                "workers": self.workers, "names": self._names()}
+                "workers": self.workers, "names": self._names(), **self.plane.as_dict(),
+                "resume_key": key}
         self._writer = ResultsWriter(self.out, self.params, len(self.labels), info,
                                      done=self.done, parquet=self.parquet)
+
+    def resume_key(self) -> dict:
+        """What must match for a resume to keep earlier rows (besides the parameters)."""
+        return {"engine": self.engine, "regex": self.regex, **self.plane.as_dict()}
 
     def _names(self) -> str:
         """How metadata was read from the names: the imager's scheme most files follow."""
@@ -266,7 +281,8 @@ class Run:
             backend = self.backend if len(self.arrays) > 1 else make_backend("serial")
             return run_arrays(self.arrays, self.labels, self.params, backend, **opts)
         items = [(i, self.labels[i]) for i in todo]
-        return run_paths(items, self.params, self.backend, regex=self.regex, **opts)
+        return run_paths(items, self.params, self.backend, regex=self.regex, plane=self.plane,
+                         **opts)
 
 
 class _Counter:

@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .discovery import parse_metadata
+from .io import PlaneChoice
 from .params import DetectionParams
 from .results import ImageResult
 from .scheduler import Backend, schedule
@@ -24,14 +25,16 @@ __all__ = ["run_arrays", "run_paths"]
 
 
 def run_paths(items: list[tuple[int, str]], params: DetectionParams, backend: Backend, *,
-              engine: str = "fast", regex: str | None = None, chunksize: int | None = None,
+              engine: str = "fast", regex: str | None = None, plane: PlaneChoice | None = None,
+              chunksize: int | None = None,
               cancel: threading.Event | None = None) -> Iterator[ImageResult]:
     """Detect nuclei in files; yield one result per ``(index, path)`` item as it completes."""
 
     def failed(item, message):
         return ImageResult(item[0], item[1], parse_metadata(item[1], regex), error=message)
 
-    yield from schedule(items, process_chunk, (params, engine, regex), backend, failed=failed,
+    yield from schedule(items, process_chunk, (params, engine, regex, plane), backend,
+                        failed=failed,
                         chunksize=chunksize, cancel=cancel)
 
 

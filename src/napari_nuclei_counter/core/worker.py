@@ -20,7 +20,7 @@ import numpy as np
 from . import _fast  # noqa: F401  (preloaded by the forkserver)
 from .detection import as_grayscale_2d, detect
 from .discovery import ImageMeta, parse_metadata
-from .io import read_image
+from .io import PlaneChoice, read_image
 from .params import DetectionParams
 from .qc import image_metrics
 from .results import ImageResult
@@ -51,21 +51,22 @@ def _measure(index: int, label: str, load, params: DetectionParams, engine: str,
 
 
 def process_image(index: int, path: str, params: DetectionParams, engine: str = "fast",
-                  regex: str | None = None) -> ImageResult:
+                  regex: str | None = None, plane: PlaneChoice | None = None) -> ImageResult:
     """Read and detect one image file; any failure becomes the result's ``error``."""
     try:
         st = os.stat(path)
         size, mtime = st.st_size, st.st_mtime
     except OSError:  # missing or a broken link: read_image says so
         size = mtime = None
-    return _measure(index, str(path), lambda: read_image(path, reuse_buffer=True), params,
+    return _measure(index, str(path), lambda: read_image(path, plane=plane, reuse_buffer=True), params,
                     engine, parse_metadata(path, regex), file_size=size, file_mtime=mtime)
 
 
 def process_chunk(items: Sequence[tuple[int, str]], params: DetectionParams, engine: str = "fast",
-                  regex: str | None = None) -> list[ImageResult]:
+                  regex: str | None = None, plane: PlaneChoice | None = None
+                  ) -> list[ImageResult]:
     """Worker entry point: process ``(index, path)`` pairs in order."""
-    return [process_image(i, p, params, engine, regex) for i, p in items]
+    return [process_image(i, p, params, engine, regex, plane) for i, p in items]
 
 
 def detect_array(index: int, label: str, image, params: DetectionParams,
