@@ -152,7 +152,7 @@ def test_task_failure_becomes_error_results(plate, expected, monkeypatch):
     assert sorted(got) == list(range(len(plate)))
     broken = got[len(plate) - 1]
     # alone, it killed its worker again: the culprit, named
-    assert "worker process died while processing this image, twice" in broken.error
+    assert "worker process died every time it processed this image" in broken.error
     # the chunk-mates of the culprit were retried alone and succeeded
     _assert_same({i: r for i, r in got.items() if i != len(plate) - 1},
                  {i: r for i, r in expected.items() if i != len(plate) - 1})

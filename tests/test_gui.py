@@ -138,7 +138,7 @@ def test_stack_in_memory_runs_through_shared_memory(make_napari_viewer, qtbot, p
 
 def test_cancel_mid_run_leaves_no_worker_processes(make_napari_viewer, qtbot, tmp_path):
     paths = write_sample_plate(tmp_path / "p", rows="B", columns=range(2, 4), sites=1, seed=6)
-    link_copies(paths, 40, "E")  # far more images than done before the cancel
+    link_copies(paths, 300, "E")  # 602 images: far more than done before the cancel
     viewer = make_napari_viewer()
     widget = _dock(viewer)
     widget.source.value = "folder"
@@ -149,16 +149,17 @@ def test_cancel_mid_run_leaves_no_worker_processes(make_napari_viewer, qtbot, tm
     assert widget.run_button.text == "Cancel"
     assert widget.start_run() is None  # a second run cannot start
     qtbot.waitUntil(lambda: len(widget.results) >= 2, timeout=30000)
+    assert widget.running  # still going: the cancel below is what stops it
     with qtbot.waitSignal(worker.finished, timeout=10000):
         widget.toggle_run()  # the Run button is now Cancel
     qtbot.waitUntil(lambda: not (worker_pids() - before), timeout=5000)
-    assert len(widget.results) < 82
+    assert len(widget.results) < 602
     assert widget.run_button.text == "Run" and widget.status.value.startswith("Cancelled")
 
 
 def test_closing_napari_stops_the_workers(make_napari_viewer, qtbot, tmp_path):
     paths = write_sample_plate(tmp_path / "p", rows="B", columns=range(2, 4), sites=1, seed=7)
-    link_copies(paths, 40, "F")
+    link_copies(paths, 300, "F")
     viewer = make_napari_viewer()
     widget = _dock(viewer)
     widget.source.value = "folder"

@@ -93,7 +93,7 @@ def test_suspects_are_retried_alone_and_only_the_culprit_fails():
     got = {r.index: r for r in schedule(items, _task, (), backend, failed=_failed, chunksize=4)}
     assert sorted(got) == list(range(20))  # every image once
     assert [i for i, r in got.items() if not r.ok] == [7]
-    assert "died while processing this image, twice" in got[7].error
+    assert "died every time it processed this image" in got[7].error
     assert backend.recovered >= 1 and backend.closed
 
 
@@ -121,3 +121,39 @@ def test_an_error_in_a_task_fails_its_images_not_the_run():
     assert sorted(got) == list(range(6))
     assert got[3].error == "worker failed: RuntimeError: cannot pickle"
     assert all(got[i].ok for i in (0, 1, 2, 4, 5))
+
+
+class _PoolLike(_Dying):
+    """Like a process pool: tasks finish one at a time, and one death breaks every task in flight."""
+
+    def wait(self, handles, timeout):
+        first = handles[0]
+        if getattr(first, "poisoned", False):
+            return [first]
+        done = super().wait([first], timeout)
+        if any(label in self.deadly for _, label in first.task[1]):
+            for h in handles:  # the pool is broken: everything in flight is lost
+                h.poisoned = True
+        return done
+
+    def result(self, handle):
+        if getattr(handle, "poisoned", False):
+            raise WorkerDied("pool broken")
+        return super().result(handle)
+
+
+def test_with_a_pool_that_breaks_whole_only_the_culprits_fail():
+    items = [(i, f"img{i}") for i in range(40)]
+    got = {r.index: r for r in schedule(items, _task, (), _PoolLike({"img3", "img13"}),
+                                        failed=_failed, chunksize=4)}
+    assert sorted(got) == list(range(40))
+    assert sorted(i for i, r in got.items() if not r.ok) == [3, 13]
+
+
+def test_workers_that_never_start_fail_the_run_quickly_with_the_reason():
+    backend = _Dying({f"img{i}" for i in range(1000)})  # every task dies
+    items = [(i, f"img{i}") for i in range(1000)]
+    got = list(schedule(items, _task, (), backend, failed=_failed, chunksize=4))
+    assert len(got) == 1000 and not any(r.ok for r in got)
+    assert backend.recovered <= 5  # not one new pool per image
+    assert sum("could not be started" in r.error for r in got) >= 990

@@ -256,7 +256,7 @@ class Run:
         todo = [i for i in range(len(self.labels)) if i not in self.done]
         writer, counted = self._writer, _Counter(self.done)
         log.info("%d images (%d done before), %s", len(self.labels), len(self.done), self.params)
-        finished = False
+        finished, failed = False, False
         try:
             for result in self._schedule(todo):
                 if writer is not None:
@@ -266,14 +266,23 @@ class Run:
                     self.progress(result, counted.n_done, len(self.labels))
                 yield result
             finished = not self.cancel.is_set()
+        except (GeneratorExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            failed = True
+            raise
         finally:
-            # also on GeneratorExit (a closed generator) and KeyboardInterrupt
-            if writer is not None:
-                writer.close(complete=finished)
-                counted = writer
-            self.summary = RunSummary(len(self.labels), counted.n_done, counted.n_failed,
-                                      counted.n_nuclei, time.perf_counter() - t0, len(todo),
-                                      not finished, self.out if writer is not None else None)
+            try:
+                if writer is not None and failed:
+                    writer.abort()  # the streaming files stay for --resume; the error shows
+                elif writer is not None:  # also after a cancel, a close or Ctrl+C
+                    writer.close(complete=finished)
+                    counted = writer
+            finally:
+                self.summary = RunSummary(
+                    len(self.labels), counted.n_done, counted.n_failed, counted.n_nuclei,
+                    time.perf_counter() - t0, len(todo), not finished,
+                    self.out if writer is not None else None)
 
     def _schedule(self, todo: list[int]) -> Iterator[ImageResult]:
         opts = {"engine": self.engine, "chunksize": self.chunksize, "cancel": self.cancel}

@@ -36,6 +36,9 @@ TASK_SECONDS = 0.5
 POLL_SECONDS = 0.1
 #: new workers refused this many times in a row: the remaining images fail
 MAX_REFUSED = 3
+#: the error of an image whose worker died again when it ran alone
+LOST = ("the worker process died every time it processed this image (out of memory, "
+        "or killed)")
 
 
 class WorkerDied(Exception):
@@ -193,18 +196,23 @@ def schedule(items: list, fn: Callable, args: tuple, backend: Backend, *,
     running: dict = {}  # handle -> (chunk, suspect)
     broken = False
     refused = 0  # submissions refused in a row: workers that cannot start at all
+    succeeded = False  # some task returned: the workers can start
+    suspect_deaths = 0
     backend.start(len(items))
     try:
         while work or running:
             if broken and not running:
-                if refused >= MAX_REFUSED:
+                if refused >= MAX_REFUSED or (not succeeded and suspect_deaths >= MAX_REFUSED):
                     for item in work.drain():
-                        yield failed(item, "the worker processes could not be started")
+                        yield failed(item, "the worker processes could not be started "
+                                           "(or died at once, before any image was done)")
                     return
                 log.warning("a worker process died; retrying %d image(s) one at a time", work.suspects)
                 backend.recover()
                 broken = False
-            limit = 1 if work.suspects else backend.capacity()
+            # suspects run alone, until the last of them has come back
+            alone = work.suspects or any(suspect for _, suspect in running.values())
+            limit = 1 if alone else backend.capacity()
             while work and not broken and len(running) < limit:
                 chunk, suspect = work.next_chunk(backend.threads())
                 if before_submit is not None:
@@ -229,8 +237,8 @@ def schedule(items: list, fn: Callable, args: tuple, backend: Backend, *,
                 except WorkerDied as exc:
                     broken = True
                     if suspect:
-                        yield failed(chunk[0], "the worker process died while processing this "
-                                               "image, twice (out of memory, or killed)")
+                        suspect_deaths += 1
+                        yield failed(chunk[0], LOST)
                     else:
                         log.debug("task of %d image(s) lost: %s", len(chunk), exc)
                         work.suspect(chunk)
@@ -239,6 +247,7 @@ def schedule(items: list, fn: Callable, args: tuple, backend: Backend, *,
                     for item in chunk:
                         yield failed(item, f"worker failed: {type(exc).__name__}: {exc}")
                     continue
+                succeeded = True
                 for result in results:
                     work.observe(result)
                     yield result

@@ -81,7 +81,14 @@ class FolderPicker(QObject):
     def _match_in_worker(self) -> None:
         self._request += 1
         request = self._request
-        worker = create_worker(lambda: (request, len(self.paths())))
+        folder, glob = self.path(), self.glob()  # read the fields here, on the GUI thread
+
+        def count() -> tuple[int, int]:
+            if folder is None or not folder.is_dir():
+                return request, 0
+            return request, len(find_images(folder, glob))
+
+        worker = create_worker(count)
         worker.returned.connect(self._on_matched)
         worker.start()
 

@@ -55,9 +55,16 @@ def _run_job(run: Run, layer_name: str | None):
         yield "results", batch
 
 
+class RunFailed(Exception):
+    """A run stopped by an error (superqt treats a plain ``RuntimeError`` as a deleted worker)."""
+
+
 def _relay(job):
     """The worker's generator function: relays the job's messages."""
-    yield from job
+    try:
+        yield from job
+    except RuntimeError as exc:  # would end the worker silently, the dock stuck "running"
+        raise RunFailed(str(exc) or type(exc).__name__) from exc
 
 
 def _close_quietly(gen) -> None:
@@ -129,6 +136,16 @@ class RunController(QObject):
         # napari quits workers when it closes; make sure the workers go too. Plain
         # callables, not methods of self, so they run even if the dock is gone.
         worker.aborted.connect(run.cancel.set)
+        # napari quits workers when it closes and then waits for them: quitting also
+        # cancels the run, which then ends within a fraction of a second and writes
+        # its tables in the worker thread before napari's wait returns
+        quit_worker = worker.quit
+
+        def quit_and_cancel() -> None:
+            run.cancel.set()
+            quit_worker()
+
+        worker.quit = quit_and_cancel
         # a worker quit by napari leaves the job suspended at a yield: close it,
         # which stops the worker processes and writes the tables
         worker.finished.connect(functools.partial(_close_quietly, job))
