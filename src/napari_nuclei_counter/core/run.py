@@ -266,9 +266,7 @@ class Run:
                     self.progress(result, counted.n_done, len(self.labels))
                 yield result
             finished = not self.cancel.is_set()
-        except (GeneratorExit, KeyboardInterrupt):
-            raise
-        except BaseException:
+        except Exception:  # not a close, Ctrl+C or exit: those still finish the tables
             failed = True
             raise
         finally:
