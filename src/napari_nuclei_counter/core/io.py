@@ -1,202 +1,70 @@
 """Files in and out: reading one image as a 2-D plane, writing any file atomically.
 
-One reader for every front end: :func:`read_image` picks the decoder by file
-type (:data:`READERS`): TIFF of any compression tifffile reads with
-imagecodecs (LZW, zstd, deflate with predictor, JPEG, JPEG 2000, tiles,
-BigTIFF, either byte order), PNG (8- and 16-bit) and JPEG through
-imagecodecs. Each decode uses one thread: batch workers already use every
-core.
+One reader for every front end (the batch, the napari reader, the dock's
+folder mode, the gallery's thumbnails): :func:`read_image` picks the decoder
+by file type (:mod:`.readers`): TIFF of any compression tifffile reads with
+imagecodecs, PNG (8- and 16-bit) and JPEG, OME-Zarr images and plate fields,
+and ND2, CZI, LIF through bioio (the ``formats`` extra).
+
+A file holding several scenes (series, positions) gives one image per scene,
+named ``FILE#SCENE`` (0-based): :func:`split_scene` takes such a name apart.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
-import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .detection import as_grayscale_2d
+from .planes import PlaneChoice, select_plane
+from .readers import ImageInfo, describe, read_plane
 
-__all__ = ["PlaneChoice", "atomic_write", "read_image", "select_plane"]
+__all__ = ["ImageInfo", "PlaneChoice", "atomic_write", "describe_image", "read_image",
+           "scene_path", "select_plane", "split_scene"]
 
-_read_local = threading.local()
-
-
-def _reusable(shape: tuple, dtype) -> np.ndarray:
-    """A per-thread array reused by successive reads of same-sized images."""
-    buf = getattr(_read_local, "buffer", None)
-    if buf is None or buf.shape != shape or buf.dtype != dtype:
-        buf = np.empty(shape, dtype)
-        _read_local.buffer = buf
-    return buf
+_SCENE = re.compile(r"^(?P<file>.+)#(?P<scene>\d+)$")
 
 
-@dataclass(frozen=True)
-class PlaneChoice:
-    """Which 2-D plane of a multi-dimensional file to detect in.
+def scene_path(path: str | os.PathLike, scene: int) -> str:
+    """The name of scene ``scene`` (0-based) of a multi-scene file: ``FILE#SCENE``."""
+    return f"{os.fspath(path)}#{int(scene)}"
 
-    Attributes
-    ----------
-    channel : str or None
-        A channel of a multi-channel file: a 0-based index (``'1'``) or a name
-        from the OME-XML or ImageJ metadata (case-insensitive).
-    z : str or None
-        For a z-stack: ``'max'`` or ``'mean'`` (a projection) or a 0-based
-        plane index. A multi-page TIFF without axis metadata is read as a
-        z-stack only with a choice here.
+
+def split_scene(path: str | os.PathLike) -> tuple[Path, int | None]:
+    """``(file, scene)`` of a name written by :func:`scene_path`; ``(path, None)`` otherwise.
+
+    A file whose own name ends in ``#`` and digits is taken as it is.
     """
-
-    channel: str | None = None
-    z: str | None = None
-
-    def __post_init__(self) -> None:
-        z = self.z
-        if z is not None and str(z).lower() not in ("max", "mean") and not str(z).isdigit():
-            raise ValueError(f"z must be 'max', 'mean' or a plane index (0, 1, ...), not {z!r}")
-
-    def as_dict(self) -> dict:
-        """For ``run.json`` and the resume key."""
-        return {"channel": self.channel, "z": self.z}
+    p = Path(path)
+    m = _SCENE.match(os.fspath(path))
+    if m and not p.exists() and Path(m["file"]).exists():
+        return Path(m["file"]), int(m["scene"])
+    return p, None
 
 
-def _channel_names(tf) -> list[str]:
-    """Channel names from OME-XML or ImageJ metadata (empty when the file has none)."""
-    if tf.is_ome and tf.ome_metadata:
-        import xml.etree.ElementTree as ET
-
-        try:
-            root = ET.fromstring(tf.ome_metadata)
-        except ET.ParseError:
-            return []
-        image = next((e for e in root.iter() if e.tag.endswith("}Image")), None)
-        return [c.get("Name") or "" for c in (image.iter() if image is not None else ())
-                if c.tag.endswith("}Channel")]
-    if tf.is_imagej and tf.imagej_metadata:
-        labels = tf.imagej_metadata.get("Labels")
-        if isinstance(labels, (list, tuple)):
-            return [str(v) for v in labels]
-    return []
-
-
-def _channel_index(channel: str, names: list[str], n: int) -> int:
-    listed = ", ".join(n or "?" for n in names) if names else "no names"
-    if str(channel).strip().lstrip("-").isdigit():
-        i = int(channel)
-        if not 0 <= i < n:
-            raise ValueError(f"channel {i} does not exist: {n} channels ({listed}), "
-                             f"numbered from 0")
-        return i
-    wanted = str(channel).strip().casefold()
-    for i, name in enumerate(names[:n]):
-        if name.casefold() == wanted:
-            return i
-    raise ValueError(f"no channel named {channel!r}: {n} channels ({listed})")
-
-
-def select_plane(data: np.ndarray, axes: str, choice: PlaneChoice | None = None,
-                 names: list[str] | None = None) -> np.ndarray:
-    """The 2-D plane of ``data`` that ``choice`` picks.
-
-    Parameters
-    ----------
-    data : ndarray
-    axes : str
-        tifffile's axes of ``data`` (``'CYX'``, ``'ZCYX'``, ``'IYX'`` for plain pages, ...).
-    choice : PlaneChoice, optional
-    names : list of str, optional
-        Channel names, for choosing by name and for messages.
-
-    Raises
-    ------
-    ValueError
-        When the file holds several channels or planes and nothing (or
-        something unknown) was chosen; the message says what to do.
-    """
-    choice = choice or PlaneChoice()
-    names = list(names or [])
-    axes = axes.upper()
-    keep = [i for i, a in enumerate(axes) if data.shape[i] != 1 or a in "YX"]
-    data = data.reshape([data.shape[i] for i in keep])
-    axes = "".join(axes[i] for i in keep)
-    if "C" in axes:
-        k = axes.index("C")
-        n = data.shape[k]
-        if choice.channel is None:
-            listed = f" ({', '.join(names[:n])})" if names else ""
-            raise ValueError(f"{n} channels{listed}: choose one with --channel")
-        data = np.take(data, _channel_index(choice.channel, names, n), axis=k)
-        axes = axes[:k] + axes[k + 1:]
-    stack = next((a for a in "ZIQ" if a in axes), None)
-    if stack is not None:
-        k = axes.index(stack)
-        n = data.shape[k]
-        if choice.z is None:
-            what = (f"a z-stack of {n} planes" if stack == "Z" else
-                    f"{n} pages without axis metadata")
-            raise ValueError(f"{what}: choose --z max, --z mean or a plane with --z INDEX")
-        z = str(choice.z).lower()
-        if z == "max":
-            data = data.max(axis=k)
-        elif z == "mean":
-            data = data.mean(axis=k)
-        elif int(z) < n:
-            data = np.take(data, int(z), axis=k)
-        else:
-            raise ValueError(f"plane {z} does not exist: {n} planes, numbered from 0")
-        axes = axes[:k] + axes[k + 1:]
-    if "T" in axes:
-        raise ValueError(f"a time series of {data.shape[axes.index('T')]} frames: save the "
-                         "frames as separate files")
-    return data
-
-
-def _read_tiff(p: Path, reuse_buffer: bool, choice: PlaneChoice | None) -> np.ndarray:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(p) as tf:
-            series = tf.series[0]
-            out = _reusable(tuple(series.shape), series.dtype) if reuse_buffer else None
-            data = tf.asarray(out=out, maxworkers=1)
-            axes = series.axes
-            names = _channel_names(tf) if "C" in axes else []
-    except Exception as exc:  # tifffile raises many kinds for bad files
-        raise ValueError(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
-    return select_plane(data, axes, choice, names)
-
-
-def _read_codec(kind: str, name: str):
-    def read(p: Path, reuse_buffer: bool, choice: PlaneChoice | None) -> np.ndarray:
-        import imagecodecs
-
-        decode = getattr(imagecodecs, f"{kind}_decode")
-        try:
-            return decode(p.read_bytes())
-        except Exception as exc:  # a truncated or corrupt file
-            raise ValueError(f"not a readable {name} ({type(exc).__name__}: {exc})") from None
-
-    return read
-
-
-#: decoder by file-name suffix (lower case); anything else is read as a TIFF
-READERS = {
-    ".png": _read_codec("png", "PNG"),
-    ".jpg": _read_codec("jpeg8", "JPEG"),
-    ".jpeg": _read_codec("jpeg8", "JPEG"),
-}
+def _check_exists(p: Path) -> None:
+    if not p.exists():
+        if p.is_symlink():
+            raise FileNotFoundError("broken symbolic link: its target does not exist")
+        raise FileNotFoundError("file not found")
+    if p.is_file() and p.stat().st_size == 0:
+        raise ValueError("empty file (0 bytes)")
 
 
 def read_image(path: str | os.PathLike, *, plane: PlaneChoice | None = None,
                reuse_buffer: bool = False) -> np.ndarray:
-    """Read one grayscale image (TIFF, PNG or JPEG) as a 2-D array.
+    """Read one grayscale image as a 2-D array (any supported format).
 
     Parameters
     ----------
     path : str or PathLike
+        A file, an OME-Zarr image folder (a plate's field), or ``FILE#SCENE``
+        for one scene of a multi-scene file.
     plane : PlaneChoice, optional
         The channel and z choice for multi-channel files and z-stacks.
     reuse_buffer : bool, optional
@@ -213,15 +81,32 @@ def read_image(path: str | os.PathLike, *, plane: PlaneChoice | None = None,
     FileNotFoundError, ValueError, TypeError
         With a message a biologist can act on.
     """
-    p = Path(path)
-    if not p.exists():
-        if p.is_symlink():
-            raise FileNotFoundError("broken symbolic link: its target does not exist")
-        raise FileNotFoundError("file not found")
-    if p.stat().st_size == 0:
-        raise ValueError("empty file (0 bytes)")
-    reader = READERS.get(p.suffix.lower(), _read_tiff)
-    return as_grayscale_2d(reader(p, reuse_buffer, plane))
+    p, scene = split_scene(path)
+    _check_exists(p)
+    return as_grayscale_2d(read_plane(p, plane, scene or 0, reuse_buffer))
+
+
+def describe_image(path: str | os.PathLike) -> ImageInfo:
+    """What an image file holds (shape, axes, channel names, scenes), from its header.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        As for :func:`read_image`.
+
+    Returns
+    -------
+    ImageInfo
+        ``.channels``, ``.n_channels``, ``.n_planes``, ``.n_scenes``,
+        ``.plane_shape``, ``.dtype``.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+    """
+    p, _ = split_scene(path)
+    _check_exists(p)
+    return describe(p)
 
 
 def _read_umask() -> int:
