@@ -38,7 +38,8 @@ def test_detect_end_to_end(sample_images, tmp_path):
     assert "failed" in p.stderr and "BAD.tif" in p.stderr
     images = pd.read_csv(out / "images.csv", keep_default_na=False)
     nuclei = pd.read_csv(out / "nuclei.csv")
-    assert list(images.columns) == ["path", "plate", "well", "site", "channel", "n_nuclei",
+    assert list(images.columns) == ["path", "plate", "well", "site", "channel", "plane",
+                                    "timepoint", "scene", "n_nuclei",
                                     "error", "seconds", "saturated_fraction", "sharpness",
                                     "qc_flags", "edited", "file_size", "file_mtime"]
     wells = pd.read_csv(out / "wells.csv")

@@ -29,10 +29,11 @@ NAMES = [
     ("MyPlate_D05_s3_w12516AC85-E2EB-45E3-8CDB-31FE6899A08E.tif", "ImageXpress",
      ImageMeta("MyPlate", "D05", "s3", "w1")),
     ("A01_s1_w1.tif", "ImageXpress", ImageMeta("", "A01", "s1", "w1")),
-    ("r02c03f01p01-ch1sk1fk1fl1.tiff", "Opera Phenix", ImageMeta("", "B03", "f01", "ch1")),
-    ("r03c04f144p05-ch3sk1fk1fl1.tiff", "Opera Phenix", ImageMeta("", "C04", "f144", "ch3")),
+    ("r02c03f01p01-ch1sk1fk1fl1.tiff", "Opera Phenix", ImageMeta("", "B03", "f01", "ch1", "01")),
+    ("r03c04f144p05-ch3sk1fk1fl1.tiff", "Opera Phenix",
+     ImageMeta("", "C04", "f144", "ch3", "05")),
     ("AssayPlate_Greiner_655090_C04_T0001F002L01A01Z01C01.tif", "Yokogawa CV7000",
-     ImageMeta("AssayPlate_Greiner_655090", "C04", "F002", "C01")),
+     ImageMeta("AssayPlate_Greiner_655090", "C04", "F002", "C01", "01", "0001")),
     ("AS_09125_050118150001_A01f00d0.TIF", "Cellomics",
      ImageMeta("AS_09125_050118150001", "A01", "f00", "d0")),
     ("20180328_TestAbs_G - 8(fld 4 wv Red - Cy5).tif", "IN Cell Analyzer",
@@ -75,4 +76,11 @@ def test_the_scheme_used_goes_into_run_json(tmp_path):
                  "--quiet", "--workers", "0"]) == 0
     assert json.loads((out / "run.json").read_text())["names"] == "Opera Phenix"
     wells = (out / "images.csv").read_text()
-    assert ",B03,f01,ch1," in wells and ",B04,f01,ch1," in wells
+    assert ",B03,f01,ch1,01,,," in wells and ",B04,f01,ch1,01,,," in wells
+
+
+def test_plane_time_point_and_scene_get_columns_of_their_own():
+    meta = parse_metadata("/d/AssayPlate_Greiner_655090_C04_T0003F002L01A01Z02C01.tif#4")
+    assert (meta.plane, meta.timepoint, meta.scene) == ("02", "0003", "4")
+    assert meta.as_dict() == {"plate": "AssayPlate_Greiner_655090", "well": "C04", "site": "F002",
+                              "channel": "C01", "plane": "02", "timepoint": "0003", "scene": "4"}

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .readers import is_zarr_image
+
 __all__ = [
     "BBBC021_PATTERN",
     "BBBC021_REGEX",
@@ -22,6 +24,13 @@ __all__ = [
 #: Default glob: the DAPI channel (``w1``) of BBBC021-style names.
 BBBC021_PATTERN = "*_w1*.tif"
 
+#: a field of an OME-Zarr (NGFF) plate: ``PLATE.ome.zarr/{row}/{column}/{field}``; the
+#: plate's wells are row/column groups and their fields are listed in its metadata
+#: (:mod:`.plates`), so the path says what the metadata says
+HCS_FIELD = re.compile(r"(?:^|/)(?P<plate>[^/]+?)(?:\.ome)?\.zarr/(?P<row>[A-Za-z]{1,2})/"
+                       r"(?P<col>\d{1,3})/(?P<site>[A-Za-z0-9]+)/?$")
+_SCENE = re.compile(r"#(?P<scene>\d+)$")
+
 #: ``{week}_{plate}_{well}_{site}_{channel}{uuid}.tif``, e.g.
 #: ``Week1_22123_B02_s4_w1EB868A72-19FC-46BB-BDFA-66B8966A817C.tif``.
 BBBC021_REGEX = (
@@ -29,12 +38,13 @@ BBBC021_REGEX = (
     r"(?P<site>s\d+)_(?P<channel>w\d)"
 )
 
-_FIELDS = ("plate", "well", "site", "channel")
+_FIELDS = ("plate", "well", "site", "channel", "plane", "timepoint", "scene")
+_NAME_FIELDS = _FIELDS[:6]
 
 #: File-name schemes of plate imagers, tried in this order (the first match wins).
 #: Groups: ``plate``, ``well`` (or ``row`` and ``col`` numbers), ``site`` (kept as
 #: the name writes it: ``s4``, ``f01``, ``F002``), ``channel``; ``plane`` and
-#: ``timepoint`` are recognised but not yet reported.
+#: ``timepoint`` get columns of their own.
 NAME_SCHEMES: dict[str, str] = {
     # Week1_22123_B02_s4_w1<UUID>.tif
     "BBBC021": BBBC021_REGEX,
@@ -72,12 +82,21 @@ class ImageMeta:
         Field of view within the well, e.g. ``'s4'``.
     channel : str
         Channel, e.g. ``'w1'`` (DAPI in BBBC021).
+    plane : str
+        A z plane the name gives (``'01'`` from Opera's ``p01``, Yokogawa's ``Z01``).
+    timepoint : str
+        A time point the name gives (``'0001'`` from Yokogawa's ``T0001``).
+    scene : str
+        The scene (series, position) of a file holding several, ``'0'``, ``'1'``, ...
     """
 
     plate: str = ""
     well: str = ""
     site: str = ""
     channel: str = ""
+    plane: str = ""
+    timepoint: str = ""
+    scene: str = ""
 
     def as_dict(self) -> dict[str, str]:
         """Return the metadata as a ``dict`` with the table column names."""
@@ -102,7 +121,10 @@ def parse_metadata(path: str | os.PathLike, regex: str | re.Pattern | None = Non
     Parameters
     ----------
     path : str or PathLike
-        The image path; only its file name is parsed.
+        The image path; its file name is parsed (a ``#SCENE`` suffix gives
+        ``scene``), except for the fields of an OME-Zarr plate
+        (``PLATE.ome.zarr/B/3/0``), whose well and field come from the
+        plate's layout.
     regex : str or re.Pattern, optional
         A regular expression with any of the named groups ``plate``, ``well``,
         ``site`` and ``channel``, matched at the start of the file name
@@ -114,15 +136,20 @@ def parse_metadata(path: str | os.PathLike, regex: str | re.Pattern | None = Non
     ImageMeta
         Blank fields for a name that does not match.
     """
-    name = Path(path).name
+    text = os.fspath(path).replace(os.sep, "/")
+    scene = _SCENE.search(text)
+    extra = {"scene": scene["scene"]} if scene else {}
+    name = Path(text[: scene.start()] if scene else text).name
     if regex is not None:
         m = re.compile(regex).search(name)
     else:
-        m = next((m for m in (p.search(name) for p in _COMPILED.values()) if m), None)
+        m = HCS_FIELD.search(text) or next(
+            (m for m in (p.search(name) for p in _COMPILED.values()) if m), None)
     if not m:
-        return ImageMeta()
+        return ImageMeta(**extra)
     found = m.groupdict()
-    groups = {k: (v or "") for k, v in found.items() if k in _FIELDS}
+    groups = {k: (v or "") for k, v in found.items() if k in _NAME_FIELDS}
+    groups.update(extra)
     if found.get("row") and found.get("col") and not groups.get("well"):
         row = found["row"]
         letter = row.upper() if row.isalpha() else chr(ord("A") + int(row) - 1)
@@ -134,7 +161,10 @@ def parse_metadata(path: str | os.PathLike, regex: str | re.Pattern | None = Non
 
 def name_scheme(path: str | os.PathLike) -> str:
     """The plate imager whose naming a file name follows (``''`` when none does)."""
-    name = Path(path).name
+    text = os.fspath(path).replace(os.sep, "/")
+    if HCS_FIELD.search(text):
+        return "OME-Zarr plate"
+    name = Path(text).name
     return next((scheme for scheme, p in _COMPILED.items() if p.search(name)), "")
 
 
@@ -181,8 +211,12 @@ def find_images(
     pat = pattern.lower()
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         base = Path(dirpath)
+        # an OME-Zarr image is a folder: listed like a file when it matches, never entered
+        found.extend(base / d for d in dirnames if not d.startswith(".")
+                     and fnmatch.fnmatchcase(d.lower(), pat) and is_zarr_image(base / d))
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")
+                       and not d.lower().endswith(".zarr")]
         for name in filenames:
             if name.startswith(".") or not fnmatch.fnmatchcase(name.lower(), pat):
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ import numpy as np
 from .discovery import ImageMeta
 from .params import DetectionParams
 from .wells import well_table
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pandas is imported where tables are built: a faster start-up
     import pandas as pd
@@ -40,7 +43,7 @@ __all__ = [
 ]
 
 IMAGE_COLUMNS = [
-    "path", "plate", "well", "site", "channel", "n_nuclei", "error", "seconds",
+    "path", "plate", "well", "site", "channel", "plane", "timepoint", "scene", "n_nuclei", "error", "seconds",
     "saturated_fraction", "sharpness", "qc_flags", "edited", "file_size", "file_mtime",
 ]
 NUCLEI_COLUMNS = ["path", "plate", "well", "site", "y", "x", "intensity"]
@@ -147,7 +150,9 @@ def finish_images(df: pd.DataFrame) -> pd.DataFrame:
     from .qc import qc_flags
 
     df["n_nuclei"] = df["n_nuclei"].astype("Int64")
-    for col in ("plate", "well", "site", "channel", "error"):
+    for col in ("plate", "well", "site", "channel", "plane", "timepoint", "scene", "error"):
+        if col not in df:  # tables written before these columns existed
+            df[col] = ""
         df[col] = df[col].fillna("").astype(str)
     df["edited"] = df["edited"].fillna(False).astype(bool)
     df["qc_flags"] = qc_flags(df) if len(df) else pd.Series(dtype=str)
@@ -163,14 +168,34 @@ def nuclei_table(results: Iterable[ImageResult]) -> pd.DataFrame:
     return df.astype({"y": "int64", "x": "int64", "intensity": "float64"})
 
 
-def _read_csv_lines(path: Path, **kwargs) -> pd.DataFrame:
-    """Read a CSV that a crash may have cut mid-line: the torn last line is dropped."""
+def _read_csv_lines(path: Path, required: tuple = ("path",), **kwargs) -> pd.DataFrame:
+    """Read a CSV that a crash may have cut mid-line: the torn last line is dropped.
+
+    Text cells are decoded (:mod:`.csvsafe`). A file that is not such a table
+    (garbage bytes, no header, rows with extra fields) raises
+    :class:`~.integrity.DamagedTable`, whose message holds no file content.
+    """
     import pandas as pd
 
-    text = path.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    return pd.read_csv(io.StringIO(text), keep_default_na=False, **kwargs)
+    from .csvsafe import decode_columns
+    from .integrity import DamagedTable
+
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:  # keep \r inside cells
+            text = fh.read()
+        if text and not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]
+        df = pd.read_csv(io.StringIO(text), keep_default_na=False, **kwargs)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError,
+            ValueError) as exc:
+        raise DamagedTable(f"{path.name} in {path.parent} is damaged and cannot be read as a "
+                           f"table ({type(exc).__name__})") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DamagedTable(f"{path.name} in {path.parent} is damaged and cannot be read as a "
+                           f"table (no column {missing[0]!r})")
+    return decode_columns(df)
 
 
 def read_images_csv(path: Path) -> pd.DataFrame:
@@ -191,8 +216,15 @@ def read_images_csv(path: Path) -> pd.DataFrame:
 
 
 def read_nuclei_csv(path: Path) -> pd.DataFrame:
-    df = _read_csv_lines(path, dtype={k: str for k in ("path", "plate", "well", "site")})
-    return df.astype({"y": "int64", "x": "int64", "intensity": "float64"})
+    from .integrity import DamagedTable
+
+    df = _read_csv_lines(path, ("path", "y", "x", "intensity"),
+                         dtype={k: str for k in ("path", "plate", "well", "site")})
+    try:
+        return df.astype({"y": "int64", "x": "int64", "intensity": "float64"})
+    except (ValueError, TypeError):
+        raise DamagedTable(f"{Path(path).name} in {Path(path).parent} is damaged: "
+                           "coordinates that are not numbers") from None
 
 
 def pd_isna(value) -> bool:
@@ -240,7 +272,12 @@ def load_results(folder: str | os.PathLike) -> Results:
     """
     import pandas as pd
 
+    from .csvsafe import decode_columns
+    from .integrity import check_folder
+
     folder = Path(folder)
+    for note in check_folder(folder):  # raises InconsistentResults for a mixed set
+        log.warning("%s", note)
     final = (folder / "images.csv").exists()
     images_path = folder / ("images.csv" if final else PARTIAL["images.csv"])
     if not images_path.exists():
@@ -258,6 +295,7 @@ def load_results(folder: str | os.PathLike) -> Results:
             break
     params = DetectionParams.from_dict(run["parameters"]) if "parameters" in run else DetectionParams()
     wells_path = folder / "wells.csv"
-    wells = (pd.read_csv(wells_path, dtype={"plate": str, "well": str}, keep_default_na=False)
+    wells = (decode_columns(pd.read_csv(wells_path, dtype={"plate": str, "well": str},
+                                        keep_default_na=False))
              if final and wells_path.exists() else well_table(images))
     return Results(images, nuclei, run, params, wells)

@@ -9,17 +9,22 @@ results back (the dock shows them).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
+from .csvsafe import encode_columns
 from .discovery import ImageMeta
+from .integrity import SCHEMA, DamagedTable, InconsistentResults, check_folder
 from .io import atomic_write
 from .params import DetectionParams
 from .results import PARTIAL, ImageResult, pd_isna, read_images_csv, read_nuclei_csv
 
 __all__ = ["load_partial_results", "resume_state"]
+
+log = logging.getLogger(__name__)
 
 
 def _file_key(path: str) -> tuple[int, float] | None:
@@ -35,9 +40,10 @@ def resume_state(out_dir, params: DetectionParams, paths: list[str], *,
     """Prepare ``out_dir`` to finish an interrupted run; return the indices already done.
 
     The images done are the longest prefix of ``paths`` that a previous run
-    with the same parameters (same :meth:`DetectionParams.digest`) processed,
-    whose files still have the same size and modification time, and whose
-    nuclei rows all reached the disk. Keeping a prefix makes the finished
+    with the same parameters (same :meth:`DetectionParams.digest`), the same
+    ``key`` and the same table format processed without error, whose files
+    still have the same size and modification time, and whose nuclei rows
+    all reached the disk. Failed images are tried again. Keeping a prefix makes the finished
     tables identical, row order included, to an uninterrupted run. The streaming files are rewritten to hold exactly the
     done images, ready for :class:`ResultsWriter` to append to.
 
@@ -58,9 +64,12 @@ def resume_state(out_dir, params: DetectionParams, paths: list[str], *,
         to resume or the parameters differ.
     """
     out = Path(out_dir)
-    partial = out / PARTIAL["images.csv"]
-    images_path = partial if partial.exists() else out / "images.csv"
-    nuclei_path = out / (PARTIAL["nuclei.csv"] if partial.exists() else "nuclei.csv")
+    streaming = all((out / name).exists() for name in PARTIAL.values())
+    # both streaming files: a run stopped while it went on; otherwise the final
+    # pair (also a run stopped between its final renames: images.csv was
+    # written from the streaming file before nuclei.partial.csv was renamed)
+    images_path = out / (PARTIAL["images.csv"] if streaming else "images.csv")
+    nuclei_path = out / (PARTIAL["nuclei.csv"] if streaming else "nuclei.csv")
     run_path = out / "run.partial.json"
     if not run_path.exists():
         run_path = out / "run.json"
@@ -69,14 +78,29 @@ def resume_state(out_dir, params: DetectionParams, paths: list[str], *,
     try:
         run = json.loads(run_path.read_text(encoding="utf-8"))
         same = DetectionParams.from_dict(run["parameters"]).digest() == params.digest()
-        if key is not None and "resume_key" in run:  # runs before the key: parameters only
-            same = same and run["resume_key"] == key
-    except (ValueError, KeyError, TypeError):
+        # the whole key (engine, regex, channel, z) and the tables' format:
+        # anything that changes a row; runs before the key start afresh
+        same = same and run.get("schema") == SCHEMA
+        if key is not None:
+            same = same and run.get("resume_key") == key
+    except (ValueError, KeyError, TypeError, AttributeError):
         same = False
     if not same:
+        log.warning("the previous run in %s used other parameters or choices: starting afresh",
+                    out)
         return set()
-    images = read_images_csv(images_path)
-    nuclei = read_nuclei_csv(nuclei_path)
+    if run_path.name == "run.json":
+        try:
+            check_folder(out)
+        except InconsistentResults as exc:
+            log.warning("%s; starting afresh", exc)
+            return set()
+    try:
+        images = read_images_csv(images_path)
+        nuclei = read_nuclei_csv(nuclei_path)
+    except DamagedTable as exc:
+        raise DamagedTable(f"cannot resume: {exc}; run without --resume to start afresh "
+                           "(or choose another --out)") from None
     counts = nuclei.groupby("path").size()
     rows = {row["path"]: (k, row) for k, row in images.iterrows()}
     done_rows, done = [], set()
@@ -91,6 +115,8 @@ def resume_state(out_dir, params: DetectionParams, paths: list[str], *,
                     None if pd_isna(row["file_mtime"]) else row["file_mtime"])
         if (key or (None, None)) != recorded:
             break  # changed (or newly readable) since: do it again
+        if row["error"]:
+            break  # failed: tried again (it may have been fixed, e.g. with chmod)
         expected = 0 if row["error"] or pd_isna(row["n_nuclei"]) else int(row["n_nuclei"])
         if int(counts.get(path, 0)) != expected:
             break  # its nuclei rows did not all reach the disk
@@ -101,7 +127,8 @@ def resume_state(out_dir, params: DetectionParams, paths: list[str], *,
     out.mkdir(parents=True, exist_ok=True)
     for name, table in ((PARTIAL["images.csv"], images), (PARTIAL["nuclei.csv"], nuclei)):
         with atomic_write(out / name, newline="", encoding="utf-8") as fh:
-            table.to_csv(fh, index=False, lineterminator="\r\n")  # as the csv module writes
+            # as the csv module writes, text cells escaped as the writer does
+            encode_columns(table).to_csv(fh, index=False, lineterminator="\r\n")
     return done
 
 
@@ -133,7 +160,7 @@ def load_partial_results(out_dir, paths: list[str]) -> list[ImageResult]:
         coords = (g[["y", "x"]].to_numpy(np.intp) if g is not None
                   else np.empty((0, 2), np.intp))
         values = g["intensity"].to_numpy(float) if g is not None else np.empty(0)
-        meta = ImageMeta(row["plate"], row["well"], row["site"], row["channel"])
+        meta = ImageMeta(**{k: str(row.get(k, "") or "") for k in ImageMeta.__dataclass_fields__})
         metrics = {k: row[k] for k in ("saturated_fraction", "sharpness")}
         results.append(ImageResult(i, row["path"], meta, coords, values, row["seconds"],
                                    row["error"], metrics, row["file_size"], row["file_mtime"],

@@ -32,11 +32,12 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .backends import default_workers, make_backend
-from .discovery import BBBC021_PATTERN, find_images, name_scheme
+from .discovery import BBBC021_PATTERN, name_scheme
 from .io import PlaneChoice
 from .params import DetectionParams
 from .results import ImageResult
 from .resume import load_partial_results, resume_state
+from .sources import list_images
 from .tasks import run_arrays, run_paths
 from .writer import ResultsWriter
 
@@ -162,6 +163,7 @@ class Run:
         self.labels: list[str] = []  #: one per image: its path, or its label
         self.arrays: list[np.ndarray] | None = None  #: in-memory images, if that is the source
         self.done: set[int] = set()  #: images done before (resume)
+        self.warnings: list[str] = []  #: what the user should know about the input
         self.summary: RunSummary | None = None
         self._writer: ResultsWriter | None = None
         self._prepared = False
@@ -193,20 +195,21 @@ class Run:
             return
         if isinstance(src, (str, os.PathLike)):
             path = Path(src).expanduser()
-            if path.is_file():
-                self.labels = [str(path.resolve())]
-            elif not path.exists():
-                raise RunError(f"input folder not found: {path}")
-            else:
-                self.labels = [str(p) for p in find_images(path.resolve(), self.pattern,
-                                                           recursive=self.recursive)]
-                if not self.labels:
-                    where = " (or its sub-folders)" if self.recursive else ""
-                    raise RunError(
-                        f"no file in {path}{where} matches the pattern {self.pattern!r}; "
-                        "check --pattern (e.g. --pattern '*.tif') or use --recursive")
+            try:
+                found = list_images(path, self.pattern, recursive=self.recursive)
+            except (FileNotFoundError, ValueError) as exc:
+                raise RunError(str(exc)) from None
+            self.labels, self.warnings = found.labels, found.warnings
+            if not self.labels:
+                if found.kind == "plate":
+                    raise RunError(f"the OME-Zarr plate {path} lists no fields of view")
+                where = " (or its sub-folders)" if self.recursive else ""
+                raise RunError(
+                    f"no file in {path}{where} matches the pattern {self.pattern!r}; "
+                    "check --pattern (e.g. --pattern '*.tif') or use --recursive")
             self.info.setdefault("input", str(path.resolve()))
-            self.info.setdefault("pattern", self.pattern)
+            if found.kind in ("folder", "file"):
+                self.info.setdefault("pattern", self.pattern)
             return
         self.labels = [str(p) for p in src]
 
