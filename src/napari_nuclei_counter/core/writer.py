@@ -3,11 +3,20 @@
 ``images.partial.csv`` and ``nuclei.partial.csv`` grow while a run goes on;
 :meth:`ResultsWriter.close` turns them into ``images.csv``, ``nuclei.csv``,
 ``wells.csv`` and ``run.json`` (the run's parameters, versions and counts).
+
+The final set is consistent as a whole: the tables move into place first,
+``run.json`` comes last with each table's rows, bytes and SHA-256 and the
+tables' format version (:mod:`.integrity`), and the streaming files are
+removed only after that, so a run killed in between still resumes. Text
+cells are escaped for spreadsheets and for names of any bytes
+(:mod:`.csvsafe`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import os
 import platform
@@ -18,7 +27,10 @@ from pathlib import Path
 from typing import Iterable
 
 from .._version import __version__
+from .csvsafe import encode_cell, encode_columns
+from .integrity import SCHEMA, table_entry
 from .io import atomic_write
+from .parquet import write_parquet
 from .params import DetectionParams
 from .results import (
     IMAGE_COLUMNS,
@@ -115,16 +127,41 @@ class ResultsWriter:
         self._last_sync = time.monotonic()
         self._files = {}
         self._writers = {}
+        # nuclei.csv is renamed, not rewritten, at the end: its checksum for
+        # run.json is kept up to date as rows are written (no second reading)
+        self._nuclei_hash = hashlib.sha256()
+        self._nuclei_bytes = 0
+        self._nuclei_rows = 0
         for name, cols in (("nuclei.csv", NUCLEI_COLUMNS), ("images.csv", IMAGE_COLUMNS)):
             path = self.out_dir / PARTIAL[name]
             append = bool(self._skip) and path.exists()
+            if append and name == "nuclei.csv":
+                self._hash_existing(path)
             fh = open(path, "a" if append else "w", newline="", encoding="utf-8")
             self._files[name] = fh
             self._writers[name] = csv.writer(fh)
             if not append:
-                self._writers[name].writerow(cols)
+                if name == "nuclei.csv":
+                    self._write_nuclei(",".join(cols) + "\r\n", 0)
+                else:
+                    self._writers[name].writerow(cols)
         self._write_run(self.out_dir / "run.partial.json", complete=False)
         self._closed = False
+
+    def _hash_existing(self, path: Path) -> None:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                self._nuclei_hash.update(block)
+                self._nuclei_bytes += len(block)
+                self._nuclei_rows += block.count(b"\n")
+        self._nuclei_rows -= 1  # the header
+
+    def _write_nuclei(self, text: str, rows: int) -> None:
+        data = text.encode("utf-8")
+        self._files["nuclei.csv"].write(text)
+        self._nuclei_hash.update(data)
+        self._nuclei_bytes += len(data)
+        self._nuclei_rows += rows
 
     def _advance(self) -> None:
         while self._next in self._skip:
@@ -141,10 +178,10 @@ class ResultsWriter:
             self.sync()
 
     def _write(self, r: ImageResult) -> None:
-        self._files["nuclei.csv"].write(r.nuclei_csv())
+        self._write_nuclei(_nuclei_text(r), len(r.coords))
         row = r.image_row()
         self._writers["images.csv"].writerow(
-            ["" if row[c] is None else row[c] for c in IMAGE_COLUMNS])
+            ["" if row[c] is None else encode_cell(row[c]) for c in IMAGE_COLUMNS])
         self.n_done += 1
         if r.ok:
             self.n_nuclei += len(r.coords)
@@ -159,8 +196,10 @@ class ResultsWriter:
             os.fsync(fh.fileno())
         self._last_sync = time.monotonic()
 
-    def _write_run(self, path: Path, complete: bool, final: bool = False) -> None:
+    def _write_run(self, path: Path, complete: bool, final: bool = False,
+                   tables: dict | None = None) -> None:
         run = {
+            "schema": SCHEMA,
             "parameters": self.params.to_dict(),
             "parameters_digest": self.params.digest(),
             "versions": _versions(),
@@ -174,6 +213,8 @@ class ResultsWriter:
             "complete": bool(complete and self.n_done == self.n_images),
             **{k: v for k, v in self.info.items() if k != "command"},
         }
+        if tables is not None:
+            run["tables"] = tables
         with atomic_write(path, encoding="utf-8") as fh:
             json.dump(run, fh, indent=2, default=str)
 
@@ -198,12 +239,18 @@ class ResultsWriter:
         # order) are left out: the tables hold a prefix of the input, which
         # --resume continues in order
         self._pending.clear()
-        self.sync()
-        for fh in self._files.values():
-            fh.close()
-        finish_tables(self.out_dir, parquet=self.parquet)
+        try:
+            self.sync()
+        finally:
+            for fh in self._files.values():
+                fh.close()
+        nuclei = table_entry(self.out_dir / PARTIAL["nuclei.csv"], self._nuclei_rows,
+                             (self._nuclei_bytes, self._nuclei_hash.hexdigest()))
+        tables = finish_tables(self.out_dir, parquet=self.parquet, nuclei=nuclei)
         self._recount()
-        self._write_run(self.out_dir / "run.json", complete=complete, final=True)
+        # run.json last: it vouches for the tables moved into place before it
+        self._write_run(self.out_dir / "run.json", complete=complete, final=True, tables=tables)
+        (self.out_dir / PARTIAL["images.csv"]).unlink(missing_ok=True)
         (self.out_dir / "run.partial.json").unlink(missing_ok=True)
         return self.out_dir
 
@@ -222,8 +269,13 @@ class ResultsWriter:
         for fh in self._files.values():
             try:
                 fh.flush()
+            except OSError:  # e.g. the disk is full: what reached the disk stays
+                pass
             finally:
-                fh.close()
+                try:
+                    fh.close()
+                except OSError:
+                    pass
 
     def __enter__(self) -> ResultsWriter:
         return self
@@ -237,53 +289,46 @@ class ResultsWriter:
             self.abort()
 
 
-def finish_tables(out_dir, *, parquet: bool = False) -> None:
+def finish_tables(out_dir, *, parquet: bool = False, nuclei: dict | None = None) -> dict:
     """Turn the streaming files into the final tables.
 
     Adds the per-plate QC flags to ``images.csv``, writes ``wells.csv``, and
     replaces the final files atomically; ``nuclei.csv`` is renamed, not
-    rewritten, so its size does not matter.
+    rewritten, so its size does not matter. ``images.partial.csv`` stays
+    until the caller has written ``run.json``.
+
+    Parameters
+    ----------
+    nuclei : dict, optional
+        ``nuclei.csv``'s entry (:func:`~.integrity.table_entry`) when the
+        caller knows it; otherwise the file is read once to make it.
+
+    Returns
+    -------
+    dict
+        The ``tables`` entry of ``run.json``: rows, bytes and SHA-256 per table.
     """
     out = Path(out_dir)
     images = finish_images(read_images_csv(out / PARTIAL["images.csv"]))
-    with atomic_write(out / "images.csv", newline="", encoding="utf-8") as fh:
-        images.to_csv(fh, index=False)
-    with atomic_write(out / "wells.csv", newline="", encoding="utf-8") as fh:
-        well_table(images).to_csv(fh, index=False)
-    os.replace(out / PARTIAL["nuclei.csv"], out / "nuclei.csv")
-    (out / PARTIAL["images.csv"]).unlink(missing_ok=True)
+    tables = {}
+    wells = well_table(images)
+    for name, table in (("images.csv", images), ("wells.csv", wells)):
+        text = encode_columns(table).to_csv(index=False, lineterminator="\n")
+        with atomic_write(out / name, newline="", encoding="utf-8") as fh:
+            fh.write(text)
+        data = text.encode("utf-8")
+        tables[name] = table_entry(out / name, len(table),
+                                   (len(data), hashlib.sha256(data).hexdigest()))
+    partial_nuclei = out / PARTIAL["nuclei.csv"]
+    if nuclei is None:
+        with open(partial_nuclei, "rb") as fh:
+            rows = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b"")) - 1
+        nuclei = table_entry(partial_nuclei, rows)
+    os.replace(partial_nuclei, out / "nuclei.csv")
+    tables["nuclei.csv"] = nuclei
     if parquet:
         write_parquet(out)
-
-
-def write_parquet(out_dir) -> None:
-    """Write ``images.parquet`` and ``nuclei.parquet`` next to the CSV tables.
-
-    The nuclei table is converted in chunks, so memory stays flat for large
-    screens. Needs ``pyarrow`` (``pip install 'napari-nuclei-counter[parquet]'``).
-    """
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    out = Path(out_dir)
-    images = read_images_csv(out / "images.csv")
-    with atomic_write(out / "images.parquet", "wb") as fh:
-        images.to_parquet(fh, index=False)
-    dtypes = {"path": str, "plate": str, "well": str, "site": str, "y": "int64", "x": "int64",
-              "intensity": "float64"}
-    with atomic_write(out / "nuclei.parquet", "wb") as fh:
-        writer = None
-        for chunk in pd.read_csv(out / "nuclei.csv", dtype=dtypes, keep_default_na=False,
-                                 chunksize=500_000):
-            table = pa.Table.from_pandas(chunk, preserve_index=False)
-            writer = writer or pq.ParquetWriter(fh, table.schema)
-            writer.write_table(table)
-        if writer is None:
-            pq.write_table(pa.Table.from_pandas(pd.DataFrame(columns=NUCLEI_COLUMNS).astype(dtypes),
-                                                preserve_index=False), fh)
-        else:
-            writer.close()
+    return tables
 
 
 def write_results(out_dir, results: Iterable[ImageResult], params: DetectionParams,
@@ -296,3 +341,18 @@ def write_results(out_dir, results: Iterable[ImageResult], params: DetectionPara
     return Path(out_dir)
 
 
+def _nuclei_text(r: ImageResult) -> str:
+    """An image's rows of ``nuclei.csv``, its text cells escaped (see :mod:`.csvsafe`).
+
+    The shared cells are written once per image, like
+    :meth:`ImageResult.nuclei_csv`.
+    """
+    if len(r.coords) == 0:
+        return ""
+    m = r.meta
+    head = io.StringIO()
+    csv.writer(head).writerow([encode_cell(v) for v in (r.path, m.plate, m.well, m.site)] + [""])
+    prefix = head.getvalue()[:-2]
+    ys, xs = r.coords.T.tolist()
+    return "".join([f"{prefix}{y},{x},{v!r}\r\n"
+                    for y, x, v in zip(ys, xs, r.intensities.tolist())])
