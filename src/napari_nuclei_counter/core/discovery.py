@@ -27,8 +27,8 @@ BBBC021_PATTERN = "*_w1*.tif"
 #: a field of an OME-Zarr (NGFF) plate: ``PLATE.ome.zarr/{row}/{column}/{field}``; the
 #: plate's wells are row/column groups and their fields are listed in its metadata
 #: (:mod:`.plates`), so the path says what the metadata says
-HCS_FIELD = re.compile(r"(?:^|/)(?P<plate>[^/]+?)(?:\.ome)?\.zarr/(?P<row>[A-Za-z]{1,2})/"
-                       r"(?P<col>\d{1,3})/(?P<site>[A-Za-z0-9]+)/?$")
+HCS_FIELD = re.compile(r"(?P<root>(?:^|.*/)(?P<plate>[^/]+?)(?:\.ome)?\.zarr)/"
+                       r"(?P<row>[A-Za-z]{1,2})/(?P<col>\d{1,3})/(?P<site>[A-Za-z0-9]+)/?$")
 _SCENE = re.compile(r"#(?P<scene>\d+)$")
 
 #: ``{week}_{plate}_{well}_{site}_{channel}{uuid}.tif``, e.g.
@@ -150,6 +150,10 @@ def parse_metadata(path: str | os.PathLike, regex: str | re.Pattern | None = Non
     found = m.groupdict()
     groups = {k: (v or "") for k, v in found.items() if k in _NAME_FIELDS}
     groups.update(extra)
+    if found.get("root"):  # a plate's field: the plate's name from its metadata
+        from .plates import plate_name
+
+        groups["plate"] = plate_name(found["root"])
     if found.get("row") and found.get("col") and not groups.get("well"):
         row = found["row"]
         letter = row.upper() if row.isalpha() else chr(ord("A") + int(row) - 1)

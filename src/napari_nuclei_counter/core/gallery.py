@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from .io import read_image
+from .io import PlaneChoice, read_image, split_scene
 from .render import render_gallery, save_png
 from .thumbnails import blank_tile, thumbnail
 from .wells import successful
@@ -198,7 +198,7 @@ def gallery_tiles(
     for _, row in selection.iterrows():
         text = caption(row)
         try:
-            image = read_image(_locate(row["path"], folder))
+            image = read_image(_locate(row["path"], folder), plane=results.plane)
         except (OSError, ValueError, TypeError) as exc:
             log.warning("gallery: cannot read %s: %s", row["path"], exc)
             tiles.append((blank_tile(size), f"{text} (unreadable)"))
@@ -209,7 +209,7 @@ def gallery_tiles(
 
 def _locate(path: str, folder) -> Path:
     p = Path(path)
-    if p.exists() or folder is None:
+    if split_scene(p)[0].exists() or folder is None:
         return p
     for cand in (Path(folder) / p.name, Path(folder).parent / p.name):
         if cand.exists():
@@ -220,7 +220,7 @@ def _locate(path: str, folder) -> Path:
 # --------------------------------------------------------------------------- images of a run
 
 
-def load_plane(path: str, data, index: int) -> np.ndarray:
+def load_plane(path: str, data, index: int, plane: PlaneChoice | None = None) -> np.ndarray:
     """The pixels of one image of a run: its file, or its plane of an in-memory stack.
 
     Parameters
@@ -233,6 +233,8 @@ def load_plane(path: str, data, index: int) -> np.ndarray:
         used when ``path`` is not a file.
     index : int
         Image index in the run.
+    plane : PlaneChoice, optional
+        The run's channel and z choice, for multi-channel files and z-stacks.
 
     Returns
     -------
@@ -243,8 +245,8 @@ def load_plane(path: str, data, index: int) -> np.ndarray:
     FileNotFoundError
         If ``path`` is not a file and there is no ``data``.
     """
-    if path and os.path.isfile(path):
-        return read_image(path)
+    if path and split_scene(path)[0].exists():
+        return read_image(path, plane=plane)
     if data is None:
         raise FileNotFoundError(f"{path}: not a file, and the in-memory images are gone")
     if getattr(data, "ndim", 0) >= 3:
@@ -253,12 +255,12 @@ def load_plane(path: str, data, index: int) -> np.ndarray:
 
 
 def image_thumbnail(path: str, data, index: int, coords, size: int,
-                    dot_radius: int = 2) -> np.ndarray:
+                    dot_radius: int = 2, plane: PlaneChoice | None = None) -> np.ndarray:
     """Read one image of a run and draw its thumbnail with its nuclei.
 
     Parameters
     ----------
-    path, data, index :
+    path, data, index, plane :
         See :func:`load_plane`.
     coords : array_like, shape (N, 2)
         Nucleus centres in image pixels.
@@ -271,7 +273,8 @@ def image_thumbnail(path: str, data, index: int, coords, size: int,
     -------
     ndarray of uint8, shape (h, w, 3)
     """
-    return thumbnail(load_plane(path, data, index), coords, size=size, dot_radius=dot_radius)
+    return thumbnail(load_plane(path, data, index, plane), coords, size=size,
+                     dot_radius=dot_radius)
 
 
 class GalleryItem(NamedTuple):

@@ -12,11 +12,12 @@ so listing a plate needs neither zarr nor ome-zarr-py.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from .readers import _zarr_attrs
 
-__all__ = ["is_hcs_plate", "plate_fields"]
+__all__ = ["is_hcs_plate", "plate_fields", "plate_name"]
 
 
 def is_hcs_plate(path: str | os.PathLike) -> bool:
@@ -62,3 +63,17 @@ def plate_fields(path: str | os.PathLike) -> list[Path]:
         fields.extend(wdir / str(im["path"]) for im in images
                       if isinstance(im, dict) and "path" in im)
     return fields
+
+
+@lru_cache(maxsize=64)
+def plate_name(root: str) -> str:
+    """The plate's name from its metadata, else the folder's name without ``.ome.zarr``."""
+    plate = _zarr_attrs(Path(root)).get("plate")
+    name = plate.get("name") if isinstance(plate, dict) else None
+    if isinstance(name, str) and name.strip():
+        return name.strip()
+    base = Path(root).name
+    for suffix in (".ome.zarr", ".zarr"):
+        if base.lower().endswith(suffix):
+            return base[: -len(suffix)]
+    return base

@@ -30,16 +30,21 @@ import numpy as np
 
 from .planes import PlaneChoice, select_plane
 
-__all__ = ["BIOIO_SUFFIXES", "FORMATS_EXTRA", "ImageInfo", "describe", "read_plane",
-           "scene_count", "is_zarr_image"]
+__all__ = ["BIOIO_SUFFIXES", "FORMATS_EXTRA", "IMAGE_SUFFIXES", "ImageInfo", "describe",
+           "is_zarr_image", "read_plane", "read_raw", "scene_count"]
 
 #: how to install the readers that are not in the core
 FORMATS_EXTRA = "pip install 'napari-nuclei-counter[formats]'"
 #: file types read through bioio (lower-case suffixes)
 BIOIO_SUFFIXES = (".nd2", ".czi", ".lif", ".oib", ".oif", ".vsi", ".ims", ".dv", ".r3d")
 _CODECS = {".png": ("png", "PNG"), ".jpg": ("jpeg8", "JPEG"), ".jpeg": ("jpeg8", "JPEG")}
+#: every file type read (lower-case suffixes); OME-Zarr images are folders
+IMAGE_SUFFIXES = (".tif", ".tiff", *_CODECS, *BIOIO_SUFFIXES)
 
 _local = threading.local()
+
+#: what a decoder returns: the array, its axis letters, its channel names
+Raw = tuple[np.ndarray, str, list[str]]
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,7 @@ def _scene_of(scenes: list, scene: int):
     return scenes[scene]
 
 
-def _read_tiff(p: Path, choice: PlaneChoice | None, scene: int, reuse: bool) -> np.ndarray:
+def _raw_tiff(p: Path, scene: int, reuse: bool) -> Raw:
     with _open_tiff(p) as tf:
         series = _scene_of(_tiff_scenes(tf), scene)
         try:
@@ -146,7 +151,7 @@ def _read_tiff(p: Path, choice: PlaneChoice | None, scene: int, reuse: bool) -> 
             raise ValueError(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
         axes = series.axes
         names = _tiff_channel_names(tf, scene) if "C" in axes else []
-    return select_plane(data, axes, choice, names)
+    return data, axes, names
 
 
 def _describe_tiff(p: Path) -> ImageInfo:
@@ -169,8 +174,9 @@ def _decode_codec(p: Path) -> np.ndarray:
         raise ValueError(f"not a readable {name} ({type(exc).__name__}: {exc})") from None
 
 
-def _read_codec(p: Path, choice: PlaneChoice | None, scene: int, reuse: bool) -> np.ndarray:
-    return _decode_codec(p)  # colour is handled by as_grayscale_2d, as for TIFFs
+def _raw_codec(p: Path, scene: int, reuse: bool) -> Raw:
+    data = _decode_codec(p)
+    return data, "YXS"[: data.ndim], []
 
 
 def _describe_codec(p: Path) -> ImageInfo:
@@ -216,13 +222,13 @@ def _zarr_level0(p: Path):
     return level, axes, names
 
 
-def _read_zarr(p: Path, choice: PlaneChoice | None, scene: int, reuse: bool) -> np.ndarray:
+def _raw_zarr(p: Path, scene: int, reuse: bool) -> Raw:
     level, axes, names = _zarr_level0(p)
     try:
         data = np.asarray(level[...])
     except Exception as exc:
         raise ValueError(f"not a readable OME-Zarr image ({type(exc).__name__}: {exc})") from None
-    return select_plane(data, axes, choice, names)
+    return data, axes, names
 
 
 def _describe_zarr(p: Path) -> ImageInfo:
@@ -246,7 +252,7 @@ def _bioimage(p: Path):
                          f"the readers come with {FORMATS_EXTRA}") from None
 
 
-def _read_bioio(p: Path, choice: PlaneChoice | None, scene: int, reuse: bool) -> np.ndarray:
+def _raw_bioio(p: Path, scene: int, reuse: bool) -> Raw:
     img = _bioimage(p)
     _scene_of(list(img.scenes), scene)
     try:
@@ -254,7 +260,7 @@ def _read_bioio(p: Path, choice: PlaneChoice | None, scene: int, reuse: bool) ->
         data = np.asarray(img.get_image_data("TCZYX"))
     except Exception as exc:
         raise ValueError(f"not a readable {p.suffix} file ({type(exc).__name__}: {exc})") from None
-    return select_plane(data, "TCZYX", choice, [str(c) for c in img.channel_names or []])
+    return data, "TCZYX", [str(c) for c in img.channel_names or []]
 
 
 def _describe_bioio(p: Path) -> ImageInfo:
@@ -266,7 +272,6 @@ def _describe_bioio(p: Path) -> ImageInfo:
 
 # --- dispatch ---------------------------------------------------------------------------------
 
-Reader = Callable[[Path, "PlaneChoice | None", int, bool], np.ndarray]
 
 
 def _kind(p: Path) -> str:
@@ -280,8 +285,8 @@ def _kind(p: Path) -> str:
     return "tiff"
 
 
-_READ: dict[str, Reader] = {"tiff": _read_tiff, "codec": _read_codec, "zarr": _read_zarr,
-                            "bioio": _read_bioio}
+_RAW: dict[str, Callable[[Path, int, bool], Raw]] = {
+    "tiff": _raw_tiff, "codec": _raw_codec, "zarr": _raw_zarr, "bioio": _raw_bioio}
 _DESCRIBE = {"tiff": _describe_tiff, "codec": _describe_codec, "zarr": _describe_zarr,
              "bioio": _describe_bioio}
 
@@ -289,7 +294,17 @@ _DESCRIBE = {"tiff": _describe_tiff, "codec": _describe_codec, "zarr": _describe
 def read_plane(p: Path, choice: PlaneChoice | None = None, scene: int = 0,
                reuse_buffer: bool = False) -> np.ndarray:
     """Decode the plane ``choice`` picks from scene ``scene`` of ``p`` (any supported type)."""
-    return _READ[_kind(p)](p, choice, scene, reuse_buffer)
+    data, axes, names = read_raw(p, scene, reuse_buffer)
+    return select_plane(data, axes, choice, names)
+
+
+def read_raw(p: Path, scene: int = 0, reuse_buffer: bool = False) -> Raw:
+    """Every pixel of scene ``scene`` of ``p``: ``(data, axes, channel names)``.
+
+    For display (the napari reader shows channels as layers); detection uses
+    :func:`read_plane`.
+    """
+    return _RAW[_kind(p)](p, scene, reuse_buffer)
 
 
 def describe(p: Path) -> ImageInfo:

@@ -258,6 +258,14 @@ class Results:
     params: DetectionParams
     wells: pd.DataFrame | None = None
 
+    @property
+    def plane(self):
+        """The channel and z choice the run used (from ``run.json``), to read its images again."""
+        from .planes import PlaneChoice
+
+        channel, z = self.run.get("channel"), self.run.get("z")
+        return PlaneChoice(None if channel is None else str(channel), None if z is None else str(z))
+
 
 def load_results(folder: str | os.PathLike) -> Results:
     """Load a results folder written by the CLI, the plugin or :class:`ResultsWriter`.
