@@ -177,8 +177,6 @@ def prefix_counts(coords, truth: Truth, *, shape=None, match_radius: float | Non
 
 
 def _label_prefix(det, truth, shape, inside, scale, translate) -> np.ndarray:
-    from scipy import ndimage as ndi
-
     lab = np.asarray(truth.labels)
     same = (np.allclose(truth.scale, np.ravel(scale)[-2:])
             and np.allclose(truth.translate, np.ravel(translate)[-2:]))
@@ -186,9 +184,7 @@ def _label_prefix(det, truth, shape, inside, scale, translate) -> np.ndarray:
         name = f" {truth.source}" if truth.source else ""
         raise ValueError(f"truth{name} is {lab.shape[0]}x{lab.shape[1]} but the image is "
                          f"{shape[0]}x{shape[1]} (the wrong file, or give the truth's scale)")
-    ids = np.unique(lab)
-    ids = ids[ids > 0]
-    centroids = np.asarray(ndi.center_of_mass(np.ones(lab.shape), lab, ids)).reshape(-1, 2)
+    ids, centroids = truth.label_centroids()
     counted = inside(_to_frame(centroids, truth.scale, truth.translate, scale, translate))
     counted_ids = ids[counted]
     n_true = len(counted_ids)
@@ -196,7 +192,7 @@ def _label_prefix(det, truth, shape, inside, scale, translate) -> np.ndarray:
     ok = ((idx >= 0) & (idx < lab.shape)).all(axis=1)
     hit = np.zeros(len(det), dtype=lab.dtype if lab.dtype.kind in "ui" else np.int64)
     hit[ok] = lab[idx[ok, 0], idx[ok, 1]]
-    in_counted = np.isin(hit, counted_ids) & (hit > 0)
+    in_counted = (hit > 0) if len(counted_ids) == len(ids) else np.isin(hit, counted_ids)
     first = np.zeros(len(det), bool)
     if in_counted.any():
         pos = np.flatnonzero(in_counted)

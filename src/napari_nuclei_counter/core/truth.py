@@ -65,6 +65,20 @@ class Truth:
             v = tuple(float(x) for x in np.ravel(getattr(self, name))[-2:])
             object.__setattr__(self, name, v)
 
+    def label_centroids(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, centroids)`` of the labelled nuclei, in the truth's frame (computed once)."""
+        cached = self.__dict__.get("_centroids")
+        if cached is None:
+            from scipy import ndimage as ndi
+
+            lab = np.asarray(self.labels)
+            ids = np.unique(lab)
+            ids = ids[ids > 0]
+            cen = np.asarray(ndi.center_of_mass(np.ones(lab.shape), lab, ids)).reshape(-1, 2)
+            cached = (ids, cen)
+            object.__setattr__(self, "_centroids", cached)
+        return cached
+
     @property
     def kind(self) -> str:
         """``'labels'`` or ``'points'``."""
