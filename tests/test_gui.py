@@ -63,7 +63,7 @@ def test_preview_matches_reference_on_current_slice(make_napari_viewer, qtbot, p
     expected = detect(tifffile.imread(plate[2]), DetectionParams(4.0, 6, 1000.0), engine="reference")
     np.testing.assert_array_equal(pts.data[:, 1:], expected.coords)
     assert (pts.data[:, 0] == 2).all()
-    assert f"Preview: {expected.count} nuclei in image 3" in widget.preview_label.value
+    assert f"Preview: {expected.count} nuclei in image 2" in widget.preview_label.value  # numbered like the slider
 
     # threshold-only change: counts follow, the blur is not recomputed
     before = widget.preview.cache.recomputed

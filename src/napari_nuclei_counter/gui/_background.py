@@ -48,6 +48,8 @@ def _serve(jobs: queue.Queue, closed: threading.Event, idle: float = _IDLE_S):
             value, error = fn(*args), None
         except Exception as exc:  # reported to the caller, never raised in the thread
             value, error = None, exc
+        if closed.is_set():  # the view closed meanwhile: nobody to hand it to
+            return
         yield token, value, error, time.perf_counter() - t0
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from magicgui.widgets import FileEdit, Label, LineEdit
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QObject, QTimer
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..core.discovery import BBBC021_PATTERN, find_images
 
@@ -22,7 +22,14 @@ class FolderPicker(QObject):
     Listing a folder can take seconds (network drives, 100,000 files), so the
     files are matched after a pause in typing, in a worker thread; an answer
     that a newer keystroke has replaced is dropped.
+
+    Signals
+    -------
+    matched(list)
+        The paths that match now (after each answer that is still current).
     """
+
+    matched = Signal(list)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -37,6 +44,7 @@ class FolderPicker(QObject):
         self._timer.setInterval(MATCH_DELAY_MS)
         self._timer.timeout.connect(self._match_in_worker)
         self._request = 0
+        self.matches: list[Path] = []  #: the files matched last
         self.folder.changed.connect(self.schedule_match)
         self.pattern.changed.connect(self.schedule_match)
 
@@ -70,9 +78,11 @@ class FolderPicker(QObject):
 
     def update_match_count(self, *_) -> int:
         """Match now, in this thread, and show the count."""
-        n = len(self.paths())
-        self._show(n)
-        return n
+        paths = self.paths()
+        self._show(len(paths))
+        self.matches = paths
+        self.matched.emit(paths)
+        return len(paths)
 
     def schedule_match(self, *_) -> None:
         """Match after a pause, in a worker."""
@@ -83,19 +93,21 @@ class FolderPicker(QObject):
         request = self._request
         folder, glob = self.path(), self.glob()  # read the fields here, on the GUI thread
 
-        def count() -> tuple[int, int]:
+        def match() -> tuple[int, list[Path]]:
             if folder is None or not folder.is_dir():
-                return request, 0
-            return request, len(find_images(folder, glob))
+                return request, []
+            return request, find_images(folder, glob)
 
-        worker = create_worker(count)
+        worker = create_worker(match)
         worker.returned.connect(self._on_matched)
         worker.start()
 
     def _on_matched(self, out) -> None:
-        request, n = out
+        request, paths = out
         if request == self._request:  # a newer keystroke wins
-            self._show(n)
+            self._show(len(paths))
+            self.matches = paths
+            self.matched.emit(paths)
 
     def _show(self, n: int) -> None:
         self.match_label.value = f"{n} image{'s' if n != 1 else ''} match"

@@ -50,6 +50,7 @@ from ._thumbnail_model import ThumbnailModel
 from ._views import (
     current_image,
     show_image,
+    stop_on_close,
     store_snapshot,
     store_tables,
     teardown,
@@ -169,10 +170,12 @@ class GalleryWidget(QWidget):
         on_step = weak_method(self, "_on_current_step")
         step_event.connect(on_step)
         # when Qt deletes the widget, or Python lets go of an undocked one
-        self.destroyed.connect(weakref.finalize(
+        self._stop = weakref.finalize(
             self, teardown, closed=self._closed, store=self.store, listener=listener,
             jobs=[self.model.queue.jobs, self._flag_table.queue.jobs, self.exporter.queue.jobs],
-            disconnect=[functools.partial(step_event.disconnect, on_step)]))
+            disconnect=[functools.partial(step_event.disconnect, on_step)])
+        self.destroyed.connect(self._stop)
+        stop_on_close(self, self._stop)
 
     # ---------------------------------------------------------------- reading
     def order(self) -> list[int]:

@@ -118,6 +118,7 @@ class ParametersPanel(QObject):
             step = (hi - lo) / 1000.0
         t = float(self.threshold.value)
         self.threshold.step = step
+        self.set_decimals(0 if plane.dtype.kind in "ui" else 2)
         if lo <= t <= hi:
             self.threshold.min, self.threshold.max = lo, hi
             return ""
@@ -128,6 +129,12 @@ class ParametersPanel(QObject):
         self.threshold.value = min(max(guess, lo), hi)
         return (f"Threshold {t:g} is outside this image's range; "
                 f"set to {self.threshold.value:g} (Otsu).")
+
+    def set_decimals(self, decimals: int) -> None:
+        """Digits after the point in the threshold's readout (none for integer images)."""
+        native = self.threshold.native
+        if hasattr(native, "setDecimals"):  # superqt's labeled slider
+            native.setDecimals(int(decimals))
 
     def save_preset(self, path: str | Path) -> None:
         """Write the current parameters as a JSON preset."""

@@ -44,6 +44,7 @@ from ._registry import store_for
 from ._views import (
     blocked_signals,
     show_image,
+    stop_on_close,
     store_snapshot,
     store_tables,
     teardown,
@@ -144,9 +145,11 @@ class PlateMapWidget(QWidget):
         self.canvas.hovered_changed.connect(self.on_hovered)
         listener = weak_method(self, "_on_store_event")
         self.store.subscribe(listener)
-        self.destroyed.connect(weakref.finalize(
+        self._stop = weakref.finalize(
             self, teardown, closed=self._closed, store=self.store, listener=listener,
-            jobs=[self._tables.queue.jobs, self._exports.jobs]))
+            jobs=[self._tables.queue.jobs, self._exports.jobs])
+        self.destroyed.connect(self._stop)
+        stop_on_close(self, self._stop)
 
     # ---------------------------------------------------------------- reading
     @property

@@ -103,7 +103,7 @@ class ImageTableModel(QAbstractTableModel):
         store = self._store
         r = store.results.get(row)
         if col == 0:
-            return str(row + 1)
+            return str(row)  # napari's slider counts from 0 too
         if col in (1, 2):
             meta = r.meta if r is not None else (
                 store.meta[row] if row < len(store.meta) else ImageMeta())

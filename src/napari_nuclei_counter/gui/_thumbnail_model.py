@@ -182,7 +182,7 @@ class ThumbnailModel(QAbstractListModel):
         r = self.store.results.get(int(image))
         if r is None:
             return ""
-        lines = [self.caption_of(image), f"image {r.index + 1} of {len(self.store.labels)}"]
+        lines = [self.caption_of(image), f"image {r.index} (of 0-{len(self.store.labels) - 1})"]
         if r.meta.plate:
             lines.append(f"plate {r.meta.plate}")
         lines.append(str(r.path))

@@ -14,7 +14,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Callable
 
-from qtpy.QtCore import QObject
+from qtpy.QtCore import QEvent, QObject
 
 from ..core.results import ImageResult, images_table
 from ..core.store import ResultsStore
@@ -29,6 +29,7 @@ __all__ = [
     "show_image",
     "store_snapshot",
     "store_tables",
+    "stop_on_close",
     "teardown",
     "weak_method",
 ]
@@ -106,6 +107,34 @@ def teardown(*, closed: threading.Event, store: ResultsStore, listener: Callable
             fn()
         except Exception:  # already disconnected, or the viewer is gone
             log.debug("disconnect on close failed", exc_info=True)
+
+
+class _CloseWatcher(QObject):
+    """Calls ``stop()`` once when its widget leaves its dock (napari's close button)."""
+
+    def __init__(self, widget, stop: Callable) -> None:
+        super().__init__(widget)
+        self._stop = stop
+        self._docked = widget.parent() is not None
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.ParentChange:
+            if obj.parent() is not None:
+                self._docked = True
+            elif self._docked:  # napari took it out of its dock: closed
+                self._stop()
+        return False
+
+
+def stop_on_close(widget, stop: Callable) -> None:
+    """Call ``stop()`` when napari closes the dock holding ``widget``.
+
+    napari's close button takes the widget out of its dock
+    (``setParent(None)``) and leaves it to Python to collect, which may be
+    much later; a view's background work must stop at once.
+    ``stop`` is the view's :func:`teardown` finalizer (it runs once).
+    """
+    widget.installEventFilter(_CloseWatcher(widget, stop))
 
 
 def store_snapshot(store: ResultsStore, wells: bool) -> tuple:
