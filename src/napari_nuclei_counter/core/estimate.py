@@ -11,11 +11,13 @@ The typical nucleus diameter ``D`` is measured from the image, by one of
     the median scale of the blobs found, ``D = 2 sqrt(2) sigma``. Slower, and
     not fooled by touching nuclei merging in a threshold.
 
-From ``D`` the three numbers are derived: ``sigma = D / 4``, ``min_distance =
-round(D / 2)`` (two centres closer than a radius are one nucleus), and a
-threshold from the smoothed image (Li's method by default: it sits between
-the dim background and the nuclei). The result is a *suggestion*: score it
-against a few annotated nuclei (:mod:`.evaluate`) when you can.
+From ``D`` the three numbers are derived: ``sigma = D / 5``, ``min_distance =
+round(D / 4)``, and a threshold of the smoothed image (Li's method by default:
+it sits between the dim background and the nuclei). These factors were chosen
+among (D/4, D/2), (D/4, D/3), (D/5, D/3), (D/5, D/4) on the masked real images
+of ``../shared/data`` (docs/scoring.md has the figures). The result is a
+*suggestion*: score it against a few annotated nuclei (:mod:`.evaluate`) when
+you can.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def _diameter_log(img: np.ndarray) -> float | None:
         return None
     x = np.clip((x - lo) / (hi - lo), 0, 1)
     blobs = blob_log(x, min_sigma=1.0, max_sigma=max(2.0, min(img.shape) / 8), num_sigma=15,
-                     threshold=0.05, overlap=0.5, exclude_border=True)
+                     threshold=0.05, overlap=0.5, exclude_border=True, log_scale=True)
     if len(blobs) == 0:
         return None
     return float(2 * np.sqrt(2) * np.median(blobs[:, 2]))
@@ -197,7 +199,7 @@ def estimate_params(images, *, method: str = "otsu", threshold: str = "li",
         if progress is not None:
             progress(k + 1, 2 * len(images))
     d = float(np.median(diameters))
-    sigma = round(max(0.5, d / 4), 2)
+    sigma = round(max(0.5, d / 5), 2)
     thresholds = []
     for k, im in enumerate(images):
         if cancel is not None and cancel():
@@ -207,6 +209,6 @@ def estimate_params(images, *, method: str = "otsu", threshold: str = "li",
             progress(len(images) + k + 1, 2 * len(images))
     thr = float(np.median(thresholds))
     thr = float(f"{thr:.4g}")
-    params = DetectionParams(sigma=sigma, min_distance=max(1, int(round(d / 2))),
+    params = DetectionParams(sigma=sigma, min_distance=max(1, int(round(d / 4))),
                              threshold_abs=thr)
     return Estimate(params, d, method, threshold)
