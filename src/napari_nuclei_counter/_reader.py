@@ -1,6 +1,14 @@
-"""npe2 reader: a folder of TIFFs as one lazy stack; a results folder as Points.
+"""npe2 reader: image files, folders and OME-Zarr plates as lazy stacks; results as Points.
 
-Adapter layer: imports the core, dask and tifffile, never Qt. Returns napari
+- an image file (TIFF, PNG, JPEG, ND2, CZI, ... through the core's one reader):
+  one layer per channel (napari's ``channel_axis``), z and time as sliders;
+- a folder of images (the BBBC021 DAPI pattern ``*_w1*.tif`` first, else
+  every TIFF, PNG or JPEG) or an OME-Zarr plate (its fields, from the plate
+  metadata): one lazily read stack, one layer per channel of multi-channel
+  files (z-stacks shown as their maximum projection);
+- a results folder: the images and one Points layer of the nuclei.
+
+Adapter layer: imports the core and dask, never Qt. Returns napari
 ``LayerData`` tuples, so it does not import napari either.
 """
 
@@ -16,12 +24,17 @@ import numpy as np
 import pandas as pd
 
 from .core.discovery import BBBC021_PATTERN, find_images, parse_metadata
+from .core.io import PlaneChoice, describe_image, read_image, split_scene
+from .core.plates import is_hcs_plate, plate_fields
+from .core.readers import IMAGE_SUFFIXES, is_zarr_image, read_raw
 from .core.results import NUCLEI_COLUMNS, load_results
 
 __all__ = [
     "napari_get_reader",
     "points_layer_data",
+    "read_image_file",
     "read_image_folder",
+    "read_plate",
     "read_results",
     "stack_layer_data",
 ]
@@ -38,8 +51,9 @@ def napari_get_reader(path: str | list[str]) -> Callable | None:
     """Return a reader for ``path`` if this plugin can open it, else ``None``.
 
     Accepted: a folder holding ``images.csv`` (a results folder), a
-    ``nuclei.csv`` / results CSV file, or a folder of TIFFs (the BBBC021 DAPI
-    pattern ``*_w1*.tif`` first; all TIFFs when none match).
+    ``nuclei.csv`` / results CSV file, an OME-Zarr plate or image, an image
+    file of a type the core reads, or a folder of images (the BBBC021 DAPI
+    pattern ``*_w1*.tif`` first; all TIFFs, PNGs and JPEGs when none match).
     """
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
@@ -49,6 +63,10 @@ def napari_get_reader(path: str | list[str]) -> Callable | None:
     if p.is_dir():
         if (p / "images.csv").is_file():
             return read_results
+        if is_hcs_plate(p):
+            return read_plate
+        if is_zarr_image(p):
+            return read_image_file
         if _folder_images(p):
             return read_image_folder
         return None
@@ -59,35 +77,43 @@ def napari_get_reader(path: str | list[str]) -> Callable | None:
             return None
         if {"y", "x"} <= set(cols):
             return read_results
+    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+        return read_image_file
     return None
+
+
+#: what a folder shows when no file follows the BBBC021 DAPI pattern
+_FOLDER_PATTERNS = ("*.tif", "*.tiff", "*.png", "*.jpg", "*.jpeg")
 
 
 def _folder_images(folder: Path) -> list[Path]:
     paths = find_images(folder, BBBC021_PATTERN)
     if not paths:
-        paths = find_images(folder, "*.tif") + find_images(folder, "*.tiff")
+        paths = sorted({p for pat in _FOLDER_PATTERNS for p in find_images(folder, pat)},
+                       key=lambda p: _natural(p.name))
     return paths
 
 
-def _header(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
-    """Shape and dtype of a TIFF's first image without reading its pixels."""
-    import tifffile
+def _natural(name: str) -> list:
+    from .core.discovery import natural_key
 
+    return natural_key(name)
+
+
+def _header(path: Path):
+    """What a file holds (:func:`~napari_nuclei_counter.core.io.describe_image`), or None."""
     try:
-        with tifffile.TiffFile(path) as tf:
-            series = tf.series[0]
-            return tuple(series.shape), np.dtype(series.dtype)
-    except Exception:
+        return describe_image(path)
+    except Exception:  # unreadable: shown blank, its run row says why
         return None
 
 
-def _load_plane(path: str, shape: tuple[int, int], dtype) -> np.ndarray:
+def _load_plane(path: str, shape: tuple[int, int], dtype,
+                plane: PlaneChoice | None = None) -> np.ndarray:
     """Read one image for display; unreadable or odd-shaped files show as blank."""
-    from .core.io import read_image
-
     out = np.zeros(shape, dtype)
     try:
-        img = read_image(path)
+        img = read_image(path, plane=plane)
     except Exception as exc:
         log.warning("cannot display %s: %s", path, exc)
         return out
@@ -97,14 +123,25 @@ def _load_plane(path: str, shape: tuple[int, int], dtype) -> np.ndarray:
 
 
 def stack_layer_data(paths: Sequence[str | os.PathLike], name: str = "images",
-                     regex: str | None = None) -> tuple:
-    """Image ``LayerData`` for many TIFFs as one lazily loaded (N, H, W) stack.
+                     regex: str | None = None, plane: PlaneChoice | None = None) -> tuple:
+    """Image ``LayerData`` for many images as one lazily loaded (N, H, W) stack.
 
     Each plane is read only when napari displays it (dask, one chunk per
     file). The stack's shape is the most common shape among the first 16
     files; other sizes are cropped or padded for display only (detection
     always reads the file).
-    ``metadata['nuclei_counter']`` holds the paths and their plate metadata.
+    ``metadata['nuclei_counter']`` holds the paths, their plate metadata and
+    the plane choice (``channel``, ``z``) the stack shows.
+
+    Parameters
+    ----------
+    paths : sequence of str or PathLike
+        Files, ``FILE#SCENE`` names or OME-Zarr field folders.
+    name : str, optional
+    regex : str, optional
+        For the plate metadata of names no imager's scheme reads.
+    plane : PlaneChoice, optional
+        Which channel (and z projection or plane) of multi-channel files and z-stacks.
     """
     import dask
     import dask.array as da
@@ -113,33 +150,103 @@ def stack_layer_data(paths: Sequence[str | os.PathLike], name: str = "images",
     # the stack's plane shape from the first few headers: opening 10,000 files
     # here would make the viewer wait; other sizes are cropped or padded later
     heads = [_header(Path(p)) for p in paths[:_SHAPE_SAMPLE]]
-    good = [h for h in heads if h is not None and len(h[0]) == 2]
+    good = [(h.plane_shape, h.dtype) for h in heads if h is not None]
     if good:
         shape, dtype = Counter(good).most_common(1)[0][0]
     else:
         shape, dtype = (64, 64), np.dtype(np.uint16)
+    if plane is not None and plane.z == "mean":
+        dtype = np.dtype(np.float64)
     load = dask.delayed(_load_plane, pure=True)
-    planes = [da.from_delayed(load(p, shape, dtype), shape=shape, dtype=dtype) for p in paths]
+    extra = () if plane is None else (plane,)
+    planes = [da.from_delayed(load(p, shape, dtype, *extra), shape=shape, dtype=dtype)
+              for p in paths]
     stack = da.stack(planes)
     meta = [parse_metadata(p, regex).as_dict() for p in paths]
+    choice = (plane or PlaneChoice()).as_dict()
     kwargs = {
         "name": name,
-        "metadata": {META_KEY: {"paths": paths, "meta": meta}},
+        "metadata": {META_KEY: {"paths": paths, "meta": meta, **choice}},
         "colormap": "gray",
     }
-    first = next((p for p, h in zip(paths, heads) if h is not None and len(h[0]) == 2), None)
+    first = next((p for p, h in zip(paths, heads) if h is not None), None)
     if first is not None:
-        sample = _load_plane(first, shape, dtype)
+        sample = _load_plane(first, shape, dtype, *extra)
         lo, hi = np.percentile(sample, [0.5, 99.8])
         if hi > lo:
             kwargs["contrast_limits"] = [float(lo), float(hi)]
     return stack, kwargs, "image"
 
 
+_CHANNEL_COLOURS = ("gray", "green", "magenta", "cyan", "yellow", "red")
+
+
+def stack_layers(paths: Sequence[str | os.PathLike], name: str,
+                 regex: str | None = None) -> list[tuple]:
+    """Stacks of ``paths``: one per channel when the first file has several.
+
+    A z-stack shows its maximum projection (what ``--z max`` counts); DAPI,
+    when a channel is so named, is the first layer's neighbour in napari's
+    list like any other channel: each layer's metadata says its channel.
+    """
+    head = next((h for h in (_header(Path(p)) for p in list(paths)[:_SHAPE_SAMPLE]) if h), None)
+    z = "max" if head is not None and head.n_planes > 1 else None
+    if head is None or head.n_channels == 1:
+        return [stack_layer_data(paths, name=name, regex=regex,
+                                 plane=PlaneChoice(None, z) if z else None)]
+    names = list(head.channels) + [""] * head.n_channels
+    layers = []
+    for c in range(head.n_channels):
+        label = names[c] or str(c)
+        data, kwargs, kind = stack_layer_data(paths, name=f"{name} [{label}]", regex=regex,
+                                              plane=PlaneChoice(str(c), z))
+        kwargs["colormap"] = _CHANNEL_COLOURS[c % len(_CHANNEL_COLOURS)]
+        kwargs["blending"] = "additive"
+        kwargs["metadata"][META_KEY]["channel_name"] = names[c]
+        layers.append((data, kwargs, kind))
+    return layers
+
+
 def read_image_folder(path: str | list[str]) -> list[tuple]:
-    """Read a folder of TIFFs (the BBBC021 DAPI pattern, else every TIFF)."""
+    """Read a folder of images (the BBBC021 DAPI pattern, else every TIFF, PNG or JPEG)."""
     folder = Path(path[0] if isinstance(path, (list, tuple)) else path)
-    return [stack_layer_data(_folder_images(folder), name=folder.name or str(folder))]
+    return stack_layers(_folder_images(folder), name=folder.name or str(folder))
+
+
+def read_plate(path: str | list[str]) -> list[tuple]:
+    """Read an OME-Zarr plate: its fields (from the plate metadata) as one stack per channel."""
+    root = Path(path[0] if isinstance(path, (list, tuple)) else path)
+    name = root.name
+    for suffix in (".ome.zarr", ".zarr"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return stack_layers(plate_fields(root), name=name)
+
+
+def read_image_file(path: str | list[str]) -> list[tuple]:
+    """Read one image file (or OME-Zarr image): one layer per channel, z and time as sliders.
+
+    The first scene of a multi-scene file; ``nuclei-counter detect`` counts
+    every scene.
+    """
+    p = Path(path[0] if isinstance(path, (list, tuple)) else path)
+    file, scene = split_scene(p)
+    data, axes, names = read_raw(file, scene or 0)
+    axes = axes.upper()
+    keep = [i for i, a in enumerate(axes) if data.shape[i] != 1 or a in "YXS"]
+    data = data.reshape([data.shape[i] for i in keep])
+    axes = "".join(axes[i] for i in keep)
+    kwargs: dict = {"name": p.stem, "metadata": {META_KEY: {"paths": [str(p)]}}}
+    if axes.endswith("S") and data.shape[-1] in (3, 4):
+        kwargs["rgb"] = True
+    elif "C" in axes:
+        k = axes.index("C")
+        n = data.shape[k]
+        labels = [(names[i] if i < len(names) and names[i] else f"{p.stem} [{i}]")
+                  for i in range(n)]
+        kwargs.update(channel_axis=k, name=labels, blending="additive",
+                      colormap=[_CHANNEL_COLOURS[i % len(_CHANNEL_COLOURS)] for i in range(n)])
+    return [(data, kwargs, "image")]
 
 
 def points_layer_data(coords: np.ndarray, features: pd.DataFrame, name: str = "nuclei") -> tuple:
@@ -192,7 +299,9 @@ def read_results(path: str | list[str]) -> list[tuple]:
     coords = np.column_stack([index, nuclei["y"].to_numpy(float), nuclei["x"].to_numpy(float)])
     feats = nuclei[[c for c in NUCLEI_COLUMNS if c in nuclei and c not in ("y", "x")]].copy()
     out = []
-    if len(images) and all(Path(x).exists() for x in images["path"][:1]):
-        out.append(stack_layer_data(list(images["path"]), name=folder.name or "images"))
+    if len(images) and all(split_scene(x)[0].exists() for x in images["path"][:1]):
+        plane = res.plane if p.is_dir() or (folder / "images.csv").is_file() else None
+        out.append(stack_layer_data(list(images["path"]), name=folder.name or "images",
+                                    plane=plane if plane != PlaneChoice() else None))
     out.append(points_layer_data(coords, feats, name=f"nuclei ({folder.name})"))
     return out

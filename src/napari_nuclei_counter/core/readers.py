@@ -248,8 +248,12 @@ def _bioimage(p: Path):
     try:
         return BioImage(p)
     except Exception as exc:  # bioio's UnsupportedFileFormatError when no plugin reads it
-        raise ValueError(f"cannot read this {p.suffix} file ({type(exc).__name__}: {exc}); "
-                         f"the readers come with {FORMATS_EXTRA}") from None
+        if type(exc).__name__ == "UnsupportedFileFormatError":
+            why = "no installed reader accepts it: a damaged file, or a variant the readers of"
+            raise ValueError(f"cannot read this {p.suffix} file ({why} {FORMATS_EXTRA} "
+                             "do not read)") from None
+        raise ValueError(f"cannot read this {p.suffix} file ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
 
 
 def _raw_bioio(p: Path, scene: int, reuse: bool) -> Raw:
