@@ -84,3 +84,35 @@ def test_plane_time_point_and_scene_get_columns_of_their_own():
     assert (meta.plane, meta.timepoint, meta.scene) == ("02", "0003", "4")
     assert meta.as_dict() == {"plate": "AssayPlate_Greiner_655090", "well": "C04", "site": "F002",
                               "channel": "C01", "plane": "02", "timepoint": "0003", "scene": "4"}
+
+
+def test_wells_csv_keeps_time_points_apart(tmp_path):
+    import numpy as np
+    import pandas as pd
+    import tifffile
+
+    from napari_nuclei_counter.cli import main
+    from napari_nuclei_counter.core.sample import make_nuclei_image
+    from napari_nuclei_counter.core.wells import plate_map_values
+
+    counts = {}
+    for t, n in ((1, 10), (2, 30)):
+        for field in (1, 2):
+            image, centres = make_nuclei_image(t * 10 + field, n_nuclei=n + field, shape=(160, 160))
+            name = f"Screen_C04_T{t:04d}F{field:03d}L01A01Z01C01.tif"
+            tifffile.imwrite(tmp_path / name, image)
+    out = tmp_path / "out"
+    assert main(["detect", str(tmp_path), "--pattern", "*C01.tif", "--out", str(out), "--quiet",
+                 "--workers", "0", "--sigma", "2", "--min-distance", "4",
+                 "--threshold", "500"]) == 0
+    images = pd.read_csv(out / "images.csv", keep_default_na=False, dtype={"timepoint": str})
+    wells = pd.read_csv(out / "wells.csv", keep_default_na=False, dtype={"timepoint": str})
+    assert list(wells.columns[:4]) == ["plate", "well", "timepoint", "images"]
+    assert wells[["well", "timepoint", "images"]].values.tolist() == [["C04", "0001", 2],
+                                                                     ["C04", "0002", 2]]
+    for t in ("0001", "0002"):
+        counts[t] = int(images.loc[images["timepoint"] == t, "n_nuclei"].sum())
+    assert wells["total"].tolist() == [counts["0001"], counts["0002"]]
+    assert counts["0002"] > counts["0001"]
+    grid = plate_map_values(wells, value="total")  # the first time point
+    assert np.nanmax(grid) == counts["0001"]

@@ -213,34 +213,45 @@ def well_table(images: pd.DataFrame) -> pd.DataFrame:
         failed), ``mean`` (``total / images``) and ``std`` (sample standard
         deviation, ``ddof=1``; NaN with fewer than two images). Images with a
         blank well are left out. Sorted by plate (natural order), then by
-        well in plate order (row letter, then column number).
+        well in plate order (row letter, then column number). When the
+        images' names give time points (a non-blank ``timepoint`` column), a
+        well's time points stay apart: one row per ``(plate, well,
+        timepoint)``, with a ``timepoint`` column after ``well``.
     """
     import pandas as pd
 
+    times = (images["timepoint"].fillna("").astype(str) if "timepoint" in images
+             else pd.Series("", index=images.index))
+    timed = bool((times != "").any())
     table = pd.DataFrame({
         "plate": images["plate"].fillna("").astype(str) if "plate" in images else "",
         "well": images["well"].fillna("").astype(str).str.strip(),
+        "timepoint": times,
         "n": images["n_nuclei"].where(successful(images)),
     })
     table = table[table["well"] != ""]
     rows = []
-    for (plate, well), group in table.groupby(["plate", "well"], sort=False):
+    for (plate, well, time), group in table.groupby(["plate", "well", "timepoint"], sort=False):
         counts = group["n"].dropna().to_numpy(dtype=np.int64)
         k = len(counts)
         rows.append({
-            "plate": plate, "well": well, "images": k,
+            "plate": plate, "well": well, "timepoint": time, "images": k,
             "total": int(counts.sum()) if k else pd.NA,
             "mean": counts.mean() if k else np.nan,
             "std": counts.std(ddof=1) if k > 1 else np.nan,
         })
-    rows.sort(key=lambda r: (natural_key(r["plate"]), well_sort_key(r["well"])))
-    out = pd.DataFrame(rows, columns=WELL_COLUMNS)
+    rows.sort(key=lambda r: (natural_key(r["plate"]), well_sort_key(r["well"]),
+                             natural_key(r["timepoint"])))
+    columns = WELL_COLUMNS[:2] + ["timepoint"] + WELL_COLUMNS[2:] if timed else WELL_COLUMNS
+    out = pd.DataFrame(rows, columns=columns)
     return out.astype({"plate": object, "well": object, "images": "int64", "total": "Int64",
                        "mean": "float64", "std": "float64"})
 
 
 def plate_rows(wells: pd.DataFrame, value: str, plate: str | None) -> pd.DataFrame:
     """The rows of one plate of a :func:`well_table` (the first plate when ``plate`` is None).
+
+    A table with time points gives the first time point's rows (natural order).
 
     Raises
     ------
@@ -254,7 +265,11 @@ def plate_rows(wells: pd.DataFrame, value: str, plate: str | None) -> pd.DataFra
         plate = plates.iloc[0] if len(wells) else ""
     elif len(wells) and not (plates == str(plate)).any():
         raise ValueError(f"plate {plate!r} is not in the table; plates: {sorted(set(plates))}")
-    return wells[plates == str(plate)]
+    sub = wells[plates == str(plate)]
+    if "timepoint" in sub and len(sub):
+        first = min(sub["timepoint"].astype(str), key=natural_key)
+        sub = sub[sub["timepoint"].astype(str) == first]
+    return sub
 
 
 def plate_map_values(
