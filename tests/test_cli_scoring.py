@@ -145,3 +145,13 @@ def test_bbbc007_labels_found_by_their_suffix_and_scored(tmp_path, capsys):
         lab = tifffile.imread(Path(row.path).with_name(Path(row.path).stem + "_labels.tif"))
         assert row.n_true == len(np.unique(lab)) - 1
     assert json.loads((out / "evaluation.json").read_text())["f1"] > 0.8
+
+
+def test_automatic_threshold_option(plate, tmp_path):
+    imgs, truth, _ = plate
+    out = tmp_path / "auto"
+    cli(["evaluate", imgs, "--truth", truth, "--out", out, "--threshold", "Li"])
+    params = json.loads((out / "evaluation.json").read_text())["parameters"]
+    assert params["threshold_method"] == "li"
+    with pytest.raises(SystemExit):
+        cli(["evaluate", imgs, "--truth", truth, "--out", out, "--threshold", "mean"])

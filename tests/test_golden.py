@@ -56,8 +56,10 @@ def assert_golden_tables(out: Path) -> None:
     g_images, g_nuclei, g_wells = _golden()
     # columns added since 065c3df (name fields the sample plate's names do not have) are blank
     added = [c for c in images.columns if c not in g_images.columns]
-    assert added == ["plane", "timepoint", "scene"]
-    assert (images[added] == "").all().all()
+    assert added == ["plane", "timepoint", "scene", "threshold"]
+    assert (images[added[:3]] == "").all().all()
+    # the threshold each image used (per image with --threshold otsu|li|triangle): fixed here
+    assert (images["threshold"].astype(float) == 1000.0).all()
     pd.testing.assert_frame_equal(images[list(g_images.columns)], g_images)
     pd.testing.assert_frame_equal(nuclei, g_nuclei)
     pd.testing.assert_frame_equal(wells, g_wells)

@@ -40,7 +40,7 @@ class UsageError(Exception):
 
 def threshold_value(text: str):
     """``--threshold``: a number, or an automatic method name (``otsu``, ``li``, ``triangle``)."""
-    from .core.estimate import AUTO_THRESHOLDS
+    from .core.thresholds import AUTO_THRESHOLDS
 
     low = str(text).strip().lower()
     if low in AUTO_THRESHOLDS:

@@ -146,7 +146,8 @@ def detect(image, params: DetectionParams | None = None, *, engine: str = "fast"
         Grayscale image of any integer or float dtype (see :func:`as_grayscale_2d`).
     params : DetectionParams, optional
         Defaults to ``DetectionParams()`` (sigma 4 px, min_distance 6 px,
-        threshold 1000).
+        threshold 1000). With ``threshold_method`` set, the threshold is
+        computed for this image first (:func:`.thresholds.resolve_threshold`).
     engine : {'fast', 'reference'}, optional
         ``'fast'`` (OpenCV, exact) or ``'reference'`` (scikit-image).
 
@@ -161,6 +162,11 @@ def detect(image, params: DetectionParams | None = None, *, engine: str = "fast"
         fn = ENGINES[engine]
     except KeyError:
         raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {engine!r}") from None
+    if params.threshold_method is not None:
+        from .thresholds import resolve_threshold
+
+        image = as_grayscale_2d(image)
+        params = resolve_threshold(image, params)
     return fn(image, params)
 
 

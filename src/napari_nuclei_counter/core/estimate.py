@@ -30,14 +30,12 @@ import numpy as np
 
 from .detection import as_grayscale_2d
 from .params import DetectionParams
+from .thresholds import AUTO_THRESHOLDS, auto_threshold
 
 __all__ = ["AUTO_THRESHOLDS", "Estimate", "auto_threshold", "estimate_diameter",
            "estimate_params", "smoothed"]
 
 log = logging.getLogger(__name__)
-
-#: automatic threshold methods by name (each takes the smoothed image)
-AUTO_THRESHOLDS = ("otsu", "li", "triangle")
 
 
 @dataclass(frozen=True)
@@ -69,35 +67,6 @@ def smoothed(image, sigma: float) -> np.ndarray:
     from ._fast import exact_smooth
 
     return exact_smooth(as_grayscale_2d(image), sigma)
-
-
-def auto_threshold(smooth: np.ndarray, method: str) -> float:
-    """An automatic threshold of an already smoothed image.
-
-    Parameters
-    ----------
-    smooth : ndarray, shape (H, W)
-        The smoothed image (see :func:`smoothed`).
-    method : {'otsu', 'li', 'triangle'}
-
-    Returns
-    -------
-    float
-        In the image's units; the image's minimum for a constant image.
-    """
-    from skimage import filters
-
-    name = str(method).lower()
-    if name not in AUTO_THRESHOLDS:
-        raise ValueError(f"threshold method must be one of {', '.join(AUTO_THRESHOLDS)}, "
-                         f"got {method!r}")
-    g = np.asarray(smooth, dtype=np.float64)
-    lo, hi = float(g.min()), float(g.max())
-    if hi <= lo:
-        return lo
-    fn = {"otsu": filters.threshold_otsu, "li": filters.threshold_li,
-          "triangle": filters.threshold_triangle}[name]
-    return float(fn(g))
 
 
 def _diameter_otsu(img: np.ndarray) -> float | None:

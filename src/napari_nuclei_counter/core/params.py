@@ -28,6 +28,11 @@ class DetectionParams:
     threshold_abs : float
         A centre must be strictly brighter than this after smoothing, in the
         image's own intensity units (e.g. 0-65535 for 16-bit images). Finite.
+    threshold_method : {None, 'otsu', 'li', 'triangle'}
+        When set, each image gets its own threshold, computed by this method
+        on the smoothed image (``threshold_abs`` is then not used). Left out
+        of :meth:`to_dict` when ``None``, so fixed-threshold parameters keep
+        their JSON and :meth:`digest`.
 
     Raises
     ------
@@ -46,6 +51,7 @@ class DetectionParams:
     sigma: float = 4.0
     min_distance: int = 6
     threshold_abs: float = 1000.0
+    threshold_method: str | None = None
 
     def __post_init__(self) -> None:
         sigma = _as_real("sigma", self.sigma)
@@ -63,6 +69,12 @@ class DetectionParams:
         thr = _as_real("threshold_abs", self.threshold_abs)
         if not math.isfinite(thr):
             raise ValueError(f"threshold_abs must be a finite intensity, got {self.threshold_abs!r}")
+        method = self.threshold_method
+        if method is not None:
+            if not isinstance(method, str) or method.lower() not in _AUTO:
+                raise ValueError(f"threshold_method must be one of {', '.join(_AUTO)} (or None), "
+                                 f"got {method!r}")
+            object.__setattr__(self, "threshold_method", method.lower())
         # normalise types so that equal parameters compare and hash equal
         object.__setattr__(self, "sigma", sigma)
         object.__setattr__(self, "min_distance", md)
@@ -70,8 +82,11 @@ class DetectionParams:
 
     # -- serialisation -------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Return the parameters as a plain ``dict``."""
-        return asdict(self)
+        """Return the parameters as a plain ``dict`` (``threshold_method`` only when set)."""
+        data = asdict(self)
+        if data["threshold_method"] is None:
+            del data["threshold_method"]
+        return data
 
     def to_json(self) -> str:
         """Return the parameters as a JSON object string."""
@@ -97,6 +112,10 @@ class DetectionParams:
     def digest(self) -> str:
         """Return a short stable hash of the parameters (for caches and resume)."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+#: the automatic threshold methods (core.thresholds.AUTO_THRESHOLDS; no import: params is the base)
+_AUTO = ("otsu", "li", "triangle")
 
 
 def _as_real(name: str, value: Any) -> float:

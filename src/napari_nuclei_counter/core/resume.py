@@ -164,7 +164,7 @@ def load_partial_results(out_dir, paths: list[str]) -> list[ImageResult]:
         metrics = {k: row[k] for k in ("saturated_fraction", "sharpness")}
         results.append(ImageResult(i, row["path"], meta, coords, values, row["seconds"],
                                    row["error"], metrics, row["file_size"], row["file_mtime"],
-                                   bool(row["edited"])))
+                                   bool(row["edited"]), threshold=row.get("threshold")))
     return results
 
 

@@ -24,6 +24,7 @@ from .io import PlaneChoice, read_image
 from .params import DetectionParams
 from .qc import image_metrics
 from .results import ImageResult
+from .thresholds import resolve_threshold
 
 __all__ = [
     "detect_array",
@@ -41,13 +42,15 @@ def _measure(index: int, label: str, load, params: DetectionParams, engine: str,
     meta = meta or ImageMeta()
     try:
         image = load()  # errors say what is wrong, plainly
-        det = detect(image, params, engine=engine)
+        used = resolve_threshold(as_grayscale_2d(image), params)  # per image when automatic
+        det = detect(image, used, engine=engine)
         metrics = image_metrics(image)
     except Exception as exc:
         return ImageResult(index, label, meta, seconds=time.perf_counter() - t0,
                            error=str(exc) or type(exc).__name__, **file_info)
     return ImageResult(index, label, meta, det.coords, det.intensities,
-                       time.perf_counter() - t0, metrics=metrics, **file_info)
+                       time.perf_counter() - t0, metrics=metrics, threshold=used.threshold_abs,
+                       **file_info)
 
 
 def process_image(index: int, path: str, params: DetectionParams, engine: str = "fast",
