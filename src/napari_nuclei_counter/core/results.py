@@ -45,6 +45,7 @@ __all__ = [
 IMAGE_COLUMNS = [
     "path", "plate", "well", "site", "channel", "plane", "timepoint", "scene", "n_nuclei", "error", "seconds",
     "saturated_fraction", "sharpness", "qc_flags", "edited", "file_size", "file_mtime",
+    "threshold",
 ]
 NUCLEI_COLUMNS = ["path", "plate", "well", "site", "y", "x", "intensity"]
 
@@ -78,6 +79,8 @@ class ImageResult:
         uses them to know that a file is unchanged).
     edited : bool
         ``True`` when the detections were corrected by hand.
+    threshold : float or None
+        The threshold the detection used (an automatic one is per image).
     """
 
     index: int
@@ -91,6 +94,7 @@ class ImageResult:
     file_size: int | None = None
     file_mtime: float | None = None
     edited: bool = False
+    threshold: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -111,6 +115,7 @@ class ImageResult:
             "saturated_fraction": m.get("saturated_fraction"), "sharpness": m.get("sharpness"),
             "qc_flags": "", "edited": self.edited,
             "file_size": self.file_size, "file_mtime": self.file_mtime,
+            "threshold": self.threshold,
         }
 
     def nuclei_rows(self) -> Iterator[tuple]:
@@ -207,7 +212,7 @@ def read_images_csv(path: Path) -> pd.DataFrame:
             df[col] = ""
     df = df[IMAGE_COLUMNS].copy()
     num = {"seconds": "float64", "saturated_fraction": "float64", "sharpness": "float64",
-           "file_size": "float64", "file_mtime": "float64"}
+           "file_size": "float64", "file_mtime": "float64", "threshold": "float64"}
     for col, dtype in num.items():
         df[col] = pd.to_numeric(df[col].replace("", None), errors="coerce").astype(dtype)
     df["n_nuclei"] = pd.to_numeric(df["n_nuclei"].replace("", None), errors="coerce").astype("Int64")
