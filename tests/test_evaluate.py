@@ -11,7 +11,7 @@ import tifffile
 
 from napari_nuclei_counter.core.detection import reference_detect
 from napari_nuclei_counter.core.evaluate import (
-    Score, TouchingNucleiWarning, Truth, evaluate_image, labels_from_mask, prefix_counts,
+    Score, TouchingNucleiWarning, classify, Truth, evaluate_image, labels_from_mask, prefix_counts,
     read_truth, score, total,
 )
 from napari_nuclei_counter.core.io import read_image
@@ -196,3 +196,13 @@ def test_dsb2018_mask_through_the_python_api():
     tp = _independent_tp(ref, truth.labels)
     assert (s.tp, s.fp, s.fn) == (tp, len(ref) - tp, 125 - tp)
     assert s.f1 > 0.6
+
+
+def test_classify_marks_matched_false_and_missed():
+    det = [[3, 3], [6, 6], [12, 22], [20, 5]]
+    matched, missed = classify(det, Truth(labels=three_nuclei()))
+    assert matched.tolist() == [True, False, True, False]
+    assert missed.tolist() == [[32.5, 32.5]]  # nucleus 3, never hit
+    truth = Truth(points=[[20, 20], [20, 26], [5, 5]])
+    matched, missed = classify([[20, 24], [20, 29], [30, 30]], truth, match_radius=4.5)
+    assert matched.tolist() == [True, True, False] and missed.tolist() == [[5.0, 5.0]]

@@ -40,6 +40,7 @@ from .truth import TouchingNucleiWarning, Truth, labels_from_mask, read_truth
 
 __all__ = [
     "Score",
+    "classify",
     "TouchingNucleiWarning",
     "Truth",
     "labels_from_mask",
@@ -273,3 +274,41 @@ def evaluate_image(image, truth: Truth, params, *, engine: str = "fast",
         match_radius = estimate_diameter(img) / 2
     return score(coords, truth, shape=img.shape, match_radius=match_radius, region=region,
                  scale=scale, translate=translate), coords
+
+
+def classify(coords, truth: Truth, *, match_radius: float | None = None,
+             scale=(1.0, 1.0), translate=(0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Which detections matched and which nuclei were missed (for marking them in a viewer).
+
+    Parameters are those of :func:`score` (no region: everything is classified).
+
+    Returns
+    -------
+    matched : ndarray of bool, shape (N,)
+        ``True`` for a true positive, ``False`` for a false positive.
+    missed : ndarray of float, shape (K, 2)
+        Centres of the missed nuclei (label centroids, or the points), in image pixels.
+    """
+    det = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    if truth.kind == "labels":
+        counts = _label_prefix(det, truth, None, lambda p: np.ones(len(p), bool), scale, translate)
+        matched = np.diff(counts[:, 0]) > 0
+        ids, cen = truth.label_centroids()
+        lab = np.asarray(truth.labels)
+        idx = np.round(_to_frame(det, scale, translate, truth.scale, truth.translate)).astype(np.intp)
+        ok = ((idx >= 0) & (idx < lab.shape)).all(axis=1)
+        hit = set(lab[idx[ok, 0], idx[ok, 1]].tolist())
+        missed = cen[~np.isin(ids, list(hit))]
+        return matched, _to_frame(missed, truth.scale, truth.translate, scale, translate)
+    if match_radius is None or match_radius <= 0:
+        raise ValueError(f"match_radius must be a distance in pixels > 0 for points truth, "
+                         f"got {match_radius!r}")
+    from ._matching import match_points
+
+    pts = _to_frame(truth.points, truth.scale, truth.translate, scale, translate)
+    i_det, i_pts = match_points(det, pts, float(match_radius))
+    matched = np.zeros(len(det), bool)
+    matched[i_det] = True
+    missed = np.ones(len(pts), bool)
+    missed[i_pts] = False
+    return matched, pts[missed]
