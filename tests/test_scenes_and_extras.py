@@ -117,3 +117,20 @@ def test_microscope_files_through_bioio(suffix):
 
     image = read_image(files[0], plane=PlaneChoice(channel, "max" if info.n_planes > 1 else None))
     assert image.shape == info.plane_shape
+
+
+def test_a_resumed_run_keeps_the_scenes_it_did(tmp_path):
+    path = tmp_path / "positions_w1.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        for seed in (1, 2):
+            tw.write(_image(seed))
+    out = tmp_path / "out"
+    assert main(["detect", str(tmp_path), "--out", str(out), *ARGS]) == 0
+    images = pd.read_csv(out / "images.csv")
+    assert images["file_size"].tolist() == [path.stat().st_size] * 2
+    before = (out / "nuclei.csv").read_text()
+    assert main(["detect", str(tmp_path), "--out", str(out), "--resume", *ARGS]) == 0
+    assert (out / "nuclei.csv").read_text() == before
+    # not redone: the times measured by the first run stay
+    assert pd.read_csv(out / "images.csv")["seconds"].tolist() == images["seconds"].tolist()
+    assert json.loads((out / "run.json").read_text())["n_images"] == 2

@@ -20,7 +20,7 @@ import numpy as np
 from . import _fast  # noqa: F401  (preloaded by the forkserver)
 from .detection import as_grayscale_2d, detect
 from .discovery import ImageMeta, parse_metadata
-from .io import PlaneChoice, read_image
+from .io import PlaneChoice, read_image, split_scene
 from .params import DetectionParams
 from .qc import image_metrics
 from .results import ImageResult
@@ -57,7 +57,7 @@ def process_image(index: int, path: str, params: DetectionParams, engine: str = 
                   regex: str | None = None, plane: PlaneChoice | None = None) -> ImageResult:
     """Read and detect one image file; any failure becomes the result's ``error``."""
     try:
-        st = os.stat(path)
+        st = os.stat(split_scene(path)[0])  # a scene's identity is its file's
         size, mtime = st.st_size, st.st_mtime
     except OSError:  # missing or a broken link: read_image says so
         size = mtime = None
