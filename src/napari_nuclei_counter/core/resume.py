@@ -18,7 +18,7 @@ import numpy as np
 from .csvsafe import encode_columns
 from .discovery import ImageMeta
 from .integrity import SCHEMA, DamagedTable, InconsistentResults, check_folder
-from .io import atomic_write
+from .io import atomic_write, split_scene
 from .params import DetectionParams
 from .results import PARTIAL, ImageResult, pd_isna, read_images_csv, read_nuclei_csv
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def _file_key(path: str) -> tuple[int, float] | None:
     try:
-        st = os.stat(path)
+        st = os.stat(split_scene(path)[0])  # a scene's identity is its file's
     except OSError:
         return None
     return st.st_size, st.st_mtime
