@@ -85,6 +85,7 @@ class ChannelPicker(QObject):
             self._show(None)
             return
         if str(path) == self._path and self.info is not None:
+            self.described.emit(self.info)  # the same file: the same choices
             return
         self._path = str(path)
         worker = create_worker(_describe, str(path), self._request)

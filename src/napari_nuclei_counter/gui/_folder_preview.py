@@ -83,8 +83,8 @@ class FolderPreview(QObject):
         if active and self.paths and layer is None:
             self.load()
 
-    def set_paths(self, paths: list[Path]) -> None:
-        """The files that match now."""
+    def set_paths(self, paths: list[Path], load: bool = True) -> None:
+        """The files that match now (``load``: show the chosen one now)."""
         self.paths = list(paths)
         with self.step.changed.blocked():
             self.step.max = max(len(self.paths) - 1, 0)
@@ -92,7 +92,7 @@ class FolderPreview(QObject):
                 self.step.value = 0
         for w in self.widgets:
             w.visible = self.active and bool(self.paths)
-        if self.active:
+        if self.active and load:
             self.load()
 
     def load(self, *_) -> None:

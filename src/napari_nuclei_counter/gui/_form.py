@@ -7,8 +7,6 @@ logic.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, LineEdit
 from magicgui.widgets import PushButton, RadioButtons, SpinBox
 from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout
@@ -21,14 +19,17 @@ from ._folder_preview import FolderPreview
 from ._progress import RunProgress
 from ._table import make_image_table
 
-if TYPE_CHECKING:
-    from ._widget import NucleiCounterWidget
-
 __all__ = ["build_form"]
 
 
-def build_form(dock: NucleiCounterWidget) -> None:
-    """Make the dock's controls (as attributes of ``dock``) and lay them out."""
+def build_form(dock) -> None:
+    """Make the dock's controls (as attributes of ``dock``) and lay them out.
+
+    Parameters
+    ----------
+    dock : NucleiCounterWidget
+        Has ``viewer``, ``store``, ``parameters`` and the three sliders already.
+    """
     dock.image_combo = ComboBox(label="image", choices=dock._image_layer_choices,
                                 tooltip="The image layer to preview and to run on")
     dock.preview_check = CheckBox(text="Live preview", value=True,

@@ -132,9 +132,20 @@ class ParametersPanel(QObject):
 
     def set_decimals(self, decimals: int) -> None:
         """Digits after the point in the threshold's readout (none for integer images)."""
-        native = self.threshold.native
-        if hasattr(native, "setDecimals"):  # superqt's labeled slider
-            native.setDecimals(int(decimals))
+        slider = self._threshold_slider()
+        if slider is not None:
+            slider.setDecimals(int(decimals))
+
+    def decimals(self) -> int | None:
+        """Digits after the point in the threshold's readout."""
+        slider = self._threshold_slider()
+        return None if slider is None else slider.decimals()
+
+    def _threshold_slider(self):
+        """The slider's readout (a spin box beside magicgui's slider)."""
+        from qtpy.QtWidgets import QDoubleSpinBox
+
+        return self.threshold.native.findChild(QDoubleSpinBox)
 
     def save_preset(self, path: str | Path) -> None:
         """Write the current parameters as a JSON preset."""

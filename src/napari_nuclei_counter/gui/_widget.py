@@ -37,6 +37,8 @@ from ._run import RunController, save_in_worker
 if TYPE_CHECKING:
     import napari
 
+    from ..core.run import Run
+
 __all__ = ["NucleiCounterWidget", "PREVIEW_LAYER", "RESULTS_LAYER"]
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,7 @@ class NucleiCounterWidget(RunMixin, QWidget):
         self.backend.changed.connect(self._update_source_visibility)
         self.folder_picker.matched.connect(self._on_folder_matched)
         self.channels.changed.connect(self.folder_preview.load)
+        self.channels.described.connect(self.folder_preview.load)  # read with the choice
         self.folder_preview.shown.connect(self._on_folder_preview_shown)
         self.run_button.clicked.connect(self.toggle_run)
         self.save_button.clicked.connect(self._ask_save_tables)
@@ -106,6 +109,11 @@ class NucleiCounterWidget(RunMixin, QWidget):
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.viewer.dims.events.current_step.connect(self.preview.schedule)
+
+    @property
+    def last_run(self) -> Run | None:
+        """The run going on, or the last one."""
+        return self.runner.run
 
     @property
     def results(self) -> dict[int, ImageResult]:
@@ -220,8 +228,8 @@ class NucleiCounterWidget(RunMixin, QWidget):
         self._on_image_changed()
 
     def _on_folder_matched(self, paths: list) -> None:
+        self.folder_preview.set_paths(paths, load=False)  # once the channels are known
         self.channels.describe(paths[0] if paths else None)
-        self.folder_preview.set_paths(paths)
         if not paths and self.source.value == "folder":
             self.preview_label.value = "No file matches: check the folder and the pattern."
 
