@@ -40,6 +40,8 @@ from contextlib import ExitStack
 from typing import Callable, Iterator, Sequence
 
 from ._dask_cluster import connect
+from ._dask_health import LostCheck
+from .core.errors import BackendLost, RunError
 from .core.params import DetectionParams
 from .core.results import ImageResult
 from .core.scheduler import WorkerDied
@@ -108,6 +110,7 @@ class DaskBackend:
         self._running: set = set()
         self._keys = None
         self._ready = None
+        self._lost = LostCheck(self)
 
     def start(self, n_items: int) -> None:
         """Connect (or start a local cluster) and prepare the workers."""
@@ -117,6 +120,9 @@ class DaskBackend:
         try:
             self._client = self._stack.enter_context(
                 connect(self.scheduler, self._given, self.n_workers, self.threads_per_worker))
+        except ConnectionError as exc:  # before any image ran: a setup error
+            self._stack.close()
+            raise RunError(str(exc)) from None
         except BaseException:
             self._stack.close()
             raise
@@ -135,18 +141,29 @@ class DaskBackend:
 
     def submit(self, fn: Callable, chunk: list, args: tuple):
         """Send ``fn(chunk, *args)`` to the cluster."""
-        fut = self._client.submit(_run_task, fn, chunk, *args, key=self._keys(chunk),
-                                  pure=False)
+        try:
+            fut = self._client.submit(_run_task, fn, chunk, *args, key=self._keys(chunk),
+                                      pure=False)
+        except Exception as exc:
+            self._raise_if_lost(exc)
+            raise
         self._running.add(fut)
         self._ready.add(fut)
         return fut
 
     def wait(self, handles: list, timeout: float) -> list:
-        """The futures that finished within ``timeout``."""
+        """The futures that finished within ``timeout``.
+
+        Raises :class:`~napari_nuclei_counter.core.errors.BackendLost` when
+        the scheduler is unreachable, or no worker is left while tasks wait,
+        for ``LOST_SECONDS`` (or the stall timeout, when shorter).
+        """
         ready = self._ready
         done = ready.next_batch(block=False)
         if done or ready.is_empty():
+            self._lost.fine()
             return done
+        self._lost.check()
         cond = getattr(ready, "thread_condition", None)  # notified on each completion
         if cond is None:  # pragma: no cover - a distributed without it: poll
             time.sleep(min(timeout, 0.02))
@@ -164,9 +181,45 @@ class DaskBackend:
         except (Exception, asyncio.CancelledError) as exc:
             if type(exc).__name__ == "KilledWorker":
                 raise WorkerDied(str(exc)) from exc
+            if isinstance(exc, asyncio.CancelledError) or "Cancelled" in type(exc).__name__:
+                # not cancelled by us: the scheduler went away (or restarted)
+                self._raise_if_lost(exc)
+                raise WorkerDied(f"task cancelled by the cluster: {exc}") from exc
             raise
         finally:
             handle.release()
+
+    def _raise_if_lost(self, exc: BaseException) -> None:
+        """Raise ``BackendLost`` when the client has lost its scheduler."""
+        status = getattr(self._client, "status", "running")
+        if status != "running" or type(exc).__name__ == "ClosedClientError":
+            raise BackendLost(f"lost the connection to the Dask scheduler ({status})") from None
+
+    def kill(self, handles: list) -> None:
+        """Stop stuck tasks: restart the workers processing them (their nannies start new ones).
+
+        The tasks are cancelled and never asked for again.
+        """
+        keys = {h.key for h in handles}
+        try:
+            alive = _total_threads(self._client)
+        except Exception:  # noqa: BLE001 - the scheduler is gone too
+            alive = 0
+        if not alive:  # not stuck: nobody is there to run them
+            raise BackendLost("the Dask cluster has no worker left")
+        try:
+            processing = self._client.processing()
+            stuck = [w for w, ks in processing.items() if keys & set(ks)]
+            if stuck:
+                self._client.restart_workers(stuck, timeout=30)
+        except Exception as exc:  # no nanny, or the scheduler went away meanwhile
+            log.warning("could not restart the stuck Dask workers: %s", exc)
+        for h in handles:
+            self._running.discard(h)
+        try:
+            self._client.cancel(list(handles), force=True)
+        except Exception as exc:
+            log.debug("could not cancel the stuck tasks: %s", exc)
 
     def recover(self) -> None:
         """Nothing to do: the scheduler replaces dead workers itself."""

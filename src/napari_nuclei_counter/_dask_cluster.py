@@ -18,6 +18,11 @@ from .core.backends import default_workers, no_main_reimport
 
 __all__ = ["connect"]
 
+#: how long to try to reach a scheduler, s
+CONNECT_SECONDS = 10
+#: how long closing a client or cluster may take (a scheduler may be gone), s
+CLOSE_SECONDS = 5
+
 log = logging.getLogger(__name__)
 
 
@@ -40,10 +45,11 @@ def _own_client(scheduler, n_workers, threads_per_worker):
 
     if scheduler is not None:
         try:
-            own = Client(scheduler, set_as_default=False)
+            own = Client(scheduler, set_as_default=False, timeout=CONNECT_SECONDS)
         except (OSError, asyncio.TimeoutError) as exc:
             raise ConnectionError(
-                f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+                f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_SECONDS} s "
+                f"({type(exc).__name__}); check the address and that it is running") from None
         with _closing(own):
             yield own
         return
@@ -103,7 +109,7 @@ def _closing(thing):
         yield thing
     finally:
         try:
-            thing.close()
+            thing.close(timeout=CLOSE_SECONDS)
         except Exception as exc:  # a half-dead cluster must not hide the real error
             log.warning("could not close %s cleanly: %s", type(thing).__name__, exc)
 

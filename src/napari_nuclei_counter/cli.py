@@ -1,9 +1,13 @@
 """The ``nuclei-counter`` command line (an adapter over the core; no Qt, no napari).
 
 Exit status: 0 when every image succeeded, 1 when some images failed (the
-tables are still written), 2 for usage errors (a missing folder, a pattern
-that matches nothing, an invalid parameter), 130 when interrupted with
-Ctrl+C (the tables hold what was done).
+tables are still written), 2 for usage and setup errors before any image
+ran (a missing folder, a pattern that matches nothing, an invalid parameter,
+an output folder in use or not writable, an unreachable scheduler), 3 for a
+run stopped by its environment or an unexpected error (a lost cluster, a
+full disk; the tables of what was done are kept, ``--resume`` finishes),
+130 when interrupted with Ctrl+C (the tables hold what was done). Errors are
+one sentence; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -22,20 +26,19 @@ from .core.detection import ENGINES
 from .core.discovery import BBBC021_PATTERN
 from .core.io import PlaneChoice
 from .core.params import DetectionParams
-from .core.run import Run, RunError
+from .core.errors import RunError, RunStopped
+from .core.run import Run
+from ._cli_args import _Stopped, _UsageError, join_negative_numbers, warn_without_effect
+from ._cli_results import _cmd_gallery, _cmd_platemap, _cmd_sample
 
 __all__ = ["main", "build_parser", "entry"]
 
 log = logging.getLogger("napari_nuclei_counter")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 #: the npe2 plugin name (napari.yaml)
 PLUGIN = "napari-nuclei-counter"
-
-
-class _UsageError(Exception):
-    pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find and count nuclei in DAPI images (Gaussian blur + local maxima).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser(
@@ -55,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Detect nuclei in every image of INPUT that matches --pattern and write "
             "images.csv (one row per image), nuclei.csv (one row per nucleus) and run.json "
             "(parameters, versions, times) into --out. Exit status: 0 all images done, "
-            "1 some images failed (their rows say why), 2 usage error, 130 interrupted."
+            "1 some images failed (their rows say why), 2 usage or setup error, 3 stopped by "
+            "its environment (lost cluster, disk full; resumable), 130 interrupted."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -104,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="address of a running dask.distributed scheduler, e.g. "
                         "tcp://10.0.0.5:8786 (with --backend dask)")
+    d.add_argument("--stall-timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop and retry workers that return no result for this long (0 = no "
+                        "watchdog); default: 120 s before the first image, then the larger of "
+                        "60 s and 20x the median image time")
+    d.add_argument("--break-lock", action="store_true",
+                   help="take over an output folder locked by a run on another host (only when "
+                        "that run is gone; a stale lock of this host is taken over anyway)")
 
     gal = sub.add_parser(
         "gallery",
@@ -151,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a folder of TIFFs or a results folder to open")
     g.add_argument("--sample", action="store_true",
                    help="open the synthetic BBBC021-like sample plate")
+    for command in sub.choices.values():  # also after the command: detect ... --debug
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks of errors")
     return parser
 
 
@@ -181,6 +196,9 @@ def _cmd_detect(args) -> int:
         raise _UsageError(str(exc)) from None
     if args.workers is not None and args.workers < 0:
         raise _UsageError("--workers must be 0 or more")
+    if args.stall_timeout is not None and not args.stall_timeout >= 0:
+        raise _UsageError("--stall-timeout must be 0 (off) or a number of seconds")
+    warn_without_effect(args)
     if args.parquet:
         _require("pyarrow", "--parquet needs pyarrow: pip install pyarrow")
     backend = "process"
@@ -214,7 +232,8 @@ def _cmd_detect(args) -> int:
               regex=args.regex, pattern=args.pattern, recursive=args.recursive, out=args.out,
               channel=args.channel, z=args.z,
               resume=args.resume, parquet=args.parquet, cancel=stop.event, progress=progress,
-              info={"command": " ".join(["nuclei-counter", *sys.argv[1:]])})
+              info={"command": " ".join(["nuclei-counter", *sys.argv[1:]])},
+              break_lock=args.break_lock, stall_timeout=args.stall_timeout)
     try:
         run.prepare()
     except RunError as exc:
@@ -229,6 +248,12 @@ def _cmd_detect(args) -> int:
             pass
     except KeyboardInterrupt:
         stop.event.set()
+    except RunStopped as exc:
+        bar.close()
+        raise _Stopped(str(exc)) from exc
+    except RunError as exc:  # e.g. an unreachable scheduler: before any image ran
+        bar.close()
+        raise _UsageError(str(exc)) from exc
     finally:
         results.close()  # after a second Ctrl+C: the tables are written now
         for sig, handler in previous.items():
@@ -282,65 +307,35 @@ def _progress(total: int, disable: bool, initial: int = 0):
                 disable=disable, dynamic_ncols=True, smoothing=0.1)
 
 
-def _cmd_sample(args) -> int:
-    from .core.sample import write_sample_plate
-
-    if args.columns < 1 or args.sites < 1 or not args.rows.isalpha():
-        raise _UsageError("--rows must be letters, --columns and --sites at least 1")
-    paths = write_sample_plate(args.out, rows=args.rows.upper(),
-                               columns=range(2, 2 + args.columns), sites=args.sites,
-                               seed=args.seed)
-    sys.stderr.write(f"wrote {len(paths)} images to {args.out}\n")
-    return EXIT_OK
-
-
-def _results_dir(path: str) -> Path:
-    folder = Path(path).expanduser()
-    if not ((folder / "images.csv").exists() or (folder / "images.partial.csv").exists()):
-        raise _UsageError(f"not a results folder (no images.csv): {folder}")
-    return folder
-
-
-def _cmd_gallery(args) -> int:
-    from .core.gallery import gallery_from_results
-    from .core.render import save_png
-
-    folder = _results_dir(args.results)
-    if args.columns < 1 or args.size < 16:
-        raise _UsageError("--columns must be at least 1 and --size at least 16")
-    picture = gallery_from_results(folder, n=args.n, seed=args.seed, ascending=args.ascending,
-                                   size=args.size, columns=args.columns)
-    save_png(picture, args.out)
-    sys.stderr.write(f"wrote {args.out}\n")
-    return EXIT_OK
-
-
-def _cmd_platemap(args) -> int:
-    from .core.render import render_plate_map, save_png
-    from .core.results import load_results
-
-    res = load_results(_results_dir(args.results))
-    wells = res.wells
-    if wells is None or not len(wells):
-        raise _UsageError("no well names in this results folder (file names without wells?)")
-    if args.plate is not None and args.plate not in set(wells["plate"]):
-        raise _UsageError(f"no plate {args.plate!r}; plates: {', '.join(sorted(set(wells['plate'])))}")
-    save_png(render_plate_map(wells, value=args.value, plate=args.plate), args.out)
-    sys.stderr.write(f"wrote {args.out}\n")
-    return EXIT_OK
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(join_negative_numbers(argv, parser))
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s: %(message)s")
     commands = {"detect": _cmd_detect, "sample": _cmd_sample, "gui": _cmd_gui,
                 "gallery": _cmd_gallery, "platemap": _cmd_platemap}
+    prefix = f"nuclei-counter {args.command}: error: "
     try:
         return commands[args.command](args)
     except _UsageError as exc:
-        parser.exit(EXIT_USAGE, f"nuclei-counter {args.command}: error: {exc}\n")
+        if args.debug:
+            log.exception("traceback")
+        parser.exit(EXIT_USAGE, f"{prefix}{exc}\n")
+    except RunError as exc:  # e.g. a damaged or inconsistent results folder
+        if args.debug:
+            log.exception("traceback")
+        parser.exit(EXIT_USAGE, f"{prefix}{exc}\n")
+    except _Stopped as exc:
+        if args.debug:
+            log.exception("traceback")
+        parser.exit(EXIT_STOPPED, f"{prefix}{exc}\n")
+    except Exception as exc:  # noqa: BLE001 - one sentence, the traceback with --debug
+        if args.debug:
+            raise
+        parser.exit(EXIT_STOPPED, f"{prefix}unexpected {type(exc).__name__}: {exc} "
+                                  "(run with --debug for the traceback)\n")
 
 
 def entry() -> None:

@@ -33,7 +33,9 @@ import numpy as np
 
 from .backends import default_workers, make_backend
 from .discovery import BBBC021_PATTERN, name_scheme
+from .errors import BackendLost, RunError, RunStopped, environment_error
 from .io import PlaneChoice
+from .lock import OutputLock
 from .params import DetectionParams
 from .results import ImageResult
 from .resume import load_partial_results, resume_state
@@ -47,10 +49,6 @@ log = logging.getLogger(__name__)
 
 #: ``progress(result, done, total)`` after each image
 Progress = Callable[[ImageResult, int, int], None]
-
-
-class RunError(ValueError):
-    """A run that cannot start: a missing folder, no matching file, bad options."""
 
 
 @dataclass
@@ -125,12 +123,23 @@ class Run:
         Set it from any thread to stop; the tables hold what was done.
     progress : callable, optional
         ``progress(result, done, total)`` after each image, in the iterating thread.
+    break_lock : bool, optional
+        Take over another host's lock on ``out`` (see :mod:`.lock`).
+    stall_timeout : float, optional
+        Seconds without any result before the watchdog kills the workers of
+        the tasks in flight (see :mod:`.watchdog`); default automatic.
 
     Raises
     ------
     RunError
         From :meth:`prepare` (or the first ``next``), for a source that
-        cannot run: a missing folder, no matching file, no image.
+        cannot run: a missing folder, no matching file, no image; an ``out``
+        that another run holds (:class:`~.errors.FolderLocked`) or that cannot
+        be written.
+    RunStopped
+        While iterating, when the environment stops the run: a lost Dask
+        cluster, a full disk. The tables of what was done are written when
+        possible; the folder can be resumed.
     """
 
     def __init__(self, source, params: DetectionParams | None = None, *,
@@ -141,10 +150,12 @@ class Run:
                  out: str | os.PathLike | None = None, resume: bool = False,
                  parquet: bool = False, info: dict | None = None,
                  chunksize: int | None = None, cancel: threading.Event | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, break_lock: bool = False,
+                 stall_timeout: float | None = None) -> None:
         self.source = source
         self.params = params or DetectionParams()
         self.backend = make_backend(backend, workers)
+        self.backend.stall_timeout = stall_timeout  # read by the scheduler's watchdog
         self.workers = default_workers() if workers is None else workers
         self.engine = engine
         self.regex = regex
@@ -166,6 +177,7 @@ class Run:
         self.warnings: list[str] = []  #: what the user should know about the input
         self.summary: RunSummary | None = None
         self._writer: ResultsWriter | None = None
+        self._lock = OutputLock(self.out, break_lock=break_lock) if self.out is not None else None
         self._prepared = False
 
     # ------------------------------------------------------------ preparing
@@ -179,8 +191,18 @@ class Run:
             return
         self._resolve_source()
         if self.out is not None:
-            self._open_writer()
+            self._lock.acquire()  # every front end: a second run into out is refused
+            try:
+                self._open_writer()
+            except BaseException as exc:
+                self._lock.release()
+                _raise_plainly(exc, self.out)
         self._prepared = True
+
+    def close(self) -> None:
+        """Give the output folder's lock back (iterating to the end does it too)."""
+        if self._lock is not None:
+            self._lock.release()
 
     def _resolve_source(self) -> None:
         src = self.source
@@ -259,7 +281,7 @@ class Run:
         todo = [i for i in range(len(self.labels)) if i not in self.done]
         writer, counted = self._writer, _Counter(self.done)
         log.info("%d images (%d done before), %s", len(self.labels), len(self.done), self.params)
-        finished, failed = False, False
+        finished, failed, lost = False, False, None
         try:
             for result in self._schedule(todo):
                 if writer is not None:
@@ -269,6 +291,11 @@ class Run:
                     self.progress(result, counted.n_done, len(self.labels))
                 yield result
             finished = not self.cancel.is_set()
+        except BackendLost as exc:  # the tables of what was done are written, then it says so
+            lost = exc
+        except OSError as exc:  # a full disk: the streaming files stay for --resume
+            failed = True
+            _raise_plainly(exc, self.out)
         except Exception:  # not a close, Ctrl+C or exit: those still finish the tables
             failed = True
             raise
@@ -277,13 +304,22 @@ class Run:
                 if writer is not None and failed:
                     writer.abort()  # the streaming files stay for --resume; the error shows
                 elif writer is not None:  # also after a cancel, a close or Ctrl+C
-                    writer.close(complete=finished)
+                    try:
+                        writer.close(complete=finished)
+                    except OSError as exc:
+                        writer.abort()
+                        _raise_plainly(exc, self.out)
                     counted = writer
             finally:
+                self.close()
                 self.summary = RunSummary(
                     len(self.labels), counted.n_done, counted.n_failed, counted.n_nuclei,
                     time.perf_counter() - t0, len(todo), not finished,
                     self.out if writer is not None else None)
+        if lost is not None:
+            where = (f"; the tables of what was done are in {self.out}: run the same command "
+                     "again with --resume to finish" if writer is not None else "")
+            raise RunStopped(f"{lost}{where}") from lost
 
     def _schedule(self, todo: list[int]) -> Iterator[ImageResult]:
         opts = {"engine": self.engine, "chunksize": self.chunksize, "cancel": self.cancel}
@@ -293,6 +329,14 @@ class Run:
         items = [(i, self.labels[i]) for i in todo]
         return run_paths(items, self.params, self.backend, regex=self.regex, plane=self.plane,
                          **opts)
+
+
+def _raise_plainly(exc: BaseException, out) -> None:
+    """Raise ``exc``, as a plain-words run error when it is an ``OSError`` writing ``out``."""
+    plain = environment_error(exc, out) if isinstance(exc, OSError) else exc
+    if plain is exc:
+        raise exc
+    raise plain from exc
 
 
 class _Counter:

@@ -13,6 +13,13 @@ decides about tasks is written here once:
   blame. The images of the tasks lost become suspects and run again one at a
   time (alone on the backend), so an image that kills its worker again is
   identified and reported as failed, and the others succeed;
+- **stuck workers** (:mod:`.watchdog`): when no task came back for the stall
+  timeout, the backend kills the workers of the tasks in flight
+  (``Backend.kill``), whose images become suspects; an image stuck again
+  when it runs alone fails;
+- **a lost backend**: a backend that lost its workers for good (a Dask
+  scheduler gone, no worker left) raises :class:`~.errors.BackendLost`,
+  which ends the generator (the run keeps what was done);
 - **cancel**: a set ``cancel`` event or a closed generator drops the pending
   work; the backend stops its workers at once.
 """
@@ -24,9 +31,11 @@ import threading
 from collections import deque
 from typing import Callable, Iterator, Protocol
 
+from .errors import BackendLost
 from .results import ImageResult
+from .watchdog import STUCK, Watchdog
 
-__all__ = ["Backend", "Chunker", "TASK_SECONDS", "WorkerDied", "schedule"]
+__all__ = ["Backend", "BackendLost", "Chunker", "TASK_SECONDS", "WorkerDied", "schedule"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +67,14 @@ class Backend(Protocol):
         Tasks run in this process (their function need not be picklable).
     shares_memory : bool
         Workers can map this machine's shared memory (in-memory images).
+    stall_timeout : float or None
+        Optional: seconds without a result before the watchdog acts (set by
+        the run; ``None`` automatic, ``0`` off).
+
+    A backend that can stop stuck workers has ``kill(handles)``: kill the
+    workers running these tasks (their results are then never asked for).
+    Without it the watchdog only warns. ``wait`` raises
+    :class:`~.errors.BackendLost` when the workers are gone for good.
     """
 
     name: str
@@ -198,6 +215,8 @@ def schedule(items: list, fn: Callable, args: tuple, backend: Backend, *,
     refused = 0  # submissions refused in a row: workers that cannot start at all
     succeeded = False  # some task returned: the workers can start
     suspect_deaths = 0
+    watchdog = Watchdog(getattr(backend, "stall_timeout", None))
+    warned = False
     backend.start(len(items))
     try:
         while work or running:
@@ -210,6 +229,7 @@ def schedule(items: list, fn: Callable, args: tuple, backend: Backend, *,
                 log.warning("a worker process died; retrying %d image(s) one at a time", work.suspects)
                 backend.recover()
                 broken = False
+                watchdog.progress()
             # suspects run alone, until the last of them has come back
             alone = work.suspects or any(suspect for _, suspect in running.values())
             limit = 1 if alone else backend.capacity()
@@ -230,7 +250,35 @@ def schedule(items: list, fn: Callable, args: tuple, backend: Backend, *,
                 continue
             if cancel is not None and cancel.is_set():
                 return
-            for handle in backend.wait(list(running), POLL_SECONDS):
+            ready = backend.wait(list(running), POLL_SECONDS)
+            if ready:
+                watchdog.progress()
+            elif watchdog.stalled(max(len(chunk) for chunk, _ in running.values())):
+                kill = getattr(backend, "kill", None)
+                limit = watchdog.limit(max(len(chunk) for chunk, _ in running.values()))
+                if kill is None:
+                    if not warned:
+                        log.warning("no result for %.0f s; this backend cannot stop its "
+                                    "workers, waiting on", limit)
+                        warned = True
+                    continue
+                stuck = list(running.items())
+                log.warning("no result for %.0f s: the workers of %d task(s) seem stuck; "
+                            "stopping them and retrying their images one at a time",
+                            limit, len(stuck))
+                kill([handle for handle, _ in stuck])
+                running.clear()
+                for handle, (chunk, suspect) in stuck:
+                    if suspect:
+                        yield failed(chunk[0], STUCK.format(limit))
+                    else:
+                        work.suspect(chunk)
+                broken = True
+                watchdog.progress()
+                continue
+            for handle in ready:
+                if handle not in running:
+                    continue  # a task given up on (killed by the watchdog)
                 chunk, suspect = running.pop(handle)
                 try:
                     results = backend.result(handle)
@@ -250,6 +298,8 @@ def schedule(items: list, fn: Callable, args: tuple, backend: Backend, *,
                 succeeded = True
                 for result in results:
                     work.observe(result)
+                    if result.ok:
+                        watchdog.observe(result.seconds)
                     yield result
                 if cancel is not None and cancel.is_set():
                     return

@@ -35,7 +35,9 @@ __all__ = [
     "plate_map_values",
     "plate_rows",
     "row_label",
+    "STANDARD_FORMATS",
     "successful",
+    "unplaced_wells",
     "value_range",
     "well_name",
     "well_position",
@@ -46,8 +48,14 @@ __all__ = [
 #: Columns of :func:`well_table`.
 WELL_COLUMNS = ["plate", "well", "images", "total", "mean", "std"]
 
-#: Standard plate layouts ``(rows, columns)``: 96, 384 and 1536 wells.
+#: Standard plate layouts ``(rows, columns)``: 96, 384 and 1536 wells (inferred from wells).
 PLATE_FORMATS = ((8, 12), (16, 24), (32, 48))
+
+#: Every standard layout, 6 to 1536 wells (the ones a ``layout`` may name).
+STANDARD_FORMATS = ((2, 3), (3, 4), (4, 6), (6, 8), *PLATE_FORMATS)
+
+#: The largest plate: wells beyond it (``'ZZ999'``) have no position, they are unplaced.
+MAX_ROWS, MAX_COLUMNS = PLATE_FORMATS[-1]
 
 #: What a plate map can show: column of :func:`well_table` -> its description.
 MAP_VALUES = {"mean": "mean nuclei per site", "total": "total nuclei per well"}
@@ -67,8 +75,9 @@ def well_position(well) -> tuple[int, int] | None:
 
     ``'A01'`` is ``(0, 0)``, ``'B2'`` and ``'b02'`` are ``(1, 1)``, ``'P24'``
     is ``(15, 23)``; two-letter rows (1536-well plates) follow ``'Z'``:
-    ``'AA01'`` is ``(26, 0)``. Blank or unparseable names (and column 0) give
-    ``None``.
+    ``'AA01'`` is ``(26, 0)``. Blank or unparseable names, column 0 and wells
+    beyond the largest standard plate (1536 wells: rows A-AF, columns 1-48)
+    give ``None``: such wells are listed as unplaced, never laid out.
     """
     if not isinstance(well, str):
         return None
@@ -81,6 +90,8 @@ def well_position(well) -> tuple[int, int] | None:
     row = ord(letters[-1]) - ord("A")
     if len(letters) == 2:
         row += 26 * (ord(letters[0]) - ord("A") + 1)
+    if row >= MAX_ROWS or number > MAX_COLUMNS:
+        return None
     return row, number - 1
 
 
@@ -158,8 +169,9 @@ def infer_plate_format(wells: Iterable) -> tuple[int, int]:
     tuple of int
         ``(rows, columns)``: ``(8, 12)`` (96 wells) unless a row letter is
         after ``'H'`` or a column after 12, then ``(16, 24)`` (384 wells); then
-        ``(32, 48)`` (1536 wells); beyond that, just large enough for every
-        well. ``(8, 12)`` when no well name can be read.
+        ``(32, 48)`` (1536 wells), the largest (wells beyond it have no
+        position, see :func:`well_position`). ``(8, 12)`` when no well name
+        can be read.
     """
     positions = [p for p in map(well_position, wells) if p is not None]
     if not positions:
@@ -169,7 +181,13 @@ def infer_plate_format(wells: Iterable) -> tuple[int, int]:
     for fmt in PLATE_FORMATS:
         if rows <= fmt[0] and cols <= fmt[1]:
             return fmt
-    return rows, cols
+    return PLATE_FORMATS[-1]  # unreachable: positions stop at the largest plate
+
+
+def unplaced_wells(wells: Iterable) -> list[str]:
+    """The well names that have no place on a standard plate (blank ones aside)."""
+    return sorted({str(w) for w in wells if isinstance(w, str) and w.strip()
+                   and well_position(w) is None})
 
 
 # --------------------------------------------------------------------------- tables
@@ -306,6 +324,9 @@ def plate_map_values(
     sub = plate_rows(wells, value, plate)
     if layout is None:
         layout = infer_plate_format(sub["well"])
+    if tuple(int(n) for n in layout) not in STANDARD_FORMATS:
+        raise ValueError(f"layout must be a standard plate (6 to 1536 wells: "
+                         f"{', '.join(f'{r}x{c}' for r, c in STANDARD_FORMATS)}), got {layout}")
     grid = np.full(tuple(int(n) for n in layout), np.nan)
     numbers = sub[value].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
     for well, v in zip(sub["well"], numbers):

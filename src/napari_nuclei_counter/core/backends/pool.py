@@ -138,6 +138,21 @@ class ProcessBackend:
         except BrokenProcessPool as exc:
             raise WorkerDied(str(exc)) from exc
 
+    def kill(self, handles: list) -> None:
+        """Kill the pool's worker processes (stuck ones too: ``SIGKILL`` ends a stopped process).
+
+        Which worker runs which task is not known, so every worker goes; the
+        scheduler retries the images of every task in flight and calls
+        :meth:`recover` for a new pool.
+        """
+        pool = self._pool
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            try:
+                if proc.is_alive():
+                    proc.kill()
+            except (OSError, ValueError):  # already gone
+                pass
+
     def recover(self) -> None:
         """Replace the broken pool by a fresh one."""
         self._stop()
