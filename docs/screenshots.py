@@ -4,8 +4,10 @@ Run under a screen (or ``xvfb-run -a -s "-screen 0 1600x1000x24"``)::
 
     python docs/screenshots.py
 
-Writes ``docs/images/preview.png`` (tuning on the live preview) and
-``docs/images/run.png`` (after a run on the sample plate).
+Writes ``docs/images/preview.png`` (tuning on the live preview),
+``docs/images/run.png`` (after a run on the sample plate) and
+``docs/images/layout-1366x768.png`` (the same window on a 1366x768 screen,
+the gallery and the plate map as tabs beside the detector).
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ def main() -> None:
     widget.table.selectRow(14)
     _settle(1.0)
     viewer.screenshot(str(OUT / "run.png"), canvas_only=False)
+    # a small laptop screen: the views open as tabs beside the detector
+    viewer.window.resize(1366, 768)
+    widget.open_plate_map()
+    widget.open_gallery()
+    _settle(1.5)
+    viewer.screenshot(str(OUT / "layout-1366x768.png"), canvas_only=False)
     viewer.close()
 
 

@@ -155,12 +155,16 @@ class PointsSync:
                     return
         self.dirty = False
         t0 = time.perf_counter()
-        self.show()
+        self.show(colour=force)
         self.seconds = time.perf_counter() - t0
         self._next = time.monotonic() + SPACING * self.seconds
 
-    def show(self) -> None:
-        """Put the run's detections into the single ``nuclei`` Points layer."""
+    def show(self, colour: bool = True) -> None:
+        """Put the run's detections into the single ``nuclei`` Points layer.
+
+        ``colour``: colour the points by intensity (a pass over every point;
+        live updates during a run leave it to the last one).
+        """
         ndim = self._ndim()
         pts = self.viewer.layers[RESULTS_LAYER] if RESULTS_LAYER in self.viewer.layers else None
         if pts is not None and pts.ndim != ndim:
@@ -173,6 +177,8 @@ class PointsSync:
                 self._add_layer(coords, feats)
                 self._shown = set(self.store.results)
                 return
+            if not self._shown and pts.face_color_mode == "colormap":
+                pts.face_color = "gold"  # plain while the run goes on: no pass over all
             new = set(self.store.results) - self._shown
             expected = sum(len(self.store.results[i].coords) for i in self._shown
                            if i in self.store.results and self.store.results[i].ok)
@@ -188,7 +194,7 @@ class PointsSync:
                 pts.data = coords
                 pts.features = feats
             self._shown = set(self.store.results)
-            if len(pts.features):
+            if len(pts.features) and colour:
                 pts.face_color = "intensity"
                 pts.refresh_colors(update_color_mapping=True)
             self._set_defaults(pts)

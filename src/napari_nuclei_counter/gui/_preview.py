@@ -107,6 +107,8 @@ class PreviewController(QObject):
             det = self.cache.detect(self._image, params, key=key)
             self.on_done((self.request, key, det, time.perf_counter() - t0, params))
             return
+        if self._ready is not None and self._ready[0] == key and self._image is not None:
+            plane = self._image  # the same plane, already read: no file read again
         worker = create_worker(_preview_job, self.cache, plane, params, key, self.request)
         worker.returned.connect(self.on_done)
         worker.errored.connect(self._on_error)
