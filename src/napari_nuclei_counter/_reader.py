@@ -100,8 +100,21 @@ def _natural(name: str) -> list:
     return natural_key(name)
 
 
+def _regular(path) -> bool:
+    """A regular file or a folder (OME-Zarr), never a FIFO, device or socket: safe to open."""
+    import stat
+
+    try:
+        mode = os.stat(split_scene(str(path))[0]).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+
+
 def _header(path: Path):
     """What a file holds (:func:`~napari_nuclei_counter.core.io.describe_image`), or None."""
+    if not _regular(path):  # a FIFO would block the viewer forever
+        return None
     try:
         return describe_image(path)
     except Exception:  # unreadable: shown blank, its run row says why
@@ -112,6 +125,9 @@ def _load_plane(path: str, shape: tuple[int, int], dtype,
                 plane: PlaneChoice | None = None) -> np.ndarray:
     """Read one image for display; unreadable or odd-shaped files show as blank."""
     out = np.zeros(shape, dtype)
+    if not _regular(path):
+        log.warning("not shown (not a regular file): %s", path)
+        return out
     try:
         img = read_image(path, plane=plane)
     except Exception as exc:
@@ -295,13 +311,27 @@ def read_results(path: str | list[str]) -> list[tuple]:
             nuclei["path"] = ""
         images = pd.DataFrame({"path": pd.unique(nuclei["path"])})
     order = {path: i for i, path in enumerate(images["path"])}
-    index = nuclei["path"].map(order).fillna(0).to_numpy(dtype=float)
-    coords = np.column_stack([index, nuclei["y"].to_numpy(float), nuclei["x"].to_numpy(float)])
-    feats = nuclei[[c for c in NUCLEI_COLUMNS if c in nuclei and c not in ("y", "x")]].copy()
     out = []
-    if len(images) and all(split_scene(x)[0].exists() for x in images["path"][:1]):
+    if len(images) and all(_regular(x) for x in images["path"][:1]):
         plane = res.plane if p.is_dir() or (folder / "images.csv").is_file() else None
         out.append(stack_layer_data(list(images["path"]), name=folder.name or "images",
                                     plane=plane if plane != PlaneChoice() else None))
+    nuclei = _valid_points(nuclei, out[0][0].shape[1:] if out else None)
+    index = nuclei["path"].map(order).fillna(0).to_numpy(dtype=float)
+    coords = np.column_stack([index, nuclei["y"].to_numpy(float), nuclei["x"].to_numpy(float)])
+    feats = nuclei[[c for c in NUCLEI_COLUMNS if c in nuclei and c not in ("y", "x")]].copy()
     out.append(points_layer_data(coords, feats, name=f"nuclei ({folder.name})"))
     return out
+
+
+def _valid_points(nuclei: pd.DataFrame, shape) -> pd.DataFrame:
+    """The rows whose ``y``, ``x`` are finite, not negative and inside ``shape`` (when known)."""
+    y = pd.to_numeric(nuclei["y"], errors="coerce").to_numpy(float)
+    x = pd.to_numeric(nuclei["x"], errors="coerce").to_numpy(float)
+    ok = np.isfinite(y) & np.isfinite(x) & (y >= 0) & (x >= 0)
+    if shape is not None:
+        ok &= (y < shape[0]) & (x < shape[1])
+    if not ok.all():
+        log.warning("%d of %d nuclei rows left out: coordinates not finite or outside the image",
+                    int((~ok).sum()), len(ok))
+    return nuclei[ok].assign(y=y[ok], x=x[ok])

@@ -199,6 +199,13 @@ def _cmd_detect(args) -> int:
     if args.stall_timeout is not None and not args.stall_timeout >= 0:
         raise _UsageError("--stall-timeout must be 0 (off) or a number of seconds")
     warn_without_effect(args)
+    if args.regex is not None:
+        import re
+
+        try:
+            re.compile(args.regex)
+        except re.error as exc:
+            raise _UsageError(f"--regex is not a valid regular expression: {exc}") from None
     if args.parquet:
         _require("pyarrow", "--parquet needs pyarrow: pip install pyarrow")
     backend = "process"

@@ -155,6 +155,12 @@ def detect(image, params: DetectionParams | None = None, *, engine: str = "fast"
     -------
     Detections
         ``coords`` of shape (N, 2) and ``intensities`` of shape (N,).
+
+    Raises
+    ------
+    ValueError
+        For an image that is not 2-D, or a ``sigma`` larger than the image's
+        longer side.
     """
     if params is None:
         params = DetectionParams()
@@ -162,10 +168,13 @@ def detect(image, params: DetectionParams | None = None, *, engine: str = "fast"
         fn = ENGINES[engine]
     except KeyError:
         raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {engine!r}") from None
+    image = as_grayscale_2d(image)
+    if params.sigma > max(image.shape):  # a documented limit: beyond it, minutes of blurring
+        raise ValueError(f"sigma must be at most the image's longer side ({max(image.shape)} "
+                         f"pixels), got {params.sigma:g}")
     if params.threshold_method is not None:
         from .thresholds import resolve_threshold
 
-        image = as_grayscale_2d(image)
         params = resolve_threshold(image, params)
     return fn(image, params)
 

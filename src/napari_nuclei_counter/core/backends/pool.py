@@ -8,6 +8,7 @@ functions of :mod:`..worker`.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import sys
@@ -21,6 +22,8 @@ from ..scheduler import WorkerDied
 from ..worker import prepare_worker
 
 __all__ = ["ProcessBackend", "default_workers", "no_main_reimport", "start_workers_early"]
+
+log = logging.getLogger(__name__)
 
 #: what the forkserver imports once, so that every worker starts with it
 _PRELOAD = ["napari_nuclei_counter.core.worker", "scipy.ndimage"]  # scipy.spatial is rarely needed
@@ -97,7 +100,12 @@ class ProcessBackend:
     shares_memory = True
 
     def __init__(self, workers: int | None = None):
-        self.workers = default_workers() if workers is None else max(1, int(workers))
+        cores = default_workers()
+        self.workers = cores if workers is None else max(1, int(workers))
+        if self.workers > cores:  # more processes than cores only cost memory and time
+            log.warning("%d workers asked for, but this process may use %d cores: "
+                        "using %d", self.workers, cores, cores)
+            self.workers = cores
         self._n = self.workers
         self._pool: ProcessPoolExecutor | None = None
 
