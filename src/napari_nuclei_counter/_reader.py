@@ -184,6 +184,7 @@ def stack_layer_data(paths: Sequence[str | os.PathLike], name: str = "images",
         "name": name,
         "metadata": {META_KEY: {"paths": paths, "meta": meta, **choice}},
         "colormap": "gray",
+        "axis_labels": ("image", "y", "x"),
     }
     first = next((p for p, h in zip(paths, heads) if h is not None), None)
     if first is not None:

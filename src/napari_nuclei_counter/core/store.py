@@ -55,6 +55,7 @@ class ResultsStore:
         self.results: dict[int, ImageResult] = {}
         self.params: DetectionParams | None = None
         self.source = None
+        self.plane = None  #: the run's channel and z choice (PlaneChoice), to read its files again
         self.selected_well: str | None = None
         self._listeners: list[Listener] = []
 
@@ -78,7 +79,7 @@ class ResultsStore:
 
     # -- changes ---------------------------------------------------------
     def reset(self, labels: list[str], meta: list[ImageMeta] | None = None,
-              params: DetectionParams | None = None, source=None) -> None:
+              params: DetectionParams | None = None, source=None, plane=None) -> None:
         """Start a new run over ``labels``."""
         self._emit("resetting", None)
         self.labels = list(labels)
@@ -86,6 +87,7 @@ class ResultsStore:
         self.results = {}
         self.params = params
         self.source = source
+        self.plane = plane
         self.selected_well = None
         self._emit("reset", None)
 

@@ -210,7 +210,8 @@ class RunMixin:
                 (layer.metadata.get(META_KEY, {}).get("meta", []) if layer is not None else [])]
         labels = run.labels
         self.run_layer = layer
-        self.store.reset(labels, meta if len(meta) == len(labels) else None, run.params, layer)
+        self.store.reset(labels, meta if len(meta) == len(labels) else None, run.params, layer,
+                         plane=run.plane)
         self.points.reset()
         self._replaced = True
         self.unsaved = run.out is None

@@ -37,7 +37,8 @@ def _run_job(run: Run, layer_name: str | None):
     """
     run.prepare()
     if layer_name is not None:
-        yield "layer", stack_layer_data(run.labels, name=layer_name, regex=run.regex)
+        plane = run.plane if run.plane.channel is not None or run.plane.z is not None else None
+        yield "layer", stack_layer_data(run.labels, name=layer_name, regex=run.regex, plane=plane)
     yield "start", run.done_results()
     batch: list = []
     last = 0.0

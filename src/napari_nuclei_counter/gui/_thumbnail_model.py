@@ -240,7 +240,8 @@ class ThumbnailModel(QAbstractListModel):
             self._handed.add(key)
             coords = np.array(r.coords, copy=True)
             self.queue.submit(image_thumbnail,
-                              (r.path, data, image, coords, self.size, self.dot_radius),
+                              (r.path, data, image, coords, self.size, self.dot_radius,
+                               self.store.plane),
                               functools.partial(self._on_thumbnail, key))
 
     def _on_thumbnail(self, key: tuple, rgb, error, _seconds: float) -> None:
