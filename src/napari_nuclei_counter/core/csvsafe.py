@@ -98,7 +98,13 @@ def encode_columns(df, columns=TEXT_COLUMNS):
 
 def decode_columns(df, columns=TEXT_COLUMNS):
     """Decode a table's text columns in place (after reading a CSV file); returns it."""
+    import pandas as pd
+    from pandas.api.types import is_numeric_dtype
+
     for col in columns:
-        if col in df and df[col].dtype == object:
-            df[col] = df[col].map(decode_cell)
+        if col in df and not is_numeric_dtype(df[col]):  # object or pandas' str dtype
+            # object dtype: pandas' own str dtype (Arrow) cannot hold the
+            # surrogates that stand for bytes which are not UTF-8
+            df[col] = pd.Series([decode_cell(v) for v in df[col].tolist()], index=df.index,
+                                dtype=object)
     return df

@@ -51,9 +51,11 @@ def write_parquet(out_dir) -> None:
 
 
 def _parquet_text(df):
+    import pandas as pd
+
     """Raw text values for Parquet; only names with bytes that are not UTF-8 stay escaped."""
     for col in TEXT_COLUMNS:
-        if col in df and df[col].dtype == object:
+        if col in df and not pd.api.types.is_numeric_dtype(df[col]):
             df[col] = df[col].map(lambda v: encode_name(v) if isinstance(v, str)
                                   and _SURROGATE.search(v) else v)
     return df

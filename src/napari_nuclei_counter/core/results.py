@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
@@ -191,9 +192,12 @@ def _read_csv_lines(path: Path, required: tuple = ("path",), **kwargs) -> pd.Dat
             text = fh.read()
         if text and not text.endswith("\n"):
             text = text[: text.rfind("\n") + 1]
-        df = pd.read_csv(io.StringIO(text), keep_default_na=False, **kwargs)
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError,
-            ValueError) as exc:
+        with warnings.catch_warnings():  # a row with extra fields: damaged, not cut
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(io.StringIO(text), keep_default_na=False, index_col=False,
+                             **kwargs)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning,
+            pd.errors.EmptyDataError, ValueError) as exc:
         raise DamagedTable(f"{path.name} in {path.parent} is damaged and cannot be read as a "
                            f"table ({type(exc).__name__})") from None
     missing = [c for c in required if c not in df.columns]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 import os
 from pathlib import Path
 
@@ -95,13 +96,15 @@ def resume_state(out_dir, params: DetectionParams, paths: list[str], *,
         except InconsistentResults as exc:
             log.warning("%s; starting afresh", exc)
             return set()
+    if not (_has_a_line(images_path) and _has_a_line(nuclei_path)):
+        return set()  # stopped before the header reached the disk: nothing was done
     try:
         images = read_images_csv(images_path)
         nuclei = read_nuclei_csv(nuclei_path)
     except DamagedTable as exc:
         raise DamagedTable(f"cannot resume: {exc}; run without --resume to start afresh "
                            "(or choose another --out)") from None
-    counts = nuclei.groupby("path").size()
+    counts = Counter(nuclei["path"].tolist())  # not groupby: names may hold surrogates
     rows = {row["path"]: (k, row) for k, row in images.iterrows()}
     done_rows, done = [], set()
     # the longest prefix of the input that is done and unchanged: the final
@@ -123,13 +126,19 @@ def resume_state(out_dir, params: DetectionParams, paths: list[str], *,
         done.add(i)
         done_rows.append(k)
     images = images.loc[done_rows]
-    nuclei = nuclei[nuclei["path"].isin(set(images["path"]))]
+    keep = set(images["path"].tolist())
+    nuclei = nuclei[[p in keep for p in nuclei["path"].tolist()]]
     out.mkdir(parents=True, exist_ok=True)
     for name, table in ((PARTIAL["images.csv"], images), (PARTIAL["nuclei.csv"], nuclei)):
         with atomic_write(out / name, newline="", encoding="utf-8") as fh:
             # as the csv module writes, text cells escaped as the writer does
             encode_columns(table).to_csv(fh, index=False, lineterminator="\r\n")
     return done
+
+
+def _has_a_line(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return b"\n" in fh.read(1 << 16)
 
 
 def load_partial_results(out_dir, paths: list[str]) -> list[ImageResult]:
@@ -149,7 +158,10 @@ def load_partial_results(out_dir, paths: list[str]) -> list[ImageResult]:
         return []
     images = read_images_csv(out / PARTIAL["images.csv"])
     nuclei = read_nuclei_csv(out / PARTIAL["nuclei.csv"])
-    by_path = {p: g for p, g in nuclei.groupby("path", sort=False)}
+    rows: dict = {}
+    for k, p in enumerate(nuclei["path"].tolist()):  # not groupby: names may hold surrogates
+        rows.setdefault(p, []).append(k)
+    by_path = {p: nuclei.iloc[ks] for p, ks in rows.items()}
     position = {p: i for i, p in enumerate(paths)}
     results = []
     for row in images.to_dict("records"):
