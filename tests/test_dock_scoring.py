@@ -151,6 +151,22 @@ def test_sliders_score_equals_the_core_on_a_generated_image(make_napari_viewer, 
     assert _kinds(viewer)[1].count("matched") == want.tp
 
 
+def test_problems_are_told_not_raised(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    host = Host(viewer, None)
+    panel = host.panel()
+    outcomes = []
+    panel.job_done.connect(outcomes.append)
+    assert panel.estimate() is None and "open an image first" in panel.result_label.text()
+    host.layer = viewer.add_image(np.zeros((20, 20), np.uint16))
+    viewer.add_labels(np.zeros((20, 20), np.int32), name="empty")
+    assert panel.score() is not None  # the empty mask is found out in the worker
+    _wait(qtbot, panel)
+    assert "layer 'empty' has no nuclei on image 0" in panel.result_label.text()
+    assert outcomes == ["failed", "failed"] and SCORE_LAYER not in viewer.layers
+    assert panel.score_button.isEnabled()
+
+
 def test_truth_choices_follow_the_layers(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     layer = viewer.add_image(np.zeros((20, 20), np.uint16))
@@ -189,8 +205,14 @@ def test_suggest_on_an_annotated_stack_sets_the_params(make_napari_viewer, qtbot
     assert label == f"tuned (F1 {panel.last_tune.score.f1:.2f})"
     assert "on 2 images" in panel.result_label.text()
     assert seen and seen[-1][0] == len(panel.last_tune.table)  # one report per set tried
-    # the new parameters are scored at once on the displayed image
+    # the new parameters are scored at once on the displayed image, marked on its plane
     assert panel.last_score is not None and panel.last_score.score.f1 >= 0.9
+    assert set(viewer.layers[SCORE_LAYER].data[:, 0]) == {0.0}
+    viewer.dims.set_current_step(0, 1)  # the second image, scored against its own points
+    panel.score()
+    _wait(qtbot, panel)
+    assert panel.last_score.score.n_true == 40
+    assert set(viewer.layers[SCORE_LAYER].data[:, 0]) == {1.0}
 
 
 def test_estimate_sets_suggested_params(make_napari_viewer, qtbot):
