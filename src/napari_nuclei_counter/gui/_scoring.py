@@ -122,7 +122,6 @@ class ScoringPanel(QWidget):
         self._stop = weakref.finalize(self, _teardown, self._state)
         self.destroyed.connect(self._stop)
 
-    # ------------------------------------------------------------------ form
     # ---------------------------------------------------------------- layers
     def _connect_viewer(self) -> None:
         events = self.viewer.layers.events
