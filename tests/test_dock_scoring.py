@@ -304,15 +304,8 @@ def test_closing_stops_the_work(make_napari_viewer, qtbot, gated_tune, how):
 
 
 def _embed(dock):
-    """The lines the detector dock needs (``dock`` is its ``self``), as the report gives them."""
-    dock.scoring = ScoringPanel(
-        dock.viewer, layer=lambda: dock.preview_layer, plane=dock._current_plane,
-        params=dock.params,
-        set_params=lambda p, label: (dock.apply_params(p),
-                                     setattr(dock.status, "value", f"Parameters: {label}")),
-        detections=lambda: (r.coords if (r := dock.store.results.get(dock.current_index()))
-                            is not None and dock.store.source is dock.preview_layer else None),
-        parent=dock)
+    """The panel the detector dock embeds under *Are my counts right?*."""
+    assert dock.scoring_box.isAncestorOf(dock.scoring)
     return dock.scoring
 
 
@@ -322,7 +315,6 @@ def test_in_the_real_dock_with_hand_corrected_results_as_truth(make_napari_viewe
     viewer.add_image(img, name="dapi")
     _, dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Nuclei detector")
     panel = _embed(dock)
-    viewer.window.add_dock_widget(panel, name="Scoring", area="right")
     dock.apply_params(GOOD)
     dock.workers.value = 0
     assert dock.start_run(ask=False) is not None

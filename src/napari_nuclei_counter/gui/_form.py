@@ -108,3 +108,34 @@ def build_form(dock) -> None:
     layout.addWidget(dock.table, stretch=1)
     layout.addLayout(views)
     layout.addStretch(0)
+
+
+def add_scoring(dock) -> None:
+    """Embed the *Are my counts right?* panel (:class:`~._scoring.ScoringPanel`) in the dock.
+
+    Collapsed under the presets; it scores the preview's detections (or the
+    run's result of the image on screen) against a Labels or Points layer,
+    suggests parameters from annotations and estimates them from the image.
+    Its background work stops when napari closes the dock.
+    """
+    from ._scoring import ScoringPanel
+    from ._views import stop_on_close
+
+    def set_params(params, label: str) -> None:
+        dock.apply_params(params)
+        dock.status.value = f"Parameters: {label}"
+
+    def detections():
+        result = dock.store.results.get(dock.current_index())
+        if result is None or dock.store.source is not dock.preview_layer:
+            return None
+        return result.coords
+
+    dock.scoring = ScoringPanel(dock.viewer, layer=lambda: dock.preview_layer,
+                                plane=dock._current_plane, params=dock.params,
+                                set_params=set_params, detections=detections, parent=dock)
+    dock.scoring_box = QCollapsible("Are my counts right?", expandedIcon="▾", collapsedIcon="▸")
+    dock.scoring_box.addWidget(dock.scoring)
+    layout = dock.layout()
+    layout.insertWidget(layout.indexOf(dock.table), dock.scoring_box)
+    stop_on_close(dock, dock.scoring.stop)

@@ -27,7 +27,7 @@ from ..core.results import ImageResult
 from ..core.writer import write_results
 from ._dock_run import RunMixin
 from ._folder_preview import FOLDER_PREVIEW_LAYER
-from ._form import build_form
+from ._form import add_scoring, build_form
 from ._parameters import ParametersPanel
 from ._points import RESULTS_LAYER, PointsSync
 from ._preview import PREVIEW_LAYER, PreviewController
@@ -79,6 +79,7 @@ class NucleiCounterWidget(RunMixin, QWidget):
             show_text=self._set_preview_text, parent=self)
         self.points = PointsSync(self.viewer, self.store, run_layer=lambda: self.run_layer,
                                  busy=lambda: self.running, on_edited=self._on_hand_edits)
+        add_scoring(self)
         self._connect()
         self._update_source_visibility()
         self.parameters.restore()
