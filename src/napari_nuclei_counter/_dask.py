@@ -203,8 +203,9 @@ class DaskBackend:
         keys = {h.key for h in handles}
         try:
             alive = _total_threads(self._client)
-        except Exception:  # noqa: BLE001 - the scheduler is gone too
-            alive = 0
+        except Exception as exc:  # noqa: BLE001 - the scheduler is gone
+            raise BackendLost(f"lost the connection to the Dask scheduler "
+                              f"({type(exc).__name__})") from None
         if not alive:  # not stuck: nobody is there to run them
             raise BackendLost("the Dask cluster has no worker left")
         try:

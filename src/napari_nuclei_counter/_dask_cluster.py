@@ -108,10 +108,19 @@ def _closing(thing):
     try:
         yield thing
     finally:
+        # closing a client whose scheduler is gone makes distributed and tornado
+        # log tracebacks of failed reconnections: the run already said what happened
+        loggers = [logging.getLogger(n) for n in ("distributed", "tornado", "asyncio")]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
         try:
             thing.close(timeout=CLOSE_SECONDS)
         except Exception as exc:  # a half-dead cluster must not hide the real error
             log.warning("could not close %s cleanly: %s", type(thing).__name__, exc)
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
 
 
 def _local_cluster(n_workers: int | None, threads_per_worker: int):

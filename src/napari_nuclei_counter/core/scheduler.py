@@ -291,6 +291,8 @@ def schedule(items: list, fn: Callable, args: tuple, backend: Backend, *,
                         log.debug("task of %d image(s) lost: %s", len(chunk), exc)
                         work.suspect(chunk)
                     continue
+                except BackendLost:
+                    raise  # the run ends; these images were not tried
                 except Exception as exc:  # e.g. a result that cannot be pickled
                     for item in chunk:
                         yield failed(item, f"worker failed: {type(exc).__name__}: {exc}")
