@@ -123,12 +123,14 @@ def test_given_client_is_left_open(plate, expected, cluster):
         assert client.submit(sum, [1, 2]).result() == 3
 
 
-def test_unreachable_scheduler_is_a_connection_error(plate):
+def test_unreachable_scheduler_is_a_setup_error(plate):
     import dask
+
+    from napari_nuclei_counter.core.errors import RunError
 
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         gen = run_batch_dask(plate, PARAMS, scheduler="tcp://127.0.0.1:9")
-        with pytest.raises(ConnectionError, match="Dask scheduler"):
+        with pytest.raises(RunError, match="cannot reach the Dask scheduler"):
             next(gen)
 
 

@@ -85,8 +85,8 @@ class DaskBackend:
 
     Raises
     ------
-    ConnectionError
-        From :meth:`start`, when the scheduler cannot be reached.
+    RunError
+        From :meth:`start`, when the scheduler cannot be reached (within 10 s).
 
     Notes
     -----
@@ -265,7 +265,7 @@ def run_batch_dask(
 
     Raises
     ------
-    ConnectionError
+    RunError
         When the scheduler at ``scheduler`` cannot be reached (at the first ``next``).
     """
     params = params or DetectionParams()
