@@ -155,3 +155,29 @@ def test_automatic_threshold_option(plate, tmp_path):
     assert params["threshold_method"] == "li"
     with pytest.raises(SystemExit):
         cli(["evaluate", imgs, "--truth", truth, "--out", out, "--threshold", "mean"])
+
+
+def test_the_command_line_wires_evaluate_tune_and_detect_preset(tmp_path):
+    """Through ``nuclei-counter`` itself: a preset file, explicit options over it, automatic thresholds."""
+    import json
+
+    import tifffile
+
+    from napari_nuclei_counter.cli import main
+    from napari_nuclei_counter.core.sample import make_nuclei_image
+
+    tifffile.imwrite(tmp_path / "a_w1.tif", make_nuclei_image(3, n_nuclei=30, shape=(128, 128))[0])
+    preset = tmp_path / "preset.json"
+    preset.write_text(json.dumps({"sigma": 2.5, "min_distance": 5, "threshold_abs": 700.0}))
+    out = tmp_path / "out"
+    assert main(["detect", str(tmp_path), "--preset", str(preset), "--min-distance", "4",
+                 "--out", str(out), "--quiet", "--workers", "0"]) == 0
+    params = json.loads((out / "run.json").read_text())["parameters"]
+    assert (params["sigma"], params["min_distance"], params["threshold_abs"]) == (2.5, 4, 700.0)
+    out2 = tmp_path / "out2"
+    assert main(["detect", str(tmp_path), "--threshold", "otsu", "--out", str(out2), "--quiet",
+                 "--workers", "0"]) == 0
+    assert json.loads((out2 / "run.json").read_text())["parameters"]["threshold_method"] == "otsu"
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", "--help"])
+    assert stop.value.code == 0

@@ -134,3 +134,15 @@ def test_a_resumed_run_keeps_the_scenes_it_did(tmp_path):
     # not redone: the times measured by the first run stay
     assert pd.read_csv(out / "images.csv")["seconds"].tolist() == images["seconds"].tolist()
     assert json.loads((out / "run.json").read_text())["n_images"] == 2
+
+
+def test_a_fifo_among_the_images_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "b_w1.tif")
+    tifffile.imwrite(tmp_path / "a_w1.tif", _image(1))
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "napari_nuclei_counter.cli", "detect",
+                           str(tmp_path), "--out", str(out), *ARGS], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    rows = pd.read_csv(out / "images.csv", keep_default_na=False)
+    assert rows["error"].tolist() == ["", "not a regular file but a named pipe (FIFO): not read"]

@@ -25,11 +25,11 @@ from .core.backends import default_workers, start_workers_early
 from .core.detection import ENGINES
 from .core.discovery import BBBC021_PATTERN
 from .core.io import PlaneChoice
-from .core.params import DetectionParams
 from .core.errors import RunError, RunStopped
 from .core.run import Run
 from ._cli_args import _Stopped, _UsageError, join_negative_numbers, warn_without_effect
 from ._cli_results import _cmd_gallery, _cmd_platemap, _cmd_sample
+from . import cli_scoring
 
 __all__ = ["main", "build_parser", "entry"]
 
@@ -43,7 +43,6 @@ PLUGIN = "napari-nuclei-counter"
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser (also used to document the options)."""
-    defaults = DetectionParams()
     parser = argparse.ArgumentParser(
         prog="nuclei-counter",
         description="Find and count nuclei in DAPI images (Gaussian blur + local maxima).",
@@ -69,15 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file-name glob, case-insensitive; the default picks BBBC021's DAPI "
                         "channel w1")
     d.add_argument("--recursive", action="store_true", help="also search sub-folders")
-    d.add_argument("--sigma", type=float, default=defaults.sigma,
-                   help="Gaussian blur standard deviation, in pixels (> 0); about a quarter "
-                        "of a nucleus diameter")
-    d.add_argument("--min-distance", type=int, default=defaults.min_distance,
-                   help="minimum distance between two nuclei centres and from the image "
-                        "border, in pixels (integer >= 1)")
-    d.add_argument("--threshold", type=float, default=defaults.threshold_abs,
-                   help="a centre must be brighter than this after blurring, in the image's "
-                        "intensity units (0-65535 for 16-bit, 0-255 for 8-bit images)")
+    cli_scoring.add_parameter_options(d)  # --preset, --sigma, --min-distance, --threshold
     d.add_argument("--workers", type=int, default=None,
                    help=f"worker processes (default: all {default_workers()} cores); "
                         "0 = no worker processes, for debugging")
@@ -163,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a folder of TIFFs or a results folder to open")
     g.add_argument("--sample", action="store_true",
                    help="open the synthetic BBBC021-like sample plate")
+    cli_scoring.add_parsers(sub)  # evaluate, tune
     for command in sub.choices.values():  # also after the command: detect ... --debug
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show tracebacks of errors")
@@ -190,9 +182,8 @@ def _cmd_gui(args) -> int:
 
 def _cmd_detect(args) -> int:
     try:
-        params = DetectionParams(sigma=args.sigma, min_distance=args.min_distance,
-                                 threshold_abs=args.threshold)
-    except (ValueError, TypeError) as exc:
+        params = cli_scoring.params_from_args(args)
+    except cli_scoring.UsageError as exc:
         raise _UsageError(str(exc)) from None
     if args.workers is not None and args.workers < 0:
         raise _UsageError("--workers must be 0 or more")
@@ -322,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     commands = {"detect": _cmd_detect, "sample": _cmd_sample, "gui": _cmd_gui,
-                "gallery": _cmd_gallery, "platemap": _cmd_platemap}
+                "gallery": _cmd_gallery, "platemap": _cmd_platemap,
+                "evaluate": cli_scoring.run, "tune": cli_scoring.run}
     prefix = f"nuclei-counter {args.command}: error: "
     try:
         return commands[args.command](args)

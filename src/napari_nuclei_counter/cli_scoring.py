@@ -55,16 +55,22 @@ def threshold_value(text: str):
 def add_parameter_options(p: argparse.ArgumentParser) -> None:
     """``--preset``, ``--sigma``, ``--min-distance``, ``--threshold`` (explicit ones win)."""
     d = DetectionParams()
-    p.add_argument("--preset", default=None, metavar="PRESET.json",
+    # no default in the namespace (SUPPRESS): only what the user typed overrides the preset,
+    # and the help states the real defaults instead of "None"
+    p.add_argument("--preset", default=argparse.SUPPRESS, metavar="PRESET.json",
                    help="parameters from a preset file (the dock's Save preset, or tune's "
                         "preset.json); --sigma, --min-distance, --threshold override it")
-    p.add_argument("--sigma", type=float, default=None,
-                   help=f"Gaussian blur in pixels (default {d.sigma:g})")
-    p.add_argument("--min-distance", type=int, default=None,
-                   help=f"minimum centre spacing and border, pixels (default {d.min_distance})")
-    p.add_argument("--threshold", type=threshold_value, default=None,
-                   help=f"intensity after blurring (default {d.threshold_abs:g}), or otsu, li, "
-                        "triangle: computed on each smoothed image")
+    p.add_argument("--sigma", type=float, default=argparse.SUPPRESS,
+                   help=f"Gaussian blur standard deviation, in pixels (> 0); about a quarter "
+                        f"of a nucleus diameter (default: {d.sigma})")
+    p.add_argument("--min-distance", type=int, default=argparse.SUPPRESS,
+                   help=f"minimum distance between two nuclei centres and from the image "
+                        f"border, in pixels (integer >= 1) (default: {d.min_distance})")
+    p.add_argument("--threshold", type=threshold_value, default=argparse.SUPPRESS,
+                   help=f"a centre must be brighter than this after blurring, in the image's "
+                        f"intensity units (0-65535 for 16-bit, 0-255 for 8-bit images), or "
+                        f"otsu, li or triangle: computed on each smoothed image "
+                        f"(default: {d.threshold_abs:g})")
 
 
 def params_from_args(args) -> DetectionParams:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,11 +49,19 @@ def split_scene(path: str | os.PathLike) -> tuple[Path, int | None]:
 
 
 def _check_exists(p: Path) -> None:
-    if not p.exists():
+    """Refuse what cannot be an image before opening it (a FIFO would block the reader)."""
+    try:
+        st = p.stat()
+    except FileNotFoundError:
         if p.is_symlink():
-            raise FileNotFoundError("broken symbolic link: its target does not exist")
-        raise FileNotFoundError("file not found")
-    if p.is_file() and p.stat().st_size == 0:
+            raise FileNotFoundError("broken symbolic link: its target does not exist") from None
+        raise FileNotFoundError("file not found") from None
+    if stat.S_ISDIR(st.st_mode):
+        return  # an OME-Zarr image or plate field: its reader checks it
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        raise ValueError(f"not a regular file but {kind}: not read")
+    if st.st_size == 0:
         raise ValueError("empty file (0 bytes)")
 
 
