@@ -290,7 +290,7 @@ def cmd_evaluate(args) -> int:
                "region": args.region}
     with atomic_write(out / "evaluation.json", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)
-    print(_totals_line(t, len(scores), len(rows)))
+    _say(_totals_line(t, len(scores), len(rows)))
     if not scores:
         return EXIT_NONE
     return EXIT_SOME if len(scores) < len(rows) else EXIT_OK
@@ -304,7 +304,7 @@ def cmd_tune(args) -> int:
     loaded = list(_load(args, images))
     usable = [(im, tr) for im, _, tr, err in loaded if tr is not None and not err]
     if not usable:
-        print("total: no image has truth; nothing to tune")
+        _say("total: no image has truth; nothing to tune")
         return EXIT_NONE
     if args.workers is not None and args.workers < 0:
         raise UsageError("--workers must be 0 or more")
@@ -319,13 +319,18 @@ def cmd_tune(args) -> int:
         sys.stderr.write("\n")
     preset, csv = write_tuning(res, args.out)
     for params, f1 in res.runners_up[:3]:
-        print(f"runner-up: sigma {params.sigma:g}, min_distance {params.min_distance}, "
+        _say(f"runner-up: sigma {params.sigma:g}, min_distance {params.min_distance}, "
               f"threshold {params.threshold_abs:g}: f1 {f1:.3f}")
     b, s = res.best, res.score
-    print(f"wrote {preset} and {csv}")
-    print(f"best: sigma {b.sigma:g}, min_distance {b.min_distance}, threshold "
+    _say(f"wrote {preset} and {csv}")
+    _say(f"best: sigma {b.sigma:g}, min_distance {b.min_distance}, threshold "
           f"{b.threshold_abs:g}; " + _totals_line(s, len(usable), len(loaded)))
     return EXIT_SOME if len(usable) < len(loaded) else EXIT_OK
+
+
+def _say(line: str) -> None:
+    """One line of the command's report on standard output."""
+    sys.stdout.write(line + "\n")
 
 
 def run(args) -> int:
