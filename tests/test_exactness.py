@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from skimage.feature import peak_local_max
@@ -211,7 +211,13 @@ small_images = st.one_of(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(img=small_images, sigma=st.sampled_from([0.7, 1.0, 2.0, 3.3]),
        d=st.integers(1, 5), t=st.sampled_from([-1.0, 0.0, 3.0, 7.0, 100.0]))
+@example(img=np.zeros((1, 1), np.uint8), sigma=2.0, d=1, t=0.0)  # beyond the sigma limit
+@example(img=np.zeros((1, 3), np.uint16), sigma=2.0, d=1, t=0.0)  # at it
 def test_property_random_images(img, sigma, d, t):
+    if sigma > max(img.shape):  # the documented limit: sigma at most the longer side
+        with pytest.raises(ValueError, match="sigma must be at most the image's longer side"):
+            detect(img, DetectionParams(sigma, d, t))
+        return
     assert_same(img, sigma, d, t)
 
 
