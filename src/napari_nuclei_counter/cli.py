@@ -305,6 +305,17 @@ def _progress(total: int, disable: bool, initial: int = 0):
                 disable=disable, dynamic_ncols=True, smoothing=0.1)
 
 
+def _quiet_cluster_internals(record: logging.LogRecord) -> bool:
+    """Drop Dask's and Tornado's own error reports (reconnection tracebacks and the like).
+
+    When a cluster goes away, distributed logs every failed reconnection with a
+    traceback; the run itself says in one sentence what happened and what to do
+    (exit 3). ``--debug`` shows them.
+    """
+    return not (record.name.split(".")[0] in ("distributed", "tornado")
+                and (record.levelno >= logging.ERROR or record.exc_info))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
@@ -312,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(join_negative_numbers(argv, parser))
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s: %(message)s")
+    if not args.debug:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet_cluster_internals)
     commands = {"detect": _cmd_detect, "sample": _cmd_sample, "gui": _cmd_gui,
                 "gallery": _cmd_gallery, "platemap": _cmd_platemap,
                 "evaluate": cli_scoring.run, "tune": cli_scoring.run}
