@@ -86,3 +86,16 @@ def test_napari_opens_a_two_channel_file_as_two_layers(make_napari_viewer_proxy,
     viewer.open(str(two_channel_file), plugin=PLUGIN)
     assert [layer.name for layer in viewer.layers] == ["Tubulin", "DAPI"]
     assert viewer.layers["DAPI"].data.shape == (96, 128)
+
+
+def test_thumbnails_read_multi_channel_files_with_the_runs_choice(two_channel_file, dapi):
+    from napari_nuclei_counter.core.gallery import image_thumbnail, load_plane
+    from napari_nuclei_counter.core.io import PlaneChoice
+
+    np.testing.assert_array_equal(load_plane(str(two_channel_file), None, 0, PlaneChoice("DAPI")),
+                                  dapi)
+    tile = image_thumbnail(str(two_channel_file), None, 0, np.array([[10, 10]]), 64,
+                           plane=PlaneChoice("DAPI"))
+    assert tile.shape[:2] == (48, 64) and tile.ndim == 3
+    with pytest.raises(ValueError, match=r"2 channels \(Tubulin, DAPI\)"):
+        load_plane(str(two_channel_file), None, 0)

@@ -15,7 +15,7 @@ From ``D`` the three numbers are derived: ``sigma = D / 5``, ``min_distance =
 round(D / 4)``, and a threshold of the smoothed image (Li's method by default:
 it sits between the dim background and the nuclei). These factors were chosen
 among (D/4, D/2), (D/4, D/3), (D/5, D/3), (D/5, D/4) on the masked real images
-of ``../shared/data`` (docs/scoring.md has the figures). The result is a
+of ``../shared/data`` (the README's "Are my counts right?" has the figures). The result is a
 *suggestion*: score it against a few annotated nuclei (:mod:`.evaluate`) when
 you can.
 """
