@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from qtpy.QtCore import QTimer
 
 from .._reader import points_layer_data
 from ..core.store import ResultsStore
@@ -155,9 +156,24 @@ class PointsSync:
                     return
         self.dirty = False
         t0 = time.perf_counter()
-        self.show(colour=force)
+        self.show(colour=False)
         self.seconds = time.perf_counter() - t0
         self._next = time.monotonic() + SPACING * self.seconds
+        if force:  # the colours by intensity in the next turn of the event loop: two
+            QTimer.singleShot(0, self.colour)  # shorter stalls instead of one long one
+
+    def colour(self) -> None:
+        """Colour the ``nuclei`` layer's points by intensity (a pass over every point)."""
+        if RESULTS_LAYER not in self.viewer.layers:
+            return
+        pts = self.viewer.layers[RESULTS_LAYER]
+        if len(pts.features) and "intensity" in pts.features:
+            self._updating = True
+            try:
+                pts.face_color = "intensity"
+                pts.refresh_colors(update_color_mapping=True)
+            finally:
+                self._updating = False
 
     def show(self, colour: bool = True) -> None:
         """Put the run's detections into the single ``nuclei`` Points layer.

@@ -17,12 +17,15 @@ import numpy as np
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject
 
+from ..core.detection import detect
 from ..core.params import DetectionParams
 from ..core.preview import PreviewCache
 
 __all__ = ["PREVIEW_LAYER", "PreviewController"]
 
 PREVIEW_LAYER = "nuclei preview"
+#: planes up to this size are detected on the GUI thread when already read (a few ms)
+GUI_THREAD_PIXELS = 2_000_000
 
 
 def format_ms(seconds: float) -> str:
@@ -33,12 +36,38 @@ def format_ms(seconds: float) -> str:
     return f"{ms:.1f} ms" if ms >= 0.1 else "<0.1 ms"
 
 
-def _preview_job(cache: PreviewCache, plane, params: DetectionParams, key, request: int):
-    """Function run by the preview ``thread_worker`` (reads the plane, detects)."""
+def _preview_job(cache: PreviewCache, plane, params: DetectionParams, key, request: int,
+                 superseded: Callable[[], bool]):
+    """Generator run by the preview worker: the detections first, then the threshold cache.
+
+    Yields ``(request, key, detections, seconds, image)`` as soon as the
+    detection at the current threshold is done (a few milliseconds), then
+    fills the cache of every candidate (several times longer) so that later
+    threshold-only moves are answered at once, unless a newer request is
+    waiting (``superseded()``), which then starts without that wait. Returns
+    ``(key, params)`` when the cache holds this plane's candidates, else ``None``.
+    """
     image = np.asarray(plane)
     t0 = time.perf_counter()
-    det = cache.detect(image, params, key=key)
-    return request, key, det, time.perf_counter() - t0, params, image
+    if params.threshold_method is None:
+        det = detect(image, params)
+        yield request, key, det, time.perf_counter() - t0, image
+        if superseded():
+            return None
+        cache.detect(image, params, key=key)
+    else:  # an automatic threshold: the cache holds fixed thresholds only
+        det = cache.detect(image, params, key=key)
+        yield request, key, det, time.perf_counter() - t0, image
+    return key, params
+
+
+def _cache_job(cache: PreviewCache, image: np.ndarray, params: DetectionParams, key,
+               superseded: Callable[[], bool]):
+    """Gather a plane's candidates into the cache (``None`` when a newer request waits)."""
+    if superseded():
+        return None
+    cache.detect(image, params, key=key)
+    return key, params
 
 
 class PreviewController(QObject):
@@ -73,7 +102,9 @@ class PreviewController(QObject):
         self.request = 0  #: number of the latest request
         self._pending = False
         self._ready = None  # (key, sigma, min distance) whose candidates the cache holds
-        self._image = None  # the plane they were found in
+        self._image = None  # the last plane read
+        self._image_key = None  # its key
+        self._drawn_for = None  # (key, params) of the rings drawn on this thread
         self.drawn = 0  #: previews drawn (for tests and benchmarks)
 
     @property
@@ -91,26 +122,59 @@ class PreviewController(QObject):
         layer = self._layer()
         if layer is None or not self._enabled() or layer not in self.viewer.layers:
             return
-        if self.worker is not None:
-            self._pending = True
-            return
         index, plane = self._plane(layer)
         if plane is None:
             self._show_text("Preview needs a 2-D image or a stack of 2-D images.")
             return
-        self.request += 1
         key = (id(layer), index, getattr(layer.data, "shape", None))
         params = self._params()
         if self._ready == (key, params.sigma, params.min_distance):
             # only the threshold changed: a prefix of the cached candidates, right here
+            self.request += 1
             t0 = time.perf_counter()
             det = self.cache.detect(self._image, params, key=key)
-            self.on_done((self.request, key, det, time.perf_counter() - t0, params))
+            self.on_done((self.request, key, det, time.perf_counter() - t0))
             return
-        if self._ready is not None and self._ready[0] == key and self._image is not None:
-            plane = self._image  # the same plane, already read: no file read again
-        worker = create_worker(_preview_job, self.cache, plane, params, key, self.request)
-        worker.returned.connect(self.on_done)
+        image = self._image if self._image_key == key else None
+        if (image is not None and params.threshold_method is None
+                and image.size <= GUI_THREAD_PIXELS):
+            self._here(key, image, params)
+            return
+        if self.worker is not None:
+            self._pending = True
+            return
+        self.request += 1
+        if image is not None:
+            plane = image  # the same plane, already read: no file read again
+        request = self.request
+        worker = create_worker(_preview_job, self.cache, plane, params, key, request,
+                               lambda: self._pending or self.request != request)
+        worker.yielded.connect(self.on_done)
+        self._watch(worker)
+
+    def _here(self, key, image: np.ndarray, params: DetectionParams) -> None:
+        """Detect in a plane already in memory on this thread, then cache it in the background.
+
+        One detection at the current threshold takes a few milliseconds for
+        images up to :data:`GUI_THREAD_PIXELS` (less than a frame), so the
+        rings follow the slider without a thread's start-up; the candidates
+        for later threshold-only moves are gathered in a worker.
+        """
+        if self._drawn_for != (key, params):
+            self.request += 1
+            t0 = time.perf_counter()
+            det = detect(image, params)
+            self.on_done((self.request, key, det, time.perf_counter() - t0))
+            self._drawn_for = (key, params)
+        if self.worker is not None:
+            self._pending = True  # the cache once the running worker ends
+            return
+        request = self.request
+        self._watch(create_worker(_cache_job, self.cache, image, params, key,
+                                  lambda: self._pending or self.request != request))
+
+    def _watch(self, worker) -> None:
+        worker.returned.connect(self._on_cached)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self.worker = worker
@@ -120,9 +184,10 @@ class PreviewController(QObject):
         """Draw a finished preview, unless a newer request or another image replaced it."""
         request, key, det, seconds = out[:4]
         layer = self._layer()
-        if len(out) > 5:  # the cache now holds this plane's candidates
-            self._ready = (key, out[4].sigma, out[4].min_distance)
-            self._image = out[5]
+        if len(out) > 4:  # the plane read for it: kept, not read again for the same key
+            if key != self._image_key:
+                self._ready = None
+            self._image, self._image_key = out[4], key
         if request != self.request or layer is None:
             return  # stale: the image or the parameters changed meanwhile
         coords = det.coords.astype(float)
@@ -133,10 +198,16 @@ class PreviewController(QObject):
         self.drawn += 1
         self._show_text(f"Preview: {det.count} nuclei{where} ({format_ms(seconds)})")
 
+    def _on_cached(self, out) -> None:
+        """The cache holds a plane's candidates: threshold-only moves are answered at once."""
+        if out is not None and out[0] == self._image_key:
+            key, params = out
+            self._ready = (key, params.sigma, params.min_distance)
+
     def forget(self) -> None:
         """The image changed: nothing cached is current."""
         self.cache.clear()
-        self._ready = self._image = None
+        self._ready = self._image = self._image_key = self._drawn_for = None
 
     def _on_error(self, exc: Exception) -> None:
         self._show_text(f"Preview failed: {exc}")

@@ -74,7 +74,14 @@ class RunProgress:
 
     def update(self, done: int) -> str:
         """``done`` images are done; returns the progress line."""
-        self.bar.value = min(int(done), self.bar.max)
+        native = self.bar.native
+        # QProgressBar.setValue repaints at once (a whole-window flush with software
+        # OpenGL); with updates off it only schedules the paint with the next frame
+        native.setUpdatesEnabled(False)
+        try:
+            self.bar.value = min(int(done), self.bar.max)
+        finally:
+            native.setUpdatesEnabled(True)
         text = describe_progress(int(done), self.total, time.perf_counter() - self._t0,
                                  self.start_done)
         self.label.value = text

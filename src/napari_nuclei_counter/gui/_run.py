@@ -23,6 +23,8 @@ __all__ = ["RunController"]
 
 #: results are relayed to the GUI at most this often, s
 RELAY_SECONDS = 0.1
+#: how often napari's own progress bar moves during a run
+PBAR_SECONDS = 1.0
 
 
 def _run_job(run: Run, layer_name: str | None):
@@ -105,6 +107,9 @@ class RunController(QObject):
         self.worker = None  #: the batch worker while a run is going on
         self.t0 = 0.0
         self._pbar = None
+        self._pbar_at = 0.0  #: when napari's progress bar last moved
+        self._pending = 0  #: images done since then
+        self._description: str | None = None  #: its next description
         self._error = False
 
     @property
@@ -184,23 +189,41 @@ class RunController(QObject):
             # last: napari's progress bar processes events (so the next messages,
             # even the end of the run, may be handled inside these calls)
             pbar = progress(total=run.n_images, desc="Detecting nuclei")
-            self._pbar = pbar
+            self._pbar, self._pbar_at, self._pending = pbar, time.monotonic(), 0
+            self._description = None
             pbar.update(len(payload))
             if self.worker is None:  # the run ended meanwhile
                 pbar.close()
                 self._pbar = None
         else:
             self.results.emit(payload)
-            pbar = self._pbar
-            if pbar is not None:
-                # last: napari's progress bar processes events (and so may run
-                # the next slots) while it redraws
-                pbar.update(len(payload))
+            self._pending += len(payload)
+            self._tick_pbar()
+
+    def _tick_pbar(self, force: bool = False) -> None:
+        """Move napari's progress bar, at most every :data:`PBAR_SECONDS`.
+
+        Each update of napari's bar repaints it at once and processes events
+        (tens of milliseconds with software OpenGL); the dock's own bar shows
+        every batch.
+        """
+        pbar = self._pbar
+        now = time.monotonic()
+        if pbar is None or not (force or now - self._pbar_at >= PBAR_SECONDS):
+            return
+        self._pbar_at = now
+        pending, self._pending = self._pending, 0
+        if self._description is not None:
+            text, self._description = self._description, None
+            pbar.set_description(text)
+        if pending:
+            # last: napari's progress bar processes events (and so may run
+            # the next slots) while it redraws
+            pbar.update(pending)
 
     def set_description(self, text: str) -> None:
-        """Describe the run on napari's progress bar."""
-        if self._pbar is not None:
-            self._pbar.set_description(text)
+        """Describe the run on napari's progress bar (shown with its next move)."""
+        self._description = text
 
     def _on_error(self, exc: Exception) -> None:
         self._error = True
