@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import tifffile
 
@@ -149,6 +150,10 @@ def test_cancel_mid_run_leaves_no_worker_processes(make_napari_viewer, qtbot, tm
     assert widget.start_run() is None  # a second run cannot start
     qtbot.waitUntil(lambda: len(widget.results) >= 2, timeout=30000)
     assert widget.running  # still going: the cancel below is what stops it
+    # the dock's workers run at a lower priority than the window (WORKER_NICE)
+    mine = psutil.Process().nice()
+    niceness = {psutil.Process(pid).nice() for pid in worker_pids() - before}
+    assert niceness and all(n >= min(mine + 10, 19) for n in niceness)
     with qtbot.waitSignal(worker.finished, timeout=10000):
         widget.toggle_run()  # the Run button is now Cancel
     qtbot.waitUntil(lambda: not (worker_pids() - before), timeout=5000)

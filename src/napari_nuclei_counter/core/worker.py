@@ -134,14 +134,18 @@ def _watch_main(pid: int, interval: float = 0.5) -> None:
     threading.Thread(target=watch, name="watch-main", daemon=True).start()
 
 
-def prepare_worker(main_pid: int | None = None) -> None:
+def prepare_worker(main_pid: int | None = None, nice: int = 0) -> None:
     """Set up a worker process: single-threaded OpenCV, no Ctrl+C, warm caches.
 
     Parameters
     ----------
     main_pid : int, optional
         The process that owns the batch; the worker ends itself when it is gone.
+    nice : int, optional
+        Lower the worker's scheduling priority by this much (``os.nice``).
     """
+    if nice > 0 and hasattr(os, "nice"):
+        os.nice(nice)
     if main_pid is not None:
         _watch_main(main_pid)
     # Ctrl+C in a terminal reaches the whole process group: the main process

@@ -19,6 +19,7 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QMessageBox
 
 from .._reader import META_KEY
+from ..core.backends import ProcessBackend
 from ..core.discovery import ImageMeta
 from ..core.results import ImageResult
 from ..core.run import Run
@@ -28,6 +29,11 @@ from ._preview import PREVIEW_LAYER
 __all__ = ["RunMixin"]
 
 log = logging.getLogger(__name__)
+
+#: niceness of the dock's worker processes: on a machine whose cores the workers fill,
+#: the window's thread still gets one at once (event-loop stalls during a 240-image run
+#: measured 432-547 ms worst / 242-261 ms 99th percentile without, 226 / 54 ms with)
+WORKER_NICE = 10
 
 
 class RunMixin:
@@ -188,6 +194,9 @@ class RunMixin:
 
             opts["backend"] = DaskBackend(self.scheduler.value.strip() or None,
                                           n_workers=workers or None)
+        elif workers != 0:
+            # workers at a lower priority: the window's thread gets a core when it needs one
+            opts["backend"] = ProcessBackend(workers, nice=WORKER_NICE)
         return Run(source, params, **opts), layer, layer_name, labels
 
     # ------------------------------------------------------------- messages

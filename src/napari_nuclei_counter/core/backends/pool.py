@@ -99,7 +99,14 @@ class ProcessBackend:
     in_process = False
     shares_memory = True
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, *, nice: int = 0):
+        """``nice``: added to the workers' scheduling niceness (see :func:`os.nice`).
+
+        An interactive front end (the dock) passes a positive value, so that
+        the window's own thread gets a core whenever it needs one while the
+        workers keep every core busy otherwise.
+        """
+        self.nice = int(nice)
         cores = default_workers()
         self.workers = cores if workers is None else max(1, int(workers))
         if self.workers > cores:  # more processes than cores only cost memory and time
@@ -116,7 +123,7 @@ class ProcessBackend:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self._n, mp_context=_context(), initializer=prepare_worker,
-                                   initargs=(os.getpid(),))
+                                   initargs=(os.getpid(), self.nice))
 
     def threads(self) -> int:
         """The pool's worker processes."""
