@@ -300,6 +300,19 @@ def test_stale_preview_results_are_dropped(make_napari_viewer, qtbot):
     assert len(viewer.layers["nuclei preview"].data) == 0
 
 
+def test_a_preview_that_cannot_run_says_why(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((6, 6), np.uint16), name="tiny")
+    widget = _dock(viewer)
+    _wait_preview(qtbot, widget)  # the plane is read and kept: later changes run right here
+    for sigma in (7.0, 8.0):  # beyond the image's longer side (6 px)
+        widget.sigma.value = sigma
+        qtbot.waitUntil(lambda: widget.preview.idle, timeout=10000)
+        assert widget.preview_label.value == (
+            "Preview failed: sigma must be at most the image's longer side (6 pixels), "
+            f"got {sigma:g}")
+
+
 def test_dask_backend_from_the_advanced_section(make_napari_viewer, qtbot, plate):
     pytest.importorskip("distributed")
     viewer = make_napari_viewer()

@@ -163,7 +163,11 @@ class PreviewController(QObject):
         if self._drawn_for != (key, params):
             self.request += 1
             t0 = time.perf_counter()
-            det = detect(image, params)
+            try:
+                det = detect(image, params)
+            except (ValueError, TypeError) as exc:  # e.g. sigma beyond the image's side
+                self._on_error(exc)
+                return
             self.on_done((self.request, key, det, time.perf_counter() - t0))
             self._drawn_for = (key, params)
         if self.worker is not None:
