@@ -23,9 +23,9 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .core.discovery import BBBC021_PATTERN, find_images, parse_metadata
+from .core.discovery import BBBC021_PATTERN, find_images, natural_key, parse_metadata
 from .core.io import PlaneChoice, describe_image, read_image, split_scene
-from .core.plates import is_hcs_plate, plate_fields
+from .core.plates import folder_name, is_hcs_plate, plate_fields
 from .core.readers import IMAGE_SUFFIXES, is_zarr_image, read_raw
 from .core.results import NUCLEI_COLUMNS, load_results
 
@@ -90,14 +90,8 @@ def _folder_images(folder: Path) -> list[Path]:
     paths = find_images(folder, BBBC021_PATTERN)
     if not paths:
         paths = sorted({p for pat in _FOLDER_PATTERNS for p in find_images(folder, pat)},
-                       key=lambda p: _natural(p.name))
+                       key=lambda p: natural_key(p.name))
     return paths
-
-
-def _natural(name: str) -> list:
-    from .core.discovery import natural_key
-
-    return natural_key(name)
 
 
 def _regular(path) -> bool:
@@ -233,11 +227,7 @@ def read_image_folder(path: str | list[str]) -> list[tuple]:
 def read_plate(path: str | list[str]) -> list[tuple]:
     """Read an OME-Zarr plate: its fields (from the plate metadata) as one stack per channel."""
     root = Path(path[0] if isinstance(path, (list, tuple)) else path)
-    name = root.name
-    for suffix in (".ome.zarr", ".zarr"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    return stack_layers(plate_fields(root), name=name)
+    return stack_layers(plate_fields(root), name=folder_name(root))
 
 
 def read_image_file(path: str | list[str]) -> list[tuple]:

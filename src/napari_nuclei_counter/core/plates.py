@@ -15,15 +15,15 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .readers import _zarr_attrs
+from .readers import zarr_attrs
 
-__all__ = ["is_hcs_plate", "plate_fields", "plate_name"]
+__all__ = ["folder_name", "is_hcs_plate", "plate_fields", "plate_name"]
 
 
 def is_hcs_plate(path: str | os.PathLike) -> bool:
     """``True`` for a folder holding an OME-Zarr plate (``plate`` metadata)."""
     p = Path(path)
-    return p.is_dir() and "plate" in _zarr_attrs(p)
+    return p.is_dir() and "plate" in zarr_attrs(p)
 
 
 def plate_fields(path: str | os.PathLike) -> list[Path]:
@@ -46,20 +46,18 @@ def plate_fields(path: str | os.PathLike) -> list[Path]:
         When the plate metadata is missing or malformed.
     """
     root = Path(path)
-    plate = _zarr_attrs(root).get("plate")
+    plate = zarr_attrs(root).get("plate")
     if not isinstance(plate, dict) or not isinstance(plate.get("wells"), list):
         raise ValueError(f"not an OME-Zarr plate (no plate metadata listing wells): {root}")
-    rows = [r.get("name", "") for r in plate.get("rows", [])]
-    cols = [c.get("name", "") for c in plate.get("columns", [])]
 
-    def order(well: dict) -> tuple:
-        return (well.get("rowIndex", 0), well.get("columnIndex", 0), well.get("path", ""))
+    def order(well: dict) -> tuple:  # plate order; a stable sort keeps the metadata's otherwise
+        return well.get("rowIndex", 0), well.get("columnIndex", 0)
 
     fields = []
     for well in sorted((w for w in plate["wells"] if isinstance(w, dict) and "path" in w),
-                       key=order if rows and cols else (lambda w: ())):
+                       key=order):
         wdir = root / well["path"]
-        images = _zarr_attrs(wdir).get("well", {}).get("images", [])
+        images = zarr_attrs(wdir).get("well", {}).get("images", [])
         fields.extend(wdir / str(im["path"]) for im in images
                       if isinstance(im, dict) and "path" in im)
     return fields
@@ -68,10 +66,15 @@ def plate_fields(path: str | os.PathLike) -> list[Path]:
 @lru_cache(maxsize=64)
 def plate_name(root: str) -> str:
     """The plate's name from its metadata, else the folder's name without ``.ome.zarr``."""
-    plate = _zarr_attrs(Path(root)).get("plate")
+    plate = zarr_attrs(Path(root)).get("plate")
     name = plate.get("name") if isinstance(plate, dict) else None
     if isinstance(name, str) and name.strip():
         return name.strip()
+    return folder_name(root)
+
+
+def folder_name(root: str | os.PathLike) -> str:
+    """A plate folder's name without ``.ome.zarr`` (or ``.zarr``)."""
     base = Path(root).name
     for suffix in (".ome.zarr", ".zarr"):
         if base.lower().endswith(suffix):

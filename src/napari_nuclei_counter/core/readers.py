@@ -31,7 +31,7 @@ import numpy as np
 from .planes import PlaneChoice, select_plane
 
 __all__ = ["BIOIO_SUFFIXES", "FORMATS_EXTRA", "IMAGE_SUFFIXES", "ImageInfo", "describe",
-           "is_zarr_image", "read_plane", "read_raw", "scene_count"]
+           "is_zarr_image", "read_plane", "read_raw", "scene_count", "zarr_attrs"]
 
 #: how to install the readers that are not in the core
 FORMATS_EXTRA = "pip install 'napari-nuclei-counter[formats]'"
@@ -188,10 +188,10 @@ def _describe_codec(p: Path) -> ImageInfo:
 
 def is_zarr_image(p: Path) -> bool:
     """``True`` for a folder holding an OME-Zarr image (``multiscales`` metadata)."""
-    return p.is_dir() and "multiscales" in _zarr_attrs(p)
+    return p.is_dir() and "multiscales" in zarr_attrs(p)
 
 
-def _zarr_attrs(p: Path) -> dict:
+def zarr_attrs(p: Path) -> dict:
     """The OME attributes of a Zarr group (NGFF 0.4 ``.zattrs`` or 0.5 ``zarr.json``)."""
     for name, key in ((".zattrs", None), ("zarr.json", "attributes")):
         f = p / name
@@ -210,7 +210,7 @@ def _zarr_level0(p: Path):
         import zarr
     except ImportError:
         raise ValueError(f"reading OME-Zarr needs the formats extra: {FORMATS_EXTRA}") from None
-    attrs = _zarr_attrs(p)
+    attrs = zarr_attrs(p)
     try:
         ms = attrs["multiscales"][0]
         level = zarr.open_array(str(p / ms["datasets"][0]["path"]), mode="r")
