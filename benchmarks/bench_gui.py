@@ -155,17 +155,18 @@ def bench_run(viewer, widget, ticks: Ticks, name: str, *, folder: Path | None = 
     if folder is not None:
         widget.source.value = "folder"
         widget.folder.value = folder
-        widget.update_match_count()
+        widget.update_match_count()  # synchronous here: the dock lists in a thread
     else:
         widget.source.value = "image layer"
     widget.preview_check.value = False
+    _settle(0.5)
     ticks.start()
     t0 = time.perf_counter()
     worker = widget.start_run(ask=False)
     assert worker is not None
     end_marks = {}
     widget.runner.finished.connect(lambda *_: end_marks.setdefault("end", time.perf_counter()))
-    _wait(lambda: not widget.running, 3600)
+    _wait(lambda: widget.settled, 3600)
     _settle(0.5)
     seconds = time.perf_counter() - t0
     gaps = ticks.stop()

@@ -59,7 +59,7 @@ def test_folder_mode_previews_the_files_and_steps_through_them(make_napari_viewe
     # the folder preview is no run target; the run's stack replaces it
     assert layer not in [c[1] for c in widget._image_layer_choices()]
     widget.start_run()
-    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    qtbot.waitUntil(lambda: widget.settled, timeout=60000)
     assert "folder preview" not in viewer.layers and len(widget.results) == 6
 
 
@@ -88,7 +88,7 @@ def test_channel_picker_passes_the_choice_to_the_run(make_napari_viewer, qtbot, 
     qtbot.waitUntil(lambda: "folder preview" in viewer.layers, timeout=15000)
     np.testing.assert_array_equal(viewer.layers["folder preview"].data, dapi[0])
     widget.start_run()
-    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    qtbot.waitUntil(lambda: widget.settled, timeout=60000)
     assert widget.status.value.startswith("Done: 2 of 2 images")
     counts = [widget.results[i].count for i in range(2)]
     assert counts == [detect(p, PARAMS).count for p in dapi]

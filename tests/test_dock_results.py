@@ -41,7 +41,7 @@ def _run(qtbot, widget, **kwargs):
     worker = widget.start_run(**kwargs)
     assert worker is not None
     # not waitSignal: a tiny run may end before a signal spy could connect
-    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    qtbot.waitUntil(lambda: widget.settled, timeout=60000)
     return worker
 
 
@@ -202,3 +202,47 @@ def test_describe_progress_words():
     assert describe_progress(150, 200, 10.0, start_done=100) == \
         "150 / 200 images · 5.0 images/s · about 10 s left"
     assert format_seconds(200) == "3 min 20 s" and format_seconds(3900) == "1 h 05 min"
+
+
+def test_a_big_layer_is_built_off_the_window_thread_and_put_in_place(
+        make_napari_viewer, qtbot, sample_images, monkeypatch):
+    """With the budgets at zero the layer waits for the end of the run, is
+    built whole in a worker thread, takes the old layer's place, and hand
+    corrections work on it as on a layer filled in place."""
+    from napari_nuclei_counter.gui import _points
+
+    monkeypatch.setattr(_points, "LIVE_BUDGET_S", 0.0)
+    monkeypatch.setattr(_points, "MIN_POINTS", 0)
+    monkeypatch.setattr(_points, "SWAP_S", 0.0)
+    viewer = make_napari_viewer()
+    widget = _folder_dock(viewer, sample_images[0].parent)
+    _run(qtbot, widget)  # the first run: the layer is made by a build too
+    first = viewer.layers["nuclei"]
+    first.opacity = 0.5  # the user's choice survives the replacement
+    widget.save_tables(sample_images[0].parent.parent / "saved")
+    widget.apply_params(DetectionParams(3.0, 5, 3000.0))
+    built = []
+    widget.points.ready.append(lambda: built.append(viewer.layers["nuclei"]))
+    worker = widget.start_run()
+    assert worker is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    assert widget.points.building or built  # the end of the run started the build
+    qtbot.waitUntil(lambda: widget.settled, timeout=60000)
+    qtbot.waitUntil(lambda: [lay.name for lay in viewer.layers].count("nuclei (replaced)") == 0)
+    paths = widget.run_layer.metadata["nuclei_counter"]["paths"]
+    counts = [detect(tifffile.imread(p), DetectionParams(3.0, 5, 3000.0)).count for p in paths]
+    pts = viewer.layers["nuclei"]
+    assert built == [pts] and pts is not first and first not in viewer.layers
+    assert [lay.name for lay in viewer.layers].count("nuclei") == 1
+    assert pts.opacity == 0.5 and pts.face_color_mode == "colormap"
+    assert len(pts.data) == sum(counts)
+    assert np.bincount(pts.data[:, 0].astype(int), minlength=len(paths)).tolist() == counts
+    feats = pts.features
+    assert (feats["path"].astype(str).to_numpy() == np.array(paths)[feats["image"]]).all()
+    assert widget.status.value.startswith("Done: 6 of 6 images")
+    assert viewer.layers.selection.active.name == widget.run_layer.name
+    # a hand-added nucleus on image 3 of the new layer belongs to image 3
+    pts.add(np.array([[3.0, 40.0, 50.0]]))
+    row = pts.features.iloc[-1]
+    assert row["image"] == 3 and row["path"] == paths[3] and np.isnan(row["intensity"])
+    assert widget.results[3].count == counts[3] + 1 and widget.results[3].edited

@@ -45,7 +45,7 @@ def _run(qtbot, widget, timeout=60000):
     worker = widget.start_run()
     assert worker is not None
     # not waitSignal: a tiny run may end before a signal spy could connect
-    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+    qtbot.waitUntil(lambda: widget.settled, timeout=timeout)
     return worker
 
 
@@ -372,7 +372,7 @@ def test_gui_streams_tables_and_resumes_a_cancelled_run(make_napari_viewer, qtbo
     # the images done before are shown first, before any new result
     qtbot.waitUntil(lambda: len(widget.results) >= len(first), timeout=5000)
     # not waitSignal: a tiny run may end before a signal spy could connect
-    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    qtbot.waitUntil(lambda: widget.settled, timeout=60000)
     missing = sorted(set(range(202)) - set(widget.results))
     assert not missing, (missing, widget.status.value, len(first))
     assert len(widget.results) == 202 and widget.status.value.startswith("Done: 202 of 202")

@@ -7,12 +7,13 @@ built alone (numpy arrays, categorical text columns) and joined to what the
 layer already holds, so a batch costs the arrays' copy, not a rebuild of
 every image's table.
 
-napari's Points layer itself does work in proportion to *all* its points
-on every change (per-point symbols, colours and extents: about 1 s per
-million points on this machine), so the dock spaces the updates by their
-measured cost and, when one update would stall the window for longer than
-:data:`LIVE_BUDGET_S`, leaves the layer to fill in once when the run ends
-(the table, the gallery and the plate map still follow live).
+napari's Points layer itself does Python work for *every* point on each
+change (per-point symbols, colours and extents: about 2 s per million
+points on this machine), so the dock spaces the updates by their measured
+cost and, when one update would stall the window for longer than
+:data:`LIVE_BUDGET_S`, stops updating the layer during the run (the table,
+the gallery and the plate map still follow live). When the run ends, such a
+layer is built whole in a worker thread and put in the old one's place.
 """
 
 from __future__ import annotations
@@ -23,27 +24,33 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from napari.layers import Points
+from napari.qt.threading import create_worker
 from qtpy.QtCore import QTimer
 
 from .._reader import points_layer_data
 from ..core.store import ResultsStore
+from ._points_frame import build_frame
 
-__all__ = ["LIVE_BUDGET_S", "RESULTS_LAYER", "PointsSync"]
+__all__ = ["LIVE_BUDGET_S", "MIN_POINTS", "RESULTS_LAYER", "PointsSync"]
 
 log = logging.getLogger(__name__)
 
 RESULTS_LAYER = "nuclei"
-_TEXT = ("path", "well", "site", "plate")
 #: during a run, the layer is not updated when one update would take longer (s)
 LIVE_BUDGET_S = 0.08
 #: an update during a run waits at least this many times its own last duration
 SPACING = 25.0
-
-
-def _empty_features() -> pd.DataFrame:
-    cols = {"image": pd.Series(dtype=int), "intensity": pd.Series(dtype=float)}
-    cols.update({k: pd.Series(dtype=str) for k in _TEXT})
-    return pd.DataFrame(cols)
+#: a layer with fewer points is always updated in place
+MIN_POINTS = 20_000
+#: the cost of a point in one update in place, until the dock has measured it (s)
+PER_POINT_S = 2.5e-6
+#: what of the old layer's look a layer built anew keeps
+_LOOK = ("visible", "opacity", "blending")
+#: at the end of a run, a layer whose update in place would take longer than
+#: this is built whole off the window's thread instead: putting a new layer in
+#: the old one's place costs napari two stalls of 0.1-0.25 s, whatever its size
+SWAP_S = 0.3
 
 
 class PointsSync:
@@ -74,7 +81,12 @@ class PointsSync:
         self._updating = False
         self.dirty = False  #: results arrived since the layer was last updated
         self.seconds = 0.0  #: duration of the last layer update
+        #: seconds a point costs an update in place (measured; napari 0.9 here: 2-3 us)
+        self.per_point = PER_POINT_S
         self.deferred = False  #: the layer waits for the end of the run
+        self.building = False  #: the whole layer is being built off the window's thread
+        self.ready: list[Callable[[], None]] = []  #: called when a built layer is in place
+        self._gen = 0  # bumped by reset(): a build for an older run is dropped
         self._shown: set[int] = set()  # images whose points the layer holds
         self._next = 0.0  # monotonic time before which no live update starts
         self._touched: set[int] = set()  # images of points being removed or moved
@@ -84,47 +96,21 @@ class PointsSync:
         layer = self._run_layer()
         return 3 if layer is not None and layer.data.ndim == 3 else 2
 
-    def _categories(self) -> dict[str, list[str]]:
-        labels = self.store.labels
-        meta = self.store.meta
-        out = {"path": list(dict.fromkeys(labels))}
-        for k in ("well", "site", "plate"):
-            out[k] = sorted({getattr(m, k) for m in meta} | {""})
-        return out
-
     def frame(self, indices=None) -> tuple[np.ndarray, pd.DataFrame]:
         """Coordinates and features of the detections of some images (default: all).
 
-        Returns
-        -------
-        coords : ndarray, shape (M, 3) or (M, 2)
-            ``(image, row, col)`` for a stack, ``(row, col)`` for one image.
-        features : pandas.DataFrame
-            ``image``, ``intensity``, ``path``, ``well``, ``site``, ``plate``;
-            the text columns are categorical over the run's values.
+        See :func:`~napari_nuclei_counter.gui._points_frame.build_frame`.
         """
-        ndim = self._ndim()
-        results = self.store.results
-        order = sorted(results) if indices is None else sorted(indices)
-        rs = [results[i] for i in order if i in results and results[i].ok
-              and len(results[i].coords)]
-        if not rs:
-            return np.empty((0, ndim)), _empty_features()
-        counts = np.array([len(r.coords) for r in rs])
-        image = np.repeat(np.array([r.index for r in rs]), counts)
-        yx = np.concatenate([np.asarray(r.coords, float).reshape(-1, 2) for r in rs])
-        coords = np.column_stack([image.astype(float), yx]) if ndim == 3 else yx
-        cats = self._categories()
-        cols = {"image": image,
-                "intensity": np.concatenate([np.asarray(r.intensities, float).reshape(-1)
-                                             for r in rs])}
-        for k in _TEXT:
-            values = [r.path if k == "path" else getattr(r.meta, k) for r in rs]
-            categories = cats[k]
-            pos = {v: j for j, v in enumerate(categories)}
-            codes = np.array([pos.get(v, -1) for v in values])
-            cols[k] = pd.Categorical.from_codes(np.repeat(codes, counts), categories=categories)
-        return coords, pd.DataFrame(cols)
+        return build_frame(self.store.results, self.store.labels, self.store.meta,
+                           self._ndim(), indices)
+
+    def _layer(self):
+        return self.viewer.layers[RESULTS_LAYER] if RESULTS_LAYER in self.viewer.layers \
+            else None
+
+    def _too_big(self, n_points: int) -> bool:
+        """Whether one update of a layer of ``n_points`` would stall the window too long."""
+        return n_points >= MIN_POINTS and self.per_point * n_points > LIVE_BUDGET_S
 
     # ------------------------------------------------------------- updates
     def reset(self) -> None:
@@ -132,6 +118,8 @@ class PointsSync:
         self._shown = set()
         self._next = 0.0
         self.deferred = False
+        self.building = False
+        self._gen += 1
         self.dirty = True
 
     def flush(self, force: bool = False) -> None:
@@ -139,28 +127,100 @@ class PointsSync:
 
         During a run (``force`` false) the update waits for its turn (spaced
         by its cost) and is skipped altogether when it would take longer than
-        :data:`LIVE_BUDGET_S`; ``force`` updates now (the end of a run).
+        :data:`LIVE_BUDGET_S`; ``force`` updates now (the end of a run): in
+        place when that is quick, else by building the whole layer off the
+        window's thread and putting it in the old one's place.
         """
-        if not (self.dirty or force) or self._run_layer() is None:
+        if not (self.dirty or force) or self._run_layer() is None or self.building:
             return
-        now = time.monotonic()
+        pts = self._layer()
+        total = sum(len(r.coords) for r in self.store.results.values() if r.ok)
         if not force:
-            if now < self._next:
+            if time.monotonic() < self._next:
                 return
-            pts = self.viewer.layers[RESULTS_LAYER] if RESULTS_LAYER in self.viewer.layers \
-                else None
-            if pts is not None and self.seconds and len(pts.data):
-                per_point = self.seconds / max(len(pts.data), 1)
-                if per_point * (len(pts.data) + 1) > LIVE_BUDGET_S:
-                    self.deferred = True
-                    return
+            if self._too_big(total):
+                self.deferred = True
+                return
+        elif total >= MIN_POINTS and self.per_point * total > SWAP_S:
+            self.dirty = False  # cheaper to build a new layer than to grow this one
+            self.build()
+            return
         self.dirty = False
+        added = pts is None
         t0 = time.perf_counter()
         self.show(colour=False)
-        self.seconds = time.perf_counter() - t0
-        self._next = time.monotonic() + SPACING * self.seconds
+        seconds = time.perf_counter() - t0
+        self.seconds = seconds
+        if not added and len(pts.data) >= 1000:  # adding a layer costs napari as much
+            self.per_point = seconds / len(pts.data)  # for 10 points as for 10,000
+        self._next = time.monotonic() + SPACING * seconds
         if force:  # the colours by intensity in the next turn of the event loop: two
             QTimer.singleShot(0, self.colour)  # shorter stalls instead of one long one
+
+    def build(self) -> None:
+        """Build the whole ``nuclei`` layer off the window's thread, then put it in place.
+
+        napari's Points layer does Python work for every point on each change
+        (about 2 us a point here), so a run of a few hundred thousand points
+        would stall the window for a second or more if the layer grew in place.
+        Hand edits wait until the new layer is in place (:attr:`building`).
+        """
+        gen = self._gen
+        results = dict(self.store.results)
+        labels, meta, ndim = list(self.store.labels), list(self.store.meta), self._ndim()
+        old = self._layer()  # the user's choices of look carry over to the new layer
+        look = {k: getattr(old, k) for k in _LOOK} if old is not None else {}
+        self.building = True
+        worker = create_worker(_build_layer, results, labels, meta, ndim, look)
+        worker.returned.connect(lambda layer: self._put_in_place(layer, gen, set(results)))
+        worker.errored.connect(lambda exc: self._build_failed(exc, gen))
+        worker.start()
+
+    def _build_failed(self, exc: Exception, gen: int) -> None:
+        if gen != self._gen:
+            return
+        log.warning("building the nuclei layer off the window's thread failed (%s); "
+                    "filling it in place", exc)
+        self.building = False
+        self.deferred = False
+        self.show()
+        self._announce()
+
+    def _put_in_place(self, layer, gen: int, shown: set[int]) -> None:
+        """Put a layer built by :meth:`build` where the ``nuclei`` layer is."""
+        if gen != self._gen:  # a new run began meanwhile
+            return
+        old = self._layer()
+        self._updating = True
+        try:
+            if old is not None:
+                index = self.viewer.layers.index(old)
+                old.events.data.disconnect(self.on_edited)
+                old.name = f"{RESULTS_LAYER} (replaced)"
+                self.viewer.layers.insert(index, layer)
+                # the old layer goes in the next turn of the event loop: two
+                # shorter stalls of the window instead of one long one
+                QTimer.singleShot(0, lambda: self._drop(old))
+            else:
+                self.viewer.layers.append(layer)
+            layer.events.data.connect(self.on_edited)
+        finally:
+            self._updating = False
+        self._shown = shown
+        self.building = False
+        self.deferred = False
+        run_layer = self._run_layer()
+        if run_layer is not None and run_layer in self.viewer.layers:
+            self.viewer.layers.selection.active = run_layer
+        self._announce()
+
+    def _drop(self, layer) -> None:
+        if layer in self.viewer.layers:
+            self.viewer.layers.remove(layer)
+
+    def _announce(self) -> None:
+        for callback in list(self.ready):
+            callback()
 
     def colour(self) -> None:
         """Colour the ``nuclei`` layer's points by intensity (a pass over every point)."""
@@ -218,9 +278,7 @@ class PointsSync:
             self._updating = False
 
     def _add_layer(self, coords, feats) -> None:
-        data, kwargs, _ = points_layer_data(coords, feats, name=RESULTS_LAYER)
-        kwargs["ndim"] = self._ndim()
-        pts = self.viewer.add_points(data, **kwargs)
+        pts = self.viewer.add_layer(_points_layer(coords, feats, self._ndim()))
         self._set_defaults(pts)
         pts.events.data.connect(self.on_edited)
         run_layer = self._run_layer()
@@ -228,11 +286,7 @@ class PointsSync:
             self.viewer.layers.selection.active = run_layer
 
     def _set_defaults(self, pts) -> None:
-        """A nucleus added by hand has no measured intensity."""
-        defaults = pts.feature_defaults
-        if "intensity" in defaults:
-            defaults["intensity"] = np.nan
-            pts.feature_defaults = defaults
+        _set_defaults(pts)
 
     # ---------------------------------------------------------- hand edits
     def _image_of_rows(self, pts, rows) -> set[int]:
@@ -271,7 +325,8 @@ class PointsSync:
 
     def on_edited(self, event=None) -> None:
         """Hand corrections in the ``nuclei`` layer update the store."""
-        if self._updating or self._busy() or RESULTS_LAYER not in self.viewer.layers:
+        if self._updating or self._busy() or self.building \
+                or RESULTS_LAYER not in self.viewer.layers:
             return
         pts = self.viewer.layers[RESULTS_LAYER]
         action = str(getattr(event, "action", "added"))
@@ -304,3 +359,37 @@ class PointsSync:
         self._shown = set(self.store.results)
         if changed:
             self._on_edited(changed)
+
+
+def _set_defaults(pts) -> None:
+    """A nucleus added by hand has no measured intensity.
+
+    napari maps every point's colour again when the defaults are set, so
+    they are set only when they differ.
+    """
+    defaults = pts.feature_defaults
+    if "intensity" in defaults and not np.isnan(defaults["intensity"].iloc[0]):
+        defaults["intensity"] = np.nan
+        pts.feature_defaults = defaults
+
+
+def _points_layer(coords: np.ndarray, feats: pd.DataFrame, ndim: int) -> Points:
+    data, kwargs, _ = points_layer_data(coords, feats, name=RESULTS_LAYER)
+    kwargs["ndim"] = ndim
+    layer = Points(data, **kwargs)
+    _set_defaults(layer)
+    return layer
+
+
+def _build_layer(results, labels, meta, ndim: int, look: dict) -> Points:
+    """The whole ``nuclei`` layer, built in a worker thread (not yet in any viewer).
+
+    ``look``: the old layer's :data:`_LOOK` attributes, set here because
+    napari passes over every point (its thumbnail) each time one is set.
+    """
+    coords, feats = build_frame(results, labels, meta, ndim)
+    layer = _points_layer(coords, feats, ndim)
+    for attr, value in look.items():
+        setattr(layer, attr, value)
+    layer.extent  # noqa: B018 -- napari caches it: the window's thread need not pass over every point
+    return layer

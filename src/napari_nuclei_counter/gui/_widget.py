@@ -102,6 +102,7 @@ class NucleiCounterWidget(RunMixin, QWidget):
         self.plate_button.clicked.connect(self.open_plate_map)
         self.table.clicked.connect(self._on_table_clicked)
         self._points_timer.timeout.connect(self.points.flush)
+        self.points.ready.append(self._on_points_ready)
         self.runner.layer_made.connect(self._on_layer_made)
         self.runner.started.connect(self._on_run_started)
         self.runner.results.connect(self._on_results)
