@@ -93,6 +93,8 @@ def test_search_reaches_f1_095_on_generated_images(generated, kind):
     res = tune(imgs, truths, workers=2, progress=lambda done, total: seen.append((done, total)))
     assert res.score.f1 >= 0.95
     assert seen and seen[-1][0] == len(res.table) and len(res.table) >= 16
+    assert seen[-1][1] == len(res.table)  # the total announced is the total run
+    assert [d for d, _ in seen] == list(range(1, len(res.table) + 1))
     # the reference detection with the best parameters, scored independently
     tp = fp = fn = 0
     for im, c, truth in zip(imgs, cents, truths):

@@ -258,6 +258,7 @@ def tune(images: Sequence, truths: Sequence[Truth], *,
                     break
                 best = max(rows.values(), key=lambda r: r["f1"])
                 todo = [k for k in _refined((best["sigma"], best["min_distance"])) if k not in rows]
+                planned = len(rows) + len(todo)  # the fine grid shares sets with the coarse one
             for key in todo:
                 if cancel is not None and cancel():
                     cancelled = True
@@ -269,7 +270,7 @@ def tune(images: Sequence, truths: Sequence[Truth], *,
                 rows[key] = {"sigma": key[0], "min_distance": key[1], "threshold_abs": t,
                              **s.as_dict()}
                 if progress is not None:
-                    progress(len(rows), max(planned, len(rows)))
+                    progress(len(rows), planned)
     if not rows:
         raise InterruptedError("parameter search cancelled before any set was scored")
     table = pd.DataFrame(list(rows.values()))
