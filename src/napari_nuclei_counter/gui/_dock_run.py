@@ -297,9 +297,9 @@ class RunMixin:
 
     def _on_points_ready(self) -> None:
         """The ``nuclei`` layer built off the window's thread is in place."""
-        if not self.running and getattr(self, "_summary", None):
-            self.status.value = self._summary
-        self._summary = None
+        summary, self._summary = self._summary, None
+        if summary and not self.running and self.status.value.startswith(summary):
+            self.status.value = summary
 
     def _on_hand_edits(self, changed: list[int]) -> None:
         self.edited = True

@@ -132,6 +132,7 @@ class FolderPreview(QObject):
 
     def remove(self) -> None:
         """Take the layer out of the viewer (the run's stack replaces it)."""
+        self._request += 1  # a read still in flight must not bring it back
         layer = self.layer
         if layer is not None:
             self.viewer.layers.remove(layer)

@@ -24,13 +24,12 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from napari.layers import Points
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QTimer
 
-from .._reader import points_layer_data
 from ..core.store import ResultsStore
-from ._points_frame import build_frame
+from . import _points_build
+from ._points_build import build_frame, look_of, points_layer, set_defaults
 
 __all__ = ["LIVE_BUDGET_S", "MIN_POINTS", "RESULTS_LAYER", "PointsSync"]
 
@@ -38,15 +37,13 @@ log = logging.getLogger(__name__)
 
 RESULTS_LAYER = "nuclei"
 #: during a run, the layer is not updated when one update would take longer (s)
-LIVE_BUDGET_S = 0.08
+LIVE_BUDGET_S = 0.05
 #: an update during a run waits at least this many times its own last duration
 SPACING = 25.0
 #: a layer with fewer points is always updated in place
 MIN_POINTS = 20_000
 #: the cost of a point in one update in place, until the dock has measured it (s)
 PER_POINT_S = 2.5e-6
-#: what of the old layer's look a layer built anew keeps
-_LOOK = ("visible", "opacity", "blending")
 #: at the end of a run, a layer whose update in place would take longer than
 #: this is built whole off the window's thread instead: putting a new layer in
 #: the old one's place costs napari two stalls of 0.1-0.25 s, whatever its size
@@ -118,7 +115,9 @@ class PointsSync:
         self._shown = set()
         self._next = 0.0
         self.deferred = False
-        self.building = False
+        if self.building:  # the build in flight is dropped: the layer is the user's again
+            self.building = False
+            self._editable_again()
         self._gen += 1
         self.dirty = True
 
@@ -169,27 +168,41 @@ class PointsSync:
         results = dict(self.store.results)
         labels, meta, ndim = list(self.store.labels), list(self.store.meta), self._ndim()
         old = self._layer()  # the user's choices of look carry over to the new layer
-        look = {k: getattr(old, k) for k in _LOOK} if old is not None else {}
+        look = look_of(old) if old is not None else {}
+        if old is not None:  # an edit now would be lost with the old layer
+            old.editable = False
         self.building = True
-        worker = create_worker(_build_layer, results, labels, meta, ndim, look)
-        worker.returned.connect(lambda layer: self._put_in_place(layer, gen, set(results)))
-        worker.errored.connect(lambda exc: self._build_failed(exc, gen))
+        worker = create_worker(_points_build.build_layer, results, labels, meta, ndim, look)
+        worker.returned.connect(lambda out: self._on_built(out, gen, set(results)))
         worker.start()
 
-    def _build_failed(self, exc: Exception, gen: int) -> None:
-        if gen != self._gen:
-            return
-        log.warning("building the nuclei layer off the window's thread failed (%s); "
-                    "filling it in place", exc)
+    def cancel_build(self) -> None:
+        """Drop a build in flight (its owner is closing); no callbacks after this."""
+        self._gen += 1
         self.building = False
-        self.deferred = False
-        self.show()
-        self._announce()
+        self.ready.clear()
 
-    def _put_in_place(self, layer, gen: int, shown: set[int]) -> None:
-        """Put a layer built by :meth:`build` where the ``nuclei`` layer is."""
-        if gen != self._gen:  # a new run began meanwhile
+    def _editable_again(self) -> None:
+        layer = self._layer()
+        if layer is not None:
+            layer.editable = self.viewer.dims.ndisplay == 2
+
+    def _on_built(self, out, gen: int, shown: set[int]) -> None:
+        if gen != self._gen:  # a new run began meanwhile, or the dock closed
             return
+        if isinstance(out, Exception):
+            log.warning("building the nuclei layer off the window's thread failed (%s); "
+                        "filling it in place", out)
+            self.building = False
+            self.deferred = False
+            self._editable_again()
+            self.show()
+            self._announce()
+            return
+        self._put_in_place(out, shown)
+
+    def _put_in_place(self, layer, shown: set[int]) -> None:
+        """Put a layer built by :meth:`build` where the ``nuclei`` layer is."""
         old = self._layer()
         self._updating = True
         try:
@@ -278,7 +291,7 @@ class PointsSync:
             self._updating = False
 
     def _add_layer(self, coords, feats) -> None:
-        pts = self.viewer.add_layer(_points_layer(coords, feats, self._ndim()))
+        pts = self.viewer.add_layer(points_layer(coords, feats, self._ndim(), RESULTS_LAYER))
         self._set_defaults(pts)
         pts.events.data.connect(self.on_edited)
         run_layer = self._run_layer()
@@ -286,7 +299,7 @@ class PointsSync:
             self.viewer.layers.selection.active = run_layer
 
     def _set_defaults(self, pts) -> None:
-        _set_defaults(pts)
+        set_defaults(pts)
 
     # ---------------------------------------------------------- hand edits
     def _image_of_rows(self, pts, rows) -> set[int]:
@@ -360,36 +373,3 @@ class PointsSync:
         if changed:
             self._on_edited(changed)
 
-
-def _set_defaults(pts) -> None:
-    """A nucleus added by hand has no measured intensity.
-
-    napari maps every point's colour again when the defaults are set, so
-    they are set only when they differ.
-    """
-    defaults = pts.feature_defaults
-    if "intensity" in defaults and not np.isnan(defaults["intensity"].iloc[0]):
-        defaults["intensity"] = np.nan
-        pts.feature_defaults = defaults
-
-
-def _points_layer(coords: np.ndarray, feats: pd.DataFrame, ndim: int) -> Points:
-    data, kwargs, _ = points_layer_data(coords, feats, name=RESULTS_LAYER)
-    kwargs["ndim"] = ndim
-    layer = Points(data, **kwargs)
-    _set_defaults(layer)
-    return layer
-
-
-def _build_layer(results, labels, meta, ndim: int, look: dict) -> Points:
-    """The whole ``nuclei`` layer, built in a worker thread (not yet in any viewer).
-
-    ``look``: the old layer's :data:`_LOOK` attributes, set here because
-    napari passes over every point (its thumbnail) each time one is set.
-    """
-    coords, feats = build_frame(results, labels, meta, ndim)
-    layer = _points_layer(coords, feats, ndim)
-    for attr, value in look.items():
-        setattr(layer, attr, value)
-    layer.extent  # noqa: B018 -- napari caches it: the window's thread need not pass over every point
-    return layer

@@ -79,6 +79,7 @@ class NucleiCounterWidget(RunMixin, QWidget):
             show_text=self._set_preview_text, parent=self)
         self.points = PointsSync(self.viewer, self.store, run_layer=lambda: self.run_layer,
                                  busy=lambda: self.running, on_edited=self._on_hand_edits)
+        self._summary: str | None = None  # the run's summary while its layer is built
         add_scoring(self)
         self._connect()
         self._update_source_visibility()
@@ -103,6 +104,8 @@ class NucleiCounterWidget(RunMixin, QWidget):
         self.table.clicked.connect(self._on_table_clicked)
         self._points_timer.timeout.connect(self.points.flush)
         self.points.ready.append(self._on_points_ready)
+        points = self.points  # a plain callable: the dock is half gone when it runs
+        self.destroyed.connect(lambda *_: points.cancel_build())
         self.runner.layer_made.connect(self._on_layer_made)
         self.runner.started.connect(self._on_run_started)
         self.runner.results.connect(self._on_results)

@@ -1,7 +1,8 @@
-"""The run's detections as Points coordinates and features (numpy and pandas only).
+"""The ``nuclei`` layer's content: coordinates, features, and the whole layer.
 
-Pure functions of the results, so that the dock can build them, and the
-whole ``nuclei`` layer, off the window's thread when a run has many points.
+Functions of the results alone, without Qt and without a viewer, so that
+the dock can build them, and the whole Points layer, in a worker thread
+when a run has many points.
 """
 
 from __future__ import annotations
@@ -10,14 +11,20 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from napari.layers import Points
+
+from .._reader import points_layer_data
 
 from ..core.results import ImageResult
 from ..core.discovery import ImageMeta
 
-__all__ = ["TEXT_COLUMNS", "build_frame", "empty_features"]
+__all__ = ["TEXT_COLUMNS", "build_frame", "build_layer", "empty_features", "look_of",
+           "points_layer", "set_defaults"]
 
 #: text feature columns, categorical over the run's values
 TEXT_COLUMNS = ("path", "well", "site", "plate")
+#: what of the old layer's look a layer built anew keeps
+_LOOK = ("visible", "opacity", "blending")
 
 
 def empty_features() -> pd.DataFrame:
@@ -81,3 +88,60 @@ def build_frame(results: Mapping[int, ImageResult], labels: Sequence[str],
         codes = np.array([pos.get(v, -1) for v in values])
         cols[k] = pd.Categorical.from_codes(np.repeat(codes, counts), categories=categories)
     return coords, pd.DataFrame(cols)
+
+
+def set_defaults(pts) -> None:
+    """A nucleus added by hand has no measured intensity.
+
+    napari maps every point's colour again when the defaults are set, so
+    they are set only when they differ.
+    """
+    defaults = pts.feature_defaults
+    if "intensity" in defaults and not pd.isna(defaults["intensity"].iloc[0]):
+        defaults["intensity"] = np.nan
+        pts.feature_defaults = defaults
+
+
+def points_layer(coords: np.ndarray, feats: pd.DataFrame, ndim: int, name: str) -> Points:
+    """A Points layer of detections with the plugin's look (not yet in any viewer)."""
+    data, kwargs, _ = points_layer_data(coords, feats, name=name)
+    kwargs["ndim"] = ndim
+    layer = Points(data, **kwargs)
+    set_defaults(layer)
+    return layer
+
+
+def look_of(layer) -> dict:
+    """The look of ``layer`` that a layer built anew keeps.
+
+    The layer-wide settings of :data:`_LOOK`, and the size, symbol and border
+    width when all points share one (styles given to some points only are
+    the new layer's defaults again).
+    """
+    look = {k: getattr(layer, k) for k in _LOOK}
+    for attr in ("size", "border_width"):
+        values = np.asarray(getattr(layer, attr))
+        if len(values) and (values == values[0]).all():
+            look[attr] = float(values[0])
+    if len(layer.data):
+        look["symbol"] = layer.current_symbol
+    return look
+
+
+def build_layer(results, labels, meta, ndim: int, look: dict, name: str = "nuclei"):
+    """The whole ``nuclei`` layer, built in a worker thread (not yet in any viewer).
+
+    ``look`` (:func:`look_of` the old layer) is set here because napari
+    passes over every point (its thumbnail) each time one is set. Returns the
+    layer, or the exception that stopped the build (the dock then fills the
+    layer in place: no error for the user to see).
+    """
+    try:
+        coords, feats = build_frame(results, labels, meta, ndim)
+        layer = points_layer(coords, feats, ndim, name)
+        for attr, value in look.items():
+            setattr(layer, attr, value)
+        layer.extent  # noqa: B018 -- napari caches it: the window's thread need not pass over every point
+        return layer
+    except Exception as exc:  # noqa: BLE001 -- reported and replaced by the in-place fill
+        return exc
