@@ -12,8 +12,9 @@ Figures and the targets of issue 14:
   <= 50 ms, threshold only <= 16 ms; first preview after opening <= 300 ms;
 - event-loop stalls while a run goes on: gaps between the ticks of a 10 ms
   QTimer (idle: 10-13 ms); worst <= 100 ms, 99th percentile <= 50 ms, for the
-  240-image plate opened as one stack and for a 3,456-image plate (384 wells
-  x 9 sites, links to 24 generated images) run from the folder;
+  240-image plate opened as one stack (twice: the first run of a session adds
+  the ``nuclei`` layer, the second reuses it) and for a 3,456-image plate (384
+  wells x 9 sites, links to 24 generated images) run from the folder;
 - Cancel -> worker processes gone <= 1 s.
 """
 

@@ -37,11 +37,11 @@ log = logging.getLogger(__name__)
 
 RESULTS_LAYER = "nuclei"
 #: during a run, the layer is not updated when one update would take longer (s)
-LIVE_BUDGET_S = 0.05
+LIVE_BUDGET_S = 0.03
 #: an update during a run waits at least this many times its own last duration
 SPACING = 25.0
 #: a layer with fewer points is always updated in place
-MIN_POINTS = 20_000
+MIN_POINTS = 5_000
 #: the cost of a point in one update in place, until the dock has measured it (s)
 PER_POINT_S = 2.5e-6
 #: at the end of a run, a layer whose update in place would take longer than
