@@ -58,9 +58,19 @@ def test_folder_mode_previews_the_files_and_steps_through_them(make_napari_viewe
     assert widget.folder_preview.name.value == paths[3].name
     # the folder preview is no run target; the run's stack replaces it
     assert layer not in [c[1] for c in widget._image_layer_choices()]
+    inserted = []
+    viewer.layers.events.inserted.connect(lambda e: inserted.append(e.value.name))
     widget.start_run()
     qtbot.waitUntil(lambda: widget.settled, timeout=60000)
     assert "folder preview" not in viewer.layers and len(widget.results) == 6
+    # the preview's layer became the run's stack: no image layer added for it
+    assert inserted == ["nuclei"]
+    stack = widget.run_layer
+    assert stack.name == sample_images[0].parent.name and stack.visible
+    assert stack.data.shape == (6, *tifffile.imread(paths[0]).shape)
+    np.testing.assert_array_equal(np.asarray(stack.data[4]), tifffile.imread(paths[4]))
+    assert stack.metadata["nuclei_counter"]["paths"] == [str(p) for p in paths]
+    assert widget.image_combo.value.name == stack.name
 
 
 def test_channel_picker_passes_the_choice_to_the_run(make_napari_viewer, qtbot, tmp_path):

@@ -209,10 +209,16 @@ class RunMixin:
     def _on_layer_made(self, layer_data: tuple) -> None:
         data, kwargs, _ = layer_data
         kwargs.setdefault("axis_labels", ("image", "y", "x"))
-        layer = self.viewer.add_image(data, **kwargs)
-        # the preview's layer goes in the next turn of the event loop: adding
-        # and removing a layer each stall napari's window for 0.1-0.2 s
-        QTimer.singleShot(0, self.folder_preview.remove)
+        layer = self.folder_preview.hand_over()
+        if layer is None or layer not in self.viewer.layers:
+            layer = self.viewer.add_image(data, **kwargs)
+        else:  # the preview's layer becomes the stack: no layer added, none removed
+            layer.data = data
+            for key in ("name", "metadata", "colormap", "contrast_limits", "axis_labels"):
+                if key in kwargs:
+                    setattr(layer, key, kwargs[key])
+            layer.visible = True
+            self.image_combo.reset_choices()  # it is an image to run on now
         self.image_combo.value = layer
         self.run_layer_next = layer
 

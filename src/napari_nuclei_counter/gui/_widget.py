@@ -12,11 +12,13 @@ thread; the GUI thread only moves numbers into widgets and layers.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QWidget
@@ -80,6 +82,7 @@ class NucleiCounterWidget(RunMixin, QWidget):
         self.points = PointsSync(self.viewer, self.store, run_layer=lambda: self.run_layer,
                                  busy=lambda: self.running, on_edited=self._on_hand_edits)
         self._summary: str | None = None  # the run's summary while its layer is built
+        create_worker(_import_distributed, _start_thread=True)
         add_scoring(self)
         self._connect()
         self._update_source_visibility()
@@ -327,3 +330,17 @@ class NucleiCounterWidget(RunMixin, QWidget):
         from ._plate_map import PlateMapWidget
 
         return self._open_view(PLATE_MAP, PlateMapWidget)
+
+
+def _import_distributed() -> None:
+    """Import dask.distributed, if installed, off the window's thread.
+
+    dask looks for a distributed client before every compute, and the first
+    look imports the package: 0.3-0.5 s of the window's thread when napari
+    shows the first plane of a lazy stack (the run's folder, at its start).
+    """
+    try:
+        if importlib.util.find_spec("distributed") is not None:
+            import distributed  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 -- only a head start; dask imports it anyway
+        log.debug("distributed not imported ahead: %s", exc)
