@@ -77,7 +77,7 @@ def test_the_old_layer_cannot_be_edited_while_the_new_one_is_built(
     gate.set()
     qtbot.waitUntil(lambda: widget.settled, timeout=10000)
     new = viewer.layers["nuclei"]
-    assert new is not old and new.editable
+    assert new is not old and new.editable and new.visible and old not in viewer.layers
     assert widget.status.value.startswith("Done: 6 of 6 images")
     assert not widget.status.value.endswith("layer…")
 

@@ -218,7 +218,8 @@ def test_a_big_layer_is_built_off_the_window_thread_and_put_in_place(
     widget = _folder_dock(viewer, sample_images[0].parent)
     _run(qtbot, widget)  # the first run: the layer is made by a build too
     first = viewer.layers["nuclei"]
-    first.opacity = 0.5  # the user's choice survives the replacement
+    first.opacity = 0.5  # the user's choices survive the replacement
+    first.visible = False
     widget.save_tables(sample_images[0].parent.parent / "saved")
     widget.apply_params(DetectionParams(3.0, 5, 3000.0))
     built = []
@@ -228,13 +229,12 @@ def test_a_big_layer_is_built_off_the_window_thread_and_put_in_place(
     qtbot.waitUntil(lambda: not widget.running, timeout=60000)
     assert widget.points.building or built  # the end of the run started the build
     qtbot.waitUntil(lambda: widget.settled, timeout=60000)
-    qtbot.waitUntil(lambda: [lay.name for lay in viewer.layers].count("nuclei (replaced)") == 0)
     paths = widget.run_layer.metadata["nuclei_counter"]["paths"]
     counts = [detect(tifffile.imread(p), DetectionParams(3.0, 5, 3000.0)).count for p in paths]
     pts = viewer.layers["nuclei"]
     assert built == [pts] and pts is not first and first not in viewer.layers
     assert [lay.name for lay in viewer.layers].count("nuclei") == 1
-    assert pts.opacity == 0.5 and pts.face_color_mode == "colormap"
+    assert pts.opacity == 0.5 and not pts.visible and pts.face_color_mode == "colormap"
     assert len(pts.data) == sum(counts)
     assert np.bincount(pts.data[:, 0].astype(int), minlength=len(paths)).tolist() == counts
     feats = pts.features

@@ -82,6 +82,7 @@ class PointsSync:
         self.per_point = PER_POINT_S
         self.deferred = False  #: the layer waits for the end of the run
         self.building = False  #: the whole layer is being built off the window's thread
+        self._built_visible = True  # whether the layer being built is to be shown
         self.ready: list[Callable[[], None]] = []  #: called when a built layer is in place
         self._gen = 0  # bumped by reset(): a build for an older run is dropped
         self._shown: set[int] = set()  # images whose points the layer holds
@@ -169,6 +170,8 @@ class PointsSync:
         labels, meta, ndim = list(self.store.labels), list(self.store.meta), self._ndim()
         old = self._layer()  # the user's choices of look carry over to the new layer
         look = look_of(old) if old is not None else {}
+        self._built_visible = look.pop("visible", True)
+        look["visible"] = False  # shown a turn after it is in the viewer
         if old is not None:  # an edit now would be lost with the old layer
             old.editable = False
         self.building = True
@@ -202,23 +205,40 @@ class PointsSync:
         self._put_in_place(out, shown)
 
     def _put_in_place(self, layer, shown: set[int]) -> None:
-        """Put a layer built by :meth:`build` where the ``nuclei`` layer is."""
+        """Put a layer built by :meth:`build` where the ``nuclei`` layer is.
+
+        In three turns of the event loop, each a stall of the window of its
+        own (napari frees or builds OpenGL programs and controls for each):
+        the old layer goes, the new one comes in hidden, then it is shown.
+        """
+        gen = self._gen
         old = self._layer()
+        index = len(self.viewer.layers)
+        if old is not None:
+            index = self.viewer.layers.index(old)
+            old.events.data.disconnect(self.on_edited)
+            self._updating = True
+            try:
+                self.viewer.layers.remove(old)
+            finally:
+                self._updating = False
+        QTimer.singleShot(0, lambda: self._insert_built(layer, index, shown, gen))
+
+    def _insert_built(self, layer, index: int, shown: set[int], gen: int) -> None:
+        if gen != self._gen:  # a new run began meanwhile: it fills a layer of its own
+            return
         self._updating = True
         try:
-            if old is not None:
-                index = self.viewer.layers.index(old)
-                old.events.data.disconnect(self.on_edited)
-                old.name = f"{RESULTS_LAYER} (replaced)"
-                self.viewer.layers.insert(index, layer)
-                # the old layer goes in the next turn of the event loop: two
-                # shorter stalls of the window instead of one long one
-                QTimer.singleShot(0, lambda: self._drop(old))
-            else:
-                self.viewer.layers.append(layer)
+            self.viewer.layers.insert(min(index, len(self.viewer.layers)), layer)
             layer.events.data.connect(self.on_edited)
         finally:
             self._updating = False
+        QTimer.singleShot(0, lambda: self._show_built(layer, shown, gen))
+
+    def _show_built(self, layer, shown: set[int], gen: int) -> None:
+        layer.visible = self._built_visible
+        if gen != self._gen:
+            return
         self._shown = shown
         self.building = False
         self.deferred = False
@@ -226,10 +246,6 @@ class PointsSync:
         if run_layer is not None and run_layer in self.viewer.layers:
             self.viewer.layers.selection.active = run_layer
         self._announce()
-
-    def _drop(self, layer) -> None:
-        if layer in self.viewer.layers:
-            self.viewer.layers.remove(layer)
 
     def _announce(self) -> None:
         for callback in list(self.ready):
