@@ -46,7 +46,7 @@ MIN_POINTS = 5_000
 PER_POINT_S = 2.5e-6
 #: at the end of a run, a layer whose update in place would take longer than
 #: this is built whole off the window's thread instead: putting a new layer in
-#: the old one's place costs napari two stalls of 0.1-0.25 s, whatever its size
+#: the old one's place costs napari three stalls of 0.1-0.3 s, whatever its size
 SWAP_S = 0.3
 
 
@@ -97,7 +97,7 @@ class PointsSync:
     def frame(self, indices=None) -> tuple[np.ndarray, pd.DataFrame]:
         """Coordinates and features of the detections of some images (default: all).
 
-        See :func:`~napari_nuclei_counter.gui._points_frame.build_frame`.
+        See :func:`~napari_nuclei_counter.gui._points_build.build_frame`.
         """
         return build_frame(self.store.results, self.store.labels, self.store.meta,
                            self._ndim(), indices)
