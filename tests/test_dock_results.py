@@ -216,6 +216,8 @@ def test_a_big_layer_is_built_off_the_window_thread_and_put_in_place(
     monkeypatch.setattr(_points, "SWAP_S", 0.0)
     viewer = make_napari_viewer()
     widget = _folder_dock(viewer, sample_images[0].parent)
+    # the folder's preview first: read after the runs, it would be the active layer
+    qtbot.waitUntil(lambda: "folder preview" in viewer.layers, timeout=15000)
     _run(qtbot, widget)  # the first run: the layer is made by a build too
     first = viewer.layers["nuclei"]
     first.opacity = 0.5  # the user's choices survive the replacement

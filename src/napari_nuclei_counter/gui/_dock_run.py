@@ -266,6 +266,7 @@ class RunMixin:
 
     def _on_run_finished(self, run: Run | None) -> None:
         self._points_timer.stop()
+        self.folder_preview.paused = False
         if self._replaced:
             self.points.flush(force=True)
         self.run_button.text = "Run"

@@ -56,6 +56,7 @@ class FolderPreview(QObject):
                             tooltip="Which matched file the preview shows (0 = the first)")
         self.name = Label(value="")
         self.active = False  #: folder mode is on
+        self.paused = False  #: a run shows the folder as its stack: no preview meanwhile
         self._request = 0
         for w in self.widgets:
             w.visible = False
@@ -97,7 +98,7 @@ class FolderPreview(QObject):
 
     def load(self, *_) -> None:
         """Read the chosen file in a worker and show it."""
-        if not self.paths or not self.active:
+        if not self.paths or not self.active or self.paused:
             return
         self._request += 1
         path = str(self.paths[int(self.step.value)])
@@ -113,7 +114,7 @@ class FolderPreview(QObject):
 
     def _on_read(self, out) -> None:
         request, path, image = out
-        if request != self._request or not self.active:
+        if request != self._request or not self.active or self.paused:
             return
         layer = self.layer
         if layer is not None and layer.data.shape == image.shape \
@@ -138,6 +139,7 @@ class FolderPreview(QObject):
         its OpenGL programs and controls: 0.2-0.5 s of the window's thread).
         """
         self._request += 1  # a read still in flight must not touch it
+        self.paused = True  # until the run ends (the dock resumes it)
         layer = self.layer
         if layer is not None:
             layer.name = f"{FOLDER_PREVIEW_LAYER} (handed over)"

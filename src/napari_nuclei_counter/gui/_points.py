@@ -133,11 +133,11 @@ class PointsSync:
         """
         if not (self.dirty or force) or self._run_layer() is None or self.building:
             return
+        if not force and time.monotonic() < self._next:
+            return
         pts = self._layer()
         total = sum(len(r.coords) for r in self.store.results.values() if r.ok)
         if not force:
-            if time.monotonic() < self._next:
-                return
             if self._too_big(total):
                 self.deferred = True
                 return

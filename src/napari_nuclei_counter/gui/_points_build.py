@@ -14,9 +14,8 @@ import pandas as pd
 from napari.layers import Points
 
 from .._reader import points_layer_data
-
-from ..core.results import ImageResult
 from ..core.discovery import ImageMeta
+from ..core.results import ImageResult
 
 __all__ = ["TEXT_COLUMNS", "build_frame", "build_layer", "empty_features", "look_of",
            "points_layer", "set_defaults"]
