@@ -26,7 +26,8 @@ class Detections(NamedTuple):
     coords : ndarray of intp, shape (N, 2)
         ``(row, col)`` pixel coordinates, brightest first (the reference order).
     intensities : ndarray of float64, shape (N,)
-        Smoothed intensity at each centre, in image units.
+        Smoothed intensity at each centre, in image units: the reference's
+        float64 Gaussian-smoothed value at that pixel, whichever engine ran.
     """
 
     coords: np.ndarray
