@@ -163,7 +163,7 @@ def cli_command() -> list[str]:
     if exe.exists():
         return [str(exe)]
     found = shutil.which("nuclei-counter")
-    return [found] if found else [sys.executable, "-m", "napari_nuclei_counter.cli"]
+    return [found] if found else [sys.executable, "-m", "napari_nuclei_counter.cli.app"]
 
 
 def cli_detect_args(folder: Path, out: Path, *extra: str) -> list[str]:
@@ -188,7 +188,7 @@ def read_counts(out: Path) -> dict[str, int | None]:
 
     images = load_results(out).images
     return {str(p): (None if err or pd.isna(n) else int(n))
-            for p, n, err in zip(images["path"], images["n_nuclei"], images["error"].fillna(""))}
+            for p, n, err in zip(images["path"], images["n_nuclei"], images["error"].fillna(""), strict=True)}
 
 
 def read_image_seconds(out: Path) -> float:
@@ -230,7 +230,7 @@ class TreeMonitor:
         """CPU time used by the tree while monitored (to the last poll)."""
         return sum(self._cpu.values()) - self._cpu0
 
-    def __enter__(self) -> "TreeMonitor":
+    def __enter__(self) -> TreeMonitor:
         self.sample()
         self._cpu0 = sum(self._cpu.values())
         self._thread.start()
@@ -371,7 +371,7 @@ def format_table(headers: list[str], rows: list[list], right=frozenset()) -> str
 
     def line(r):
         return "  ".join(c.rjust(w) if i in right and len(r) == len(headers) else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+                         for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *[line(r) for r in cells[1:]]])

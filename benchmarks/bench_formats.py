@@ -28,8 +28,17 @@ from pathlib import Path
 
 import tifffile
 
-from _helpers import (cli_command, cli_detect_args, default_workdir, ensure_plate, format_table,
-                      log, machine_info, parse_cli_summary, read_counts)
+from _helpers import (
+    cli_command,
+    cli_detect_args,
+    default_workdir,
+    ensure_plate,
+    format_table,
+    log,
+    machine_info,
+    parse_cli_summary,
+    read_counts,
+)
 
 VARIANTS = {
     "uncompressed": {},
@@ -54,7 +63,7 @@ def write_variant(paths: list[str], folder: Path, kwargs: dict) -> list[Path]:
 
 def decode_ms(paths: list[Path]) -> float:
     """Median time to decode one image with the core's reader (one thread)."""
-    from napari_nuclei_counter.core.io import read_image
+    from napari_nuclei_counter.core.io.images import read_image
 
     times = []
     for p in paths:

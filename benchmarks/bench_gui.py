@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _helpers import default_workdir, ensure_plate  # noqa: E402
+from _helpers import default_workdir, ensure_plate
 
 PLUGIN = "napari-nuclei-counter"
 

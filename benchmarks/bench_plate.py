@@ -57,8 +57,18 @@ from pathlib import Path
 
 import numpy as np
 
-from _helpers import (HERE, cli_startup, default_workdir, ensure_plate, faster, format_table,
-                      list_plate, log, machine_info, make_links)
+from _helpers import (
+    HERE,
+    cli_startup,
+    default_workdir,
+    ensure_plate,
+    faster,
+    format_table,
+    list_plate,
+    log,
+    machine_info,
+    make_links,
+)
 
 #: plate layouts (rows, columns, sites): 6 x 10 x 4 = 240 like BBBC021, 2 x 6 x 4 = 48
 FULL_LAYOUT = ("BCDEFG", (2, 12), 4)
@@ -162,12 +172,12 @@ def plot_chart(rows: list[dict], info: dict, n: int, path: Path, shape=(1024, 12
     ys = np.arange(len(rows))[::-1]
     secs = [r["seconds"] for r in rows]
     bars = ax.barh(ys, secs, color=[colours[r["group"]] for r in rows], height=0.65)
-    for bar, r in zip(bars, rows):
+    for bar, r in zip(bars, rows, strict=True):
         if r["key"] == 7:
             bar.set_edgecolor("black")
             bar.set_linewidth(2)
     xmax = max(secs)
-    for y, r in zip(ys, rows):
+    for y, r in zip(ys, rows, strict=True):
         label = "baseline" if r["key"] == 1 else faster(r["speedup_vs_1"], "1", digits=1)
         ax.text(r["seconds"] + xmax * 0.01, y, f"{r['seconds']:.2f} s  ({label})",
                 va="center", fontsize=9)

@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-from napari_nuclei_counter.core.evaluate import Truth
 from napari_nuclei_counter.core.sample import make_nuclei_image
-from napari_nuclei_counter.core.tune import tune
+from napari_nuclei_counter.core.scoring.evaluate import Truth
+from napari_nuclei_counter.core.scoring.tune import tune
 
 
 def _disks(centres, shape, radius=7):
@@ -40,7 +40,8 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args(argv)
     shape = (args.size, args.size)
-    images, centres = zip(*(make_nuclei_image(s, args.nuclei, shape) for s in range(args.images)))
+    made = [make_nuclei_image(s, args.nuclei, shape) for s in range(args.images)]
+    images, centres = zip(*made, strict=True)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"{args.images} images {shape[0]}x{shape[1]}, {args.nuclei} nuclei each, "
           f"{cores} usable cores, workers {args.workers or cores}")

@@ -23,17 +23,26 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import tifffile
 
 import walkthrough
-from _helpers import (cli_command, cli_detect_args, default_params, make_links, median_ms,
-                      parse_cli_summary, read_counts, read_image_seconds, run_monitored,
-                      usable_cores)
+from _helpers import (
+    cli_command,
+    cli_detect_args,
+    default_params,
+    make_links,
+    median_ms,
+    parse_cli_summary,
+    read_counts,
+    read_image_seconds,
+    run_monitored,
+    usable_cores,
+)
 
 WALKTHROUGH = "walk-through"
 OURS = "ours"
@@ -80,7 +89,7 @@ def ours_pool(ctx: Context) -> list:
 
 def ours_shared(ctx: Context) -> list:
     """Ours: ``run_batch_arrays`` on the preloaded stack (one shared-memory copy)."""
-    from napari_nuclei_counter.core.batch import run_batch_arrays
+    from napari_nuclei_counter.core.run.batch import run_batch_arrays
 
     return list(run_batch_arrays(ctx.stack, default_params()))
 
@@ -167,7 +176,7 @@ def check_counts(times: dict[int, dict], names: list[str]) -> list[str]:
         counts = entry["counts"]
         if entry.get("counts_unstable"):
             errors.append(f"method {key}: counts differ between repeats")
-        bad = [i for i, (a, b) in enumerate(zip(ref, counts)) if a != b]
+        bad = [i for i, (a, b) in enumerate(zip(ref, counts, strict=True)) if a != b]
         if len(counts) != len(ref):
             errors.append(f"method {key}: {len(counts)} images, method 1 had {len(ref)}")
         if bad:
@@ -241,7 +250,7 @@ def bench_preview(path: str, thresholds: list[float], repeats: int) -> dict:
     comparison, and every selection is checked against ``detect``.
     """
     from napari_nuclei_counter import DetectionParams, detect
-    from napari_nuclei_counter.core.preview import PreviewCache
+    from napari_nuclei_counter.core.detect.preview import PreviewCache
 
     img = tifffile.imread(path)
     p = default_params()
@@ -276,7 +285,7 @@ def bench_memory(ctx: Context, ref_counts: list, n_links: int, walkthrough_too: 
 
     Returns the rows and any count mismatches found on the way.
     """
-    by_name = {os.path.basename(p): c for p, c in zip(ctx.paths, ref_counts)}
+    by_name = {os.path.basename(p): c for p, c in zip(ctx.paths, ref_counts, strict=True)}
     folders = [(ctx.plate_dir, by_name)]
     if n_links:
         link_dir = ctx.workdir / f"plate-{n_links}-links"
@@ -303,7 +312,7 @@ def bench_memory(ctx: Context, ref_counts: list, n_links: int, walkthrough_too: 
                 got = {os.path.basename(p): c for p, c in read_counts(out).items()}
             else:
                 child = json.loads(res["stdout"])
-                got = dict(zip(child["names"], child["counts"]))
+                got = dict(zip(child["names"], child["counts"], strict=True))
             bad = [k for k in expected if got.get(k) != expected[k]]
             if bad or len(got) != n:
                 errors.append(f"{name} on {n} images: {len(bad)} count(s) differ from method 1"

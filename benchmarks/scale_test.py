@@ -19,7 +19,7 @@ CLI (default)
     ``images.csv`` must give the same count for every image. When the CLI
     has no ``--backend dask`` yet, the row says so.
 ``--api``
-    The same two runs through ``napari_nuclei_counter.cli.main`` called in
+    The same two runs through ``napari_nuclei_counter.cli.app.main`` called in
     this process: the same pipeline without the interpreter's start-up (pool
     and cluster start-up included), same measurements.
 
@@ -55,8 +55,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _helpers import (TreeMonitor, cli_command, cli_detect_args, default_params, format_table,
-                      make_links, make_targets, read_counts, usable_cores)
+from _helpers import (
+    TreeMonitor,
+    cli_command,
+    cli_detect_args,
+    default_params,
+    format_table,
+    make_links,
+    make_targets,
+    read_counts,
+    usable_cores,
+)
 
 TOLERANCE = 0.15
 NOT_IN_CLI = "dask backend not available in CLI"
@@ -84,7 +93,7 @@ class Run:
     def rate(self) -> float:
         return self.n / self.wall_s if self.ok else float("nan")
 
-    def read(self, out: Path, wall: float, mon: TreeMonitor) -> "Run":
+    def read(self, out: Path, wall: float, mon: TreeMonitor) -> Run:
         """Fill in the measurements and the counts of a finished run's tables."""
         self.wall_s, self.peak_rss_mb, self.max_procs = wall, mon.peak_rss / 2**20, mon.max_procs
         self.cpu_s = mon.cpu_seconds
@@ -142,7 +151,7 @@ def _monitored(cmd: list[str]):
 
 def run_api(backend: str, folder: Path, out: Path, args) -> Run:
     """Call ``cli.main(['detect', ...])`` with one backend in this process, monitored."""
-    from napari_nuclei_counter.cli import main as cli_main
+    from napari_nuclei_counter.cli.app import main as cli_main
 
     run = Run("api", backend)
     if backend == "dask":

@@ -5,12 +5,12 @@ import signal
 import time
 
 import numpy as np
-from helpers import worker_pids
 import pytest
 import tifffile
 
+from helpers import worker_pids
 from napari_nuclei_counter import DetectionParams, detect, run_batch
-from napari_nuclei_counter.core.io import read_image
+from napari_nuclei_counter.core.io.images import read_image
 
 P = DetectionParams(sigma=4.0, min_distance=6, threshold_abs=1000.0)
 
@@ -105,14 +105,14 @@ def test_a_killed_worker_is_detected_and_its_images_retried(tmp_path, caplog):
 
 
 def test_in_memory_stack_through_shared_memory(sample_images):
-    from napari_nuclei_counter.core.batch import run_batch_arrays
+    from napari_nuclei_counter.core.run.batch import run_batch_arrays
 
     stack = np.stack([tifffile.imread(p) for p in sample_images])
     odd = stack[0, :100, :90].astype(np.float32)  # a different size and dtype too
     images = list(stack) + [odd, np.zeros((5, 5, 3))]
     got = sorted(run_batch_arrays(images, P, workers=2), key=lambda r: r.index)
     assert [r.path for r in got][:2] == ["image 0", "image 1"]
-    for r, im in zip(got[:-1], images[:-1]):
+    for r, im in zip(got[:-1], images[:-1], strict=True):
         assert r.ok
         np.testing.assert_array_equal(r.coords, detect(im, P).coords)
     assert not got[-1].ok and "RGB" in got[-1].error

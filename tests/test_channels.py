@@ -10,9 +10,9 @@ import pytest
 import tifffile
 
 from napari_nuclei_counter import DetectionParams, detect
-from napari_nuclei_counter.cli import main
-from napari_nuclei_counter.core.io import PlaneChoice, read_image
-from napari_nuclei_counter.core.run import Run
+from napari_nuclei_counter.cli.app import main
+from napari_nuclei_counter.core.io.images import PlaneChoice, read_image
+from napari_nuclei_counter.core.run.pipeline import Run
 from napari_nuclei_counter.core.sample import make_nuclei_image
 
 P = DetectionParams(4.0, 6, 1000.0)

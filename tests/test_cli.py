@@ -1,9 +1,9 @@
 """``nuclei-counter`` end to end, in a real subprocess."""
 
 import json
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -101,7 +101,7 @@ def test_sample_command_writes_a_plate(tmp_path):
 
 
 def test_module_entry_point():
-    p = subprocess.run([sys.executable, "-m", "napari_nuclei_counter.cli", "--version"],
+    p = subprocess.run([sys.executable, "-m", "napari_nuclei_counter.cli.app", "--version"],
                        capture_output=True, text=True)
     assert p.returncode == 0 and "nuclei-counter" in p.stdout
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from napari_nuclei_counter.cli_scoring import add_parsers, find_truth, run
+from napari_nuclei_counter.cli.scoring import add_parsers, find_truth, run
 from napari_nuclei_counter.core.params import DetectionParams
 from napari_nuclei_counter.core.sample import make_nuclei_image
 
@@ -163,7 +163,7 @@ def test_the_command_line_wires_evaluate_tune_and_detect_preset(tmp_path):
 
     import tifffile
 
-    from napari_nuclei_counter.cli import main
+    from napari_nuclei_counter.cli.app import main
     from napari_nuclei_counter.core.sample import make_nuclei_image
 
     tifffile.imwrite(tmp_path / "a_w1.tif", make_nuclei_image(3, n_nuclei=30, shape=(128, 128))[0])

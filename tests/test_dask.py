@@ -16,11 +16,11 @@ import pytest
 distributed = pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
 
-from napari_nuclei_counter import _dask  # noqa: E402
-from napari_nuclei_counter._dask import run_batch_dask  # noqa: E402
-from napari_nuclei_counter.core.batch import run_batch  # noqa: E402
 from napari_nuclei_counter.core.params import DetectionParams  # noqa: E402
+from napari_nuclei_counter.core.run.batch import run_batch  # noqa: E402
 from napari_nuclei_counter.core.sample import write_sample_plate  # noqa: E402
+from napari_nuclei_counter.dask_backend import backend as _dask  # noqa: E402
+from napari_nuclei_counter.dask_backend.backend import run_batch_dask  # noqa: E402
 
 PARAMS = DetectionParams(sigma=4.0, min_distance=6, threshold_abs=1000.0)
 #: no dashboard, HTTP server on a free port, quiet
@@ -75,7 +75,7 @@ def _assert_same(got: dict, expected: dict) -> None:
 
 
 def test_import_is_cheap():
-    code = ("import sys, napari_nuclei_counter._dask; "
+    code = ("import sys, napari_nuclei_counter.dask_backend.backend; "
             "print(any(m == 'dask' or m.startswith(('dask.', 'distributed')) "
             "for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -126,7 +126,7 @@ def test_given_client_is_left_open(plate, expected, cluster):
 def test_unreachable_scheduler_is_a_setup_error(plate):
     import dask
 
-    from napari_nuclei_counter.core.errors import RunError
+    from napari_nuclei_counter.core.run.errors import RunError
 
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         gen = run_batch_dask(plate, PARAMS, scheduler="tcp://127.0.0.1:9")

@@ -3,7 +3,7 @@ import os
 import pytest
 
 from napari_nuclei_counter import find_images, parse_metadata
-from napari_nuclei_counter.core.discovery import ImageMeta, natural_key
+from napari_nuclei_counter.core.io.discovery import ImageMeta, natural_key
 
 BBBC = "Week1_22123_B02_s4_w1EB868A72-19FC-46BB-BDFA-66B8966A817C.tif"
 

@@ -9,10 +9,10 @@ import tifffile
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
-from qtpy.QtWidgets import QMainWindow  # noqa: E402
+from qtpy.QtWidgets import QMainWindow
 
-from napari_nuclei_counter import DetectionParams, detect  # noqa: E402
-from napari_nuclei_counter.core.sample import write_sample_plate  # noqa: E402
+from napari_nuclei_counter import DetectionParams, detect
+from napari_nuclei_counter.core.sample import write_sample_plate
 
 pytestmark = pytest.mark.gui
 

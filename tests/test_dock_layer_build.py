@@ -15,8 +15,9 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
-from napari_nuclei_counter import DetectionParams  # noqa: E402
-from napari_nuclei_counter.gui import _points, _points_build  # noqa: E402
+from napari_nuclei_counter import DetectionParams
+from napari_nuclei_counter.gui.detector import points as _points
+from napari_nuclei_counter.gui.detector import points_build as _points_build
 
 pytestmark = pytest.mark.gui
 

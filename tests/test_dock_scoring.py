@@ -13,14 +13,14 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
-from napari_nuclei_counter.core.estimate import estimate_params  # noqa: E402
-from napari_nuclei_counter.core.evaluate import Truth, evaluate_image  # noqa: E402
-from napari_nuclei_counter.core.params import DetectionParams  # noqa: E402
-from napari_nuclei_counter.core.sample import make_nuclei_image  # noqa: E402
-from napari_nuclei_counter.gui import _scoring_jobs  # noqa: E402
-from napari_nuclei_counter.gui._scoring import SCORE_LAYER, ScoringPanel  # noqa: E402
-from napari_nuclei_counter.gui._scoring_jobs import COLOURS  # noqa: E402
-from napari_nuclei_counter.gui._scoring_view import RESULTS  # noqa: E402
+from napari_nuclei_counter.core.params import DetectionParams
+from napari_nuclei_counter.core.sample import make_nuclei_image
+from napari_nuclei_counter.core.scoring.estimate import estimate_params
+from napari_nuclei_counter.core.scoring.evaluate import Truth, evaluate_image
+from napari_nuclei_counter.gui.scoring import jobs as _scoring_jobs
+from napari_nuclei_counter.gui.scoring.jobs import COLOURS
+from napari_nuclei_counter.gui.scoring.panel import SCORE_LAYER, ScoringPanel
+from napari_nuclei_counter.gui.scoring.view import RESULTS
 
 pytestmark = pytest.mark.gui
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from napari_nuclei_counter.core.estimate import (
-    auto_threshold, estimate_diameter, estimate_params, smoothed,
+from napari_nuclei_counter.core.io.images import read_image
+from napari_nuclei_counter.core.scoring.estimate import (
+    auto_threshold,
+    estimate_diameter,
+    estimate_params,
+    smoothed,
 )
-from napari_nuclei_counter.core.evaluate import evaluate_image, read_truth, total
-from napari_nuclei_counter.core.io import read_image
+from napari_nuclei_counter.core.scoring.evaluate import evaluate_image, read_truth, total
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

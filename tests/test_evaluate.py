@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
-from napari_nuclei_counter.core.detection import reference_detect
-from napari_nuclei_counter.core.evaluate import (
-    Score, TouchingNucleiWarning, classify, Truth, evaluate_image, labels_from_mask, prefix_counts,
-    read_truth, score, total,
-)
-from napari_nuclei_counter.core.io import read_image
+from napari_nuclei_counter.core.detect.detection import reference_detect
+from napari_nuclei_counter.core.io.images import read_image
 from napari_nuclei_counter.core.params import DetectionParams
+from napari_nuclei_counter.core.scoring.evaluate import (
+    Score,
+    TouchingNucleiWarning,
+    Truth,
+    classify,
+    evaluate_image,
+    labels_from_mask,
+    prefix_counts,
+    read_truth,
+    score,
+    total,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

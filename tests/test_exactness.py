@@ -13,7 +13,7 @@ from skimage.feature import peak_local_max
 from skimage.filters import gaussian
 
 from napari_nuclei_counter import DetectionParams, detect, detect_nuclei, reference_detect
-from napari_nuclei_counter.core import _fast
+from napari_nuclei_counter.core.detect import _fast
 from napari_nuclei_counter.core.sample import make_nuclei_image
 
 

@@ -9,15 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import tifffile
 
 from helpers import worker_pids
-from napari_nuclei_counter.core.integrity import check_folder, InconsistentResults
-from napari_nuclei_counter.core.results import load_results
-from napari_nuclei_counter.core.run import Run
+from napari_nuclei_counter.core.results.integrity import InconsistentResults, check_folder
+from napari_nuclei_counter.core.results.tables import load_results
+from napari_nuclei_counter.core.run.pipeline import Run
 
 EXE = str(Path(sys.executable).parent / "nuclei-counter")
 

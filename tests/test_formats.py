@@ -8,9 +8,9 @@ import pytest
 import tifffile
 
 from napari_nuclei_counter import DetectionParams, detect
-from napari_nuclei_counter.core.io import read_image
+from napari_nuclei_counter.core.io.images import read_image
+from napari_nuclei_counter.core.run.pipeline import Run
 from napari_nuclei_counter.core.sample import make_nuclei_image
-from napari_nuclei_counter.core.run import Run
 
 P16 = DetectionParams(4.0, 6, 1000.0)
 P8 = DetectionParams(4.0, 6, 4.0)

@@ -15,19 +15,19 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
-from qtpy.QtCore import QEvent, QPoint, Qt  # noqa: E402
-from qtpy.QtGui import QHelpEvent, QPixmap  # noqa: E402
-from qtpy.QtWidgets import QApplication, QToolTip  # noqa: E402
+from qtpy.QtCore import QEvent, QPoint, Qt
+from qtpy.QtGui import QHelpEvent, QPixmap
+from qtpy.QtWidgets import QApplication, QToolTip
 
-from napari_nuclei_counter import DetectionParams  # noqa: E402
-from napari_nuclei_counter.core.discovery import ImageMeta  # noqa: E402
-from napari_nuclei_counter.core.results import ImageResult  # noqa: E402
-from napari_nuclei_counter.core.sample import write_sample_plate  # noqa: E402
-from napari_nuclei_counter.core.store import ResultsStore  # noqa: E402
-from napari_nuclei_counter.gui._gallery import GalleryWidget  # noqa: E402
-from napari_nuclei_counter.gui._plate_map import PlateMapWidget  # noqa: E402
-from napari_nuclei_counter.gui._registry import release, store_for  # noqa: E402
-from napari_nuclei_counter.gui._widget import NucleiCounterWidget  # noqa: E402
+from napari_nuclei_counter import DetectionParams
+from napari_nuclei_counter.core.io.discovery import ImageMeta
+from napari_nuclei_counter.core.results.store import ResultsStore
+from napari_nuclei_counter.core.results.tables import ImageResult
+from napari_nuclei_counter.core.sample import write_sample_plate
+from napari_nuclei_counter.gui.detector.dock import NucleiCounterWidget
+from napari_nuclei_counter.gui.registry import release, store_for
+from napari_nuclei_counter.gui.views.gallery import GalleryWidget
+from napari_nuclei_counter.gui.views.plate_map import PlateMapWidget
 
 pytestmark = pytest.mark.gui
 
@@ -158,7 +158,7 @@ def test_gallery_order_captions_click_and_filters(make_napari_viewer, qtbot, pla
     assert gallery.filters.well_combo.count() == 1 + 6
 
     # QC flags, computed in the background from the images table
-    flags = dict(zip(det.store.images_table()["index"], det.store.images_table()["qc_flags"]))
+    flags = dict(zip(det.store.images_table()["index"], det.store.images_table()["qc_flags"], strict=True))
     for name in ("flagged", "no_nuclei", "count_outlier", "any"):
         gallery.set_qc_filter(name)
         qtbot.waitUntil(lambda: not gallery._flag_table.busy, timeout=10000)
@@ -450,7 +450,7 @@ def _squares(rgb: np.ndarray, colour, side: int) -> list[tuple[float, float]]:
 
     labels, n = ndimage.label(np.all(rgb == colour, axis=2))
     centres = []
-    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+    for box in ndimage.find_objects(labels):
         h, w = box[0].stop - box[0].start, box[1].stop - box[1].start
         if abs(h - side) <= 1 and abs(w - side) <= 1:
             centres.append(((box[0].start + box[0].stop) / 2, (box[1].start + box[1].stop) / 2))

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from napari_nuclei_counter.cli import main
+from napari_nuclei_counter.cli.app import main
 from napari_nuclei_counter.core.params import DetectionParams
 from napari_nuclei_counter.core.sample import write_sample_plate
 
@@ -122,7 +122,7 @@ def test_dask_backend_writes_the_golden_tables(plate, tmp_path):
 
 def test_golden_counts_are_the_reference_detection(plate):
     """The golden copy itself: its counts are scikit-image's, image by image."""
-    from napari_nuclei_counter.core.detection import reference_detect
+    from napari_nuclei_counter.core.detect.detection import reference_detect
 
     g_images, g_nuclei, _ = _golden()
     by_name = {p.name: p for p in plate}

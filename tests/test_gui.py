@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import psutil
@@ -12,13 +11,12 @@ import tifffile
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
-from napari.utils.notifications import notification_manager  # noqa: E402
-from qtpy.QtCore import Qt  # noqa: E402
+from napari.utils.notifications import notification_manager
+from qtpy.QtCore import Qt
 
-from napari_nuclei_counter import DetectionParams, detect  # noqa: E402
-from napari_nuclei_counter.core.sample import write_sample_plate  # noqa: E402
-
-from helpers import link_copies, worker_pids  # noqa: E402
+from helpers import link_copies, worker_pids
+from napari_nuclei_counter import DetectionParams, detect
+from napari_nuclei_counter.core.sample import write_sample_plate
 
 pytestmark = pytest.mark.gui
 
@@ -63,7 +61,8 @@ def test_preview_matches_reference_on_current_slice(make_napari_viewer, qtbot, p
     expected = detect(tifffile.imread(plate[2]), DetectionParams(4.0, 6, 1000.0), engine="reference")
     np.testing.assert_array_equal(pts.data[:, 1:], expected.coords)
     assert (pts.data[:, 0] == 2).all()
-    assert f"Preview: {expected.count} nuclei in image 2" in widget.preview_label.value  # numbered like the slider
+    # numbered like the slider
+    assert f"Preview: {expected.count} nuclei in image 2" in widget.preview_label.value
 
     # threshold-only change: counts follow, the blur is not recomputed
     before = widget.preview.cache.recomputed
@@ -191,7 +190,7 @@ def test_presets_persist_and_load(make_napari_viewer, qtbot, tmp_path):
         widget.load_preset(tmp_path / "bad.json")
     assert widget.params() == DetectionParams(2.5, 9, 321.0)
     # the settings file is written after a pause, in a worker, once (not per slider move)
-    from napari_nuclei_counter.gui._settings import load_settings
+    from napari_nuclei_counter.gui.detector.settings import load_settings
 
     qtbot.waitUntil(lambda: load_settings().get("params") == DetectionParams(
         2.5, 9, 321.0).to_dict(), timeout=5000)
@@ -215,7 +214,7 @@ def test_slider_ranges_keep_parameters_valid(make_napari_viewer):
 
 
 def test_reader_writer_round_trip(make_napari_viewer, qtbot, plate, tmp_path):
-    from napari_nuclei_counter.cli import main
+    from napari_nuclei_counter.cli.app import main
 
     assert main(["detect", str(plate[0].parent), "--out", str(tmp_path / "res"), "--quiet",
                  "--workers", "0"]) == 0
@@ -288,7 +287,7 @@ def test_folder_reader_is_lazy(make_napari_viewer, qtbot, plate, monkeypatch):
 
 
 def test_stale_preview_results_are_dropped(make_napari_viewer, qtbot):
-    from napari_nuclei_counter.core.detection import Detections
+    from napari_nuclei_counter.core.detect.detection import Detections
 
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((64, 64), np.uint16), name="img")
@@ -343,7 +342,7 @@ def test_gallery_and_plate_map_buttons_dock_the_views(make_napari_viewer, qtbot)
 
 
 def test_gui_streams_tables_and_resumes_a_cancelled_run(make_napari_viewer, qtbot, tmp_path):
-    from napari_nuclei_counter.cli import main
+    from napari_nuclei_counter.cli.app import main
 
     paths = write_sample_plate(tmp_path / "p", rows="B", columns=range(2, 4), sites=1, seed=13)
     link_copies(paths, 100, "G")  # 202 full-size images: several seconds of work
@@ -390,10 +389,10 @@ def test_table_asks_only_for_the_rows_it_shows(qtbot):
     (A QTableWidget with columns sized to their contents measured every row
     on every change: 158 s of GUI time for such a run.)
     """
-    from napari_nuclei_counter.core.discovery import ImageMeta
-    from napari_nuclei_counter.core.results import ImageResult
-    from napari_nuclei_counter.core.store import ResultsStore
-    from napari_nuclei_counter.gui._table import make_image_table
+    from napari_nuclei_counter.core.io.discovery import ImageMeta
+    from napari_nuclei_counter.core.results.store import ResultsStore
+    from napari_nuclei_counter.core.results.tables import ImageResult
+    from napari_nuclei_counter.gui.detector.table import make_image_table
 
     n = 13_200
     store = ResultsStore()

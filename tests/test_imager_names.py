@@ -21,7 +21,7 @@ import json
 
 import pytest
 
-from napari_nuclei_counter.core.discovery import ImageMeta, name_scheme, parse_metadata
+from napari_nuclei_counter.core.io.discovery import ImageMeta, name_scheme, parse_metadata
 
 NAMES = [
     ("Week1_22123_B02_s4_w1EB868A72-19FC-46BB-BDFA-66B8966A817C.tif", "BBBC021",
@@ -66,7 +66,7 @@ def test_the_scheme_used_goes_into_run_json(tmp_path):
     import numpy as np
     import tifffile
 
-    from napari_nuclei_counter.cli import main
+    from napari_nuclei_counter.cli.app import main
 
     for row, col in ((2, 3), (2, 4)):
         tifffile.imwrite(tmp_path / f"r{row:02d}c{col:02d}f01p01-ch1sk1fk1fl1.tiff",
@@ -91,9 +91,9 @@ def test_wells_csv_keeps_time_points_apart(tmp_path):
     import pandas as pd
     import tifffile
 
-    from napari_nuclei_counter.cli import main
+    from napari_nuclei_counter.cli.app import main
+    from napari_nuclei_counter.core.results.wells import plate_map_values
     from napari_nuclei_counter.core.sample import make_nuclei_image
-    from napari_nuclei_counter.core.wells import plate_map_values
 
     counts = {}
     for t, n in ((1, 10), (2, 30)):

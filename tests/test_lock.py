@@ -13,16 +13,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from napari_nuclei_counter.core.errors import FolderLocked, RunError
-from napari_nuclei_counter.core.lock import LOCK_NAME, OutputLock, lock_holder
-from napari_nuclei_counter.core.run import Run
+from napari_nuclei_counter.core.run.errors import FolderLocked, RunError
+from napari_nuclei_counter.core.run.lock import LOCK_NAME, OutputLock, lock_holder
+from napari_nuclei_counter.core.run.pipeline import Run
 
 EXE = str(Path(sys.executable).parent / "nuclei-counter")
 
 #: a process that takes the lock on argv[1], says so, and waits
 HOLDER = textwrap.dedent("""
     import sys, time
-    from napari_nuclei_counter.core.lock import OutputLock
+    from napari_nuclei_counter.core.run.lock import OutputLock
     lock = OutputLock(sys.argv[1]).acquire()
     print("locked", flush=True)
     time.sleep(120)

@@ -41,7 +41,7 @@ def test_wheel_contains_a_valid_manifest(tmp_path):
         entry_points = zf.read(ep).decode()
     assert "[napari.manifest]" in entry_points
     assert "napari_nuclei_counter:napari.yaml" in entry_points
-    assert "nuclei-counter = napari_nuclei_counter.cli:entry" in entry_points
+    assert "nuclei-counter = napari_nuclei_counter.cli.app:entry" in entry_points
     assert text == (REPO / "napari.yaml").read_text()
     (tmp_path / "napari.yaml").write_text(text)
     assert PluginManifest.from_file(tmp_path / "napari.yaml").name == "napari-nuclei-counter"

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from napari_nuclei_counter import DetectionParams, detect
-from napari_nuclei_counter.cli import main
-from napari_nuclei_counter.core.discovery import ImageMeta, parse_metadata
-from napari_nuclei_counter.core.io import PlaneChoice, read_image
-from napari_nuclei_counter.core.plates import plate_fields
+from napari_nuclei_counter.cli.app import main
+from napari_nuclei_counter.core.io.discovery import ImageMeta, parse_metadata
+from napari_nuclei_counter.core.io.images import PlaneChoice, read_image
+from napari_nuclei_counter.core.io.plates import plate_fields
 from napari_nuclei_counter.core.sample import make_nuclei_image
 
 zarr = pytest.importorskip("zarr")

@@ -1,7 +1,7 @@
 import numpy as np
 
 from napari_nuclei_counter import DetectionParams, detect
-from napari_nuclei_counter.core.preview import PreviewCache
+from napari_nuclei_counter.core.detect.preview import PreviewCache
 from napari_nuclei_counter.core.sample import make_nuclei_image
 
 

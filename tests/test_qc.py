@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
-from napari_nuclei_counter.core.qc import FLAGS, METRIC_COLUMNS, image_metrics, qc_flags
+from napari_nuclei_counter.core.detect.qc import FLAGS, METRIC_COLUMNS, image_metrics, qc_flags
 from napari_nuclei_counter.core.sample import make_nuclei_image
 
 SHAPE = (256, 320)
@@ -118,7 +117,7 @@ def test_flags_on_generated_images_of_one_plate():
     blurred = cv2.GaussianBlur(_image(12, 151), (0, 0), 6)
     images += [blank, saturated, blurred]
     counts += [0, 152, 151]
-    rows = [{"n_nuclei": n, **image_metrics(img)} for n, img in zip(counts, images)]
+    rows = [{"n_nuclei": n, **image_metrics(img)} for n, img in zip(counts, images, strict=True)]
     rows.append({"n_nuclei": None, "error": "not a readable TIFF", "saturated_fraction": np.nan,
                  "sharpness": np.nan, "mean_intensity": np.nan})
     flags = qc_flags(_table(rows))

@@ -89,8 +89,8 @@ def test_napari_opens_a_two_channel_file_as_two_layers(make_napari_viewer_proxy,
 
 
 def test_thumbnails_read_multi_channel_files_with_the_runs_choice(two_channel_file, dapi):
-    from napari_nuclei_counter.core.gallery import image_thumbnail, load_plane
-    from napari_nuclei_counter.core.io import PlaneChoice
+    from napari_nuclei_counter.core.io.images import PlaneChoice
+    from napari_nuclei_counter.core.render.gallery import image_thumbnail, load_plane
 
     np.testing.assert_array_equal(load_plane(str(two_channel_file), None, 0, PlaneChoice("DAPI")),
                                   dapi)

@@ -18,10 +18,9 @@ import tifffile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import link_copies, worker_pids
 from napari_nuclei_counter import DetectionParams, detect, detect_nuclei
 from napari_nuclei_counter.core.sample import make_nuclei_image, write_sample_plate
-
-from helpers import link_copies, worker_pids
 
 EXE = str(Path(sys.executable).parent / "nuclei-counter")
 P = DetectionParams(4.0, 6, 1000.0)
@@ -100,7 +99,7 @@ def test_bad_inputs_each_get_a_clear_error_and_the_rest_is_exact(tmp_path):
     images = pd.read_csv(out / "images.csv", keep_default_na=False)
     nuclei = pd.read_csv(out / "nuclei.csv")
     assert len(images) == len(list(folder.iterdir()))
-    by_name = {Path(x).name: row for x, row in zip(images["path"], images.to_dict("records"))}
+    by_name = {Path(x).name: row for x, row in zip(images["path"], images.to_dict("records"), strict=True)}
     for name, expected in bad.items():
         row = by_name[name]
         assert expected in row["error"], (name, row["error"])

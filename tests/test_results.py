@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 from napari_nuclei_counter import DetectionParams, ImageResult, load_results
-from napari_nuclei_counter.core.discovery import ImageMeta
-from napari_nuclei_counter.core.io import atomic_write
-from napari_nuclei_counter.core.results import IMAGE_COLUMNS, NUCLEI_COLUMNS
-from napari_nuclei_counter.core.writer import ResultsWriter, write_results
+from napari_nuclei_counter.core.io.discovery import ImageMeta
+from napari_nuclei_counter.core.io.images import atomic_write
+from napari_nuclei_counter.core.results.tables import IMAGE_COLUMNS, NUCLEI_COLUMNS
+from napari_nuclei_counter.core.results.writer import ResultsWriter, write_results
 
 P = DetectionParams(3.0, 5, 20.0)
 
@@ -110,7 +110,7 @@ def test_nuclei_csv_text_is_what_the_csv_module_writes(path, meta):
 
 def test_store_tells_listeners_before_and_after_a_new_run():
     """Qt models must hear of a reset before the data changes, and again after."""
-    from napari_nuclei_counter.core.store import ResultsStore
+    from napari_nuclei_counter.core.results.store import ResultsStore
 
     store = ResultsStore()
     seen = []

@@ -11,12 +11,11 @@ from pathlib import Path
 import pandas as pd
 import psutil
 
-from napari_nuclei_counter import DetectionParams
-from napari_nuclei_counter.core.results import load_results
-from napari_nuclei_counter.core.resume import resume_state
-from napari_nuclei_counter.core.sample import write_sample_plate
-
 from helpers import link_copies
+from napari_nuclei_counter import DetectionParams
+from napari_nuclei_counter.core.results.tables import load_results
+from napari_nuclei_counter.core.run.resume import resume_state
+from napari_nuclei_counter.core.sample import write_sample_plate
 
 EXE = str(Path(sys.executable).parent / "nuclei-counter")
 STABLE = ["path", "plate", "well", "site", "channel", "n_nuclei", "error", "qc_flags",

@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 from napari_nuclei_counter import DetectionParams, detect
-from napari_nuclei_counter.core.run import Run, RunError
+from napari_nuclei_counter.core.run.pipeline import Run, RunError
 
 P = DetectionParams(4.0, 6, 1000.0)
 
@@ -28,7 +28,7 @@ def test_a_folder_run_reports_progress_and_writes_consistent_tables(sample_image
     images = pd.read_csv(tmp_path / "out" / "images.csv", keep_default_na=False)
     nuclei = pd.read_csv(tmp_path / "out" / "nuclei.csv")
     assert list(images["path"]) == [str(p) for p in sample_images]  # input order
-    for path, row in zip(sample_images, images.itertuples()):
+    for path, row in zip(sample_images, images.itertuples(), strict=True):
         expected = detect(tifffile.imread(path), P).coords
         assert row.n_nuclei == len(expected)
         np.testing.assert_array_equal(nuclei[nuclei["path"] == str(path)][["y", "x"]], expected)

@@ -14,8 +14,8 @@ import pytest
 import tifffile
 
 from napari_nuclei_counter import DetectionParams, detect
-from napari_nuclei_counter.cli import main
-from napari_nuclei_counter.core.io import describe_image, read_image, split_scene
+from napari_nuclei_counter.cli.app import main
+from napari_nuclei_counter.core.io.images import describe_image, read_image, split_scene
 from napari_nuclei_counter.core.sample import make_nuclei_image
 
 P = DetectionParams(4.0, 6, 1000.0)
@@ -76,7 +76,7 @@ def test_without_the_formats_extra_the_message_names_the_install_command(tmp_pat
     (tmp_path / "cells.nd2").write_bytes(b"x" * 100)
     code = (
         "import sys; sys.modules['bioio'] = None\n"  # as if bioio were not installed
-        "from napari_nuclei_counter.core.io import read_image\n"
+        "from napari_nuclei_counter.core.io.images import read_image\n"
         f"read_image({str(tmp_path / 'cells.nd2')!r})\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
@@ -113,7 +113,7 @@ def test_microscope_files_through_bioio(suffix):
     info = describe_image(files[0])
     assert len(info.plane_shape) == 2 and info.n_scenes >= 1
     channel = "0" if info.n_channels > 1 else None
-    from napari_nuclei_counter.core.io import PlaneChoice
+    from napari_nuclei_counter.core.io.images import PlaneChoice
 
     image = read_image(files[0], plane=PlaneChoice(channel, "max" if info.n_planes > 1 else None))
     assert image.shape == info.plane_shape
@@ -140,7 +140,7 @@ def test_a_fifo_among_the_images_is_refused_without_blocking(tmp_path):
     os.mkfifo(tmp_path / "b_w1.tif")
     tifffile.imwrite(tmp_path / "a_w1.tif", _image(1))
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "napari_nuclei_counter.cli", "detect",
+    done = subprocess.run([sys.executable, "-m", "napari_nuclei_counter.cli.app", "detect",
                            str(tmp_path), "--out", str(out), *ARGS], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 1, done.stderr

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from napari_nuclei_counter.core.backends import SerialBackend
-from napari_nuclei_counter.core.results import ImageResult
-from napari_nuclei_counter.core.scheduler import Chunker, WorkerDied, schedule
+from napari_nuclei_counter.core.results.tables import ImageResult
+from napari_nuclei_counter.core.run.backends import SerialBackend
+from napari_nuclei_counter.core.run.scheduler import Chunker, WorkerDied, schedule
 
 
 def _sizes(work: Chunker, threads: int) -> list[int]:

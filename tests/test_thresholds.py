@@ -10,9 +10,9 @@ import pytest
 import tifffile
 from skimage import filters
 
-from napari_nuclei_counter.core.detection import detect, reference_detect
+from napari_nuclei_counter.core.detect.detection import detect, reference_detect
 from napari_nuclei_counter.core.params import DetectionParams
-from napari_nuclei_counter.core.run import Run
+from napari_nuclei_counter.core.run.pipeline import Run
 from napari_nuclei_counter.core.sample import make_nuclei_image
 
 

@@ -11,11 +11,16 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 from scipy.spatial.distance import cdist
 
-from napari_nuclei_counter.core.detection import reference_detect
-from napari_nuclei_counter.core.evaluate import Truth
+from napari_nuclei_counter.core.detect.detection import reference_detect
 from napari_nuclei_counter.core.params import DetectionParams
 from napari_nuclei_counter.core.sample import make_nuclei_image
-from napari_nuclei_counter.core.tune import _nice_between, threshold_sweep, tune, write_tuning
+from napari_nuclei_counter.core.scoring.evaluate import Truth
+from napari_nuclei_counter.core.scoring.tune import (
+    _nice_between,
+    threshold_sweep,
+    tune,
+    write_tuning,
+)
 
 
 def disks(centres, shape, radius=6):
@@ -88,7 +93,7 @@ def generated():
 def test_search_reaches_f1_095_on_generated_images(generated, kind):
     imgs, cents = generated
     truths = [Truth(points=c) if kind == "points" else Truth(labels=disks(c, im.shape))
-              for im, c in zip(imgs, cents)]
+              for im, c in zip(imgs, cents, strict=True)]
     seen = []
     res = tune(imgs, truths, workers=2, progress=lambda done, total: seen.append((done, total)))
     assert res.score.f1 >= 0.95
@@ -97,7 +102,7 @@ def test_search_reaches_f1_095_on_generated_images(generated, kind):
     assert [d for d, _ in seen] == list(range(1, len(res.table) + 1))
     # the reference detection with the best parameters, scored independently
     tp = fp = fn = 0
-    for im, c, truth in zip(imgs, cents, truths):
+    for im, c, truth in zip(imgs, cents, truths, strict=True):
         ref = reference_detect(im, res.best).coords
         k = brute_tp_points(ref, c, 10.0) if kind == "points" else \
             brute_tp_labels(ref, truth.labels)

@@ -9,8 +9,8 @@ from ._version import __version__
 from .core import (
     BBBC021_PATTERN,
     BBBC021_PRESET,
-    Detections,
     DetectionParams,
+    Detections,
     ImageResult,
     Run,
     detect,

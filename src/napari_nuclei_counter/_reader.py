@@ -17,17 +17,17 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .core.discovery import BBBC021_PATTERN, find_images, natural_key, parse_metadata
-from .core.io import PlaneChoice, describe_image, read_image, split_scene
-from .core.plates import folder_name, is_hcs_plate, plate_fields
-from .core.readers import IMAGE_SUFFIXES, is_zarr_image, read_raw
-from .core.results import NUCLEI_COLUMNS, load_results
+from .core.io.discovery import BBBC021_PATTERN, find_images, natural_key, parse_metadata
+from .core.io.images import PlaneChoice, describe_image, read_image, split_scene
+from .core.io.plates import folder_name, is_hcs_plate, plate_fields
+from .core.io.readers import IMAGE_SUFFIXES, is_zarr_image, read_raw
+from .core.results.tables import NUCLEI_COLUMNS, load_results
 
 __all__ = [
     "napari_get_reader",
@@ -106,7 +106,7 @@ def _regular(path) -> bool:
 
 
 def _header(path: Path):
-    """What a file holds (:func:`~napari_nuclei_counter.core.io.describe_image`), or None."""
+    """What a file holds (:func:`~napari_nuclei_counter.core.io.images.describe_image`), or None."""
     if not _regular(path):  # a FIFO would block the viewer forever
         return None
     try:
@@ -197,7 +197,7 @@ def stack_layer_data(paths: Sequence[str | os.PathLike], name: str = "images",
         "colormap": "gray",
         "axis_labels": ("image", "y", "x"),
     }
-    first = next((p for p, h in zip(paths, heads) if h is not None), None)
+    first = next((p for p, h in zip(paths, heads, strict=True) if h is not None), None)
     if first is not None:
         sample = _load_plane(first, shape, dtype, *extra)
         lo, hi = np.percentile(sample, [0.5, 99.8])

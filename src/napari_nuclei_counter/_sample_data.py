@@ -6,7 +6,7 @@ import os
 from importlib.resources import files
 from pathlib import Path
 
-from .core.discovery import find_images
+from .core.io.discovery import find_images
 from .core.sample import write_sample_plate
 
 __all__ = ["make_real_sample", "make_sample_plate", "sample_plate_folder"]

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .core.io import atomic_write
-from .core.results import NUCLEI_COLUMNS
+from .core.io.images import atomic_write
+from .core.results.tables import NUCLEI_COLUMNS
 
 __all__ = ["points_to_table", "write_points_csv"]
 

@@ -1,13 +1,13 @@
 """The core: detection, discovery, the run pipeline, results. No Qt, no napari."""
 
-from .batch import default_workers, run_batch, run_batch_arrays
-from .detection import Detections, as_grayscale_2d, detect, detect_nuclei, reference_detect
-from .discovery import BBBC021_PATTERN, BBBC021_REGEX, ImageMeta, find_images, parse_metadata
-from .io import read_image
+from .detect.detection import Detections, as_grayscale_2d, detect, detect_nuclei, reference_detect
+from .io.discovery import BBBC021_PATTERN, BBBC021_REGEX, ImageMeta, find_images, parse_metadata
+from .io.images import read_image
 from .params import BBBC021_PRESET, DetectionParams
-from .results import ImageResult, Results, load_results
-from .run import Run, RunError, RunSummary
-from .writer import ResultsWriter, write_results
+from .results.tables import ImageResult, Results, load_results
+from .results.writer import ResultsWriter, write_results
+from .run.batch import default_workers, run_batch, run_batch_arrays
+from .run.pipeline import Run, RunError, RunSummary
 
 __all__ = [
     "BBBC021_PATTERN",

@@ -1,5 +1,5 @@
 """The napari GUI: the only part of the package that imports Qt, magicgui or napari."""
 
-from ._widget import NucleiCounterWidget
+from .detector.dock import NucleiCounterWidget
 
 __all__ = ["NucleiCounterWidget"]

@@ -1,0 +1,1 @@
+"""The ``nuclei-counter`` command line."""

@@ -1,0 +1,376 @@
+"""The ``nuclei-counter`` command line (an adapter over the core; no Qt, no napari).
+
+Exit status: 0 when every image succeeded, 1 when some images failed (the
+tables are still written), 2 for usage and setup errors before any image
+ran (a missing folder, a pattern that matches nothing, an invalid parameter,
+an output folder in use or not writable, an unreachable scheduler), 3 for a
+run stopped by its environment or an unexpected error (a lost cluster, a
+full disk; the tables of what was done are kept, ``--resume`` finishes),
+130 when interrupted with Ctrl+C (the tables hold what was done). Errors are
+one sentence; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .._version import __version__
+from ..core.detect.detection import ENGINES
+from ..core.io.discovery import BBBC021_PATTERN
+from ..core.io.images import PlaneChoice
+from ..core.run.backends import default_workers, start_workers_early
+from ..core.run.errors import RunError, RunStopped
+from ..core.run.pipeline import Run
+from . import scoring as cli_scoring
+from .args import _Stopped, _UsageError, join_negative_numbers, warn_without_effect
+from .results import _cmd_gallery, _cmd_platemap, _cmd_sample
+
+__all__ = ["main", "build_parser", "entry"]
+
+log = logging.getLogger("napari_nuclei_counter")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+#: the npe2 plugin name (napari.yaml)
+PLUGIN = "napari-nuclei-counter"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser (also used to document the options)."""
+    parser = argparse.ArgumentParser(
+        prog="nuclei-counter",
+        description="Find and count nuclei in DAPI images (Gaussian blur + local maxima).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser(
+        "detect",
+        help="detect nuclei in every matching image of a folder and write tables",
+        description=(
+            "Detect nuclei in every image of INPUT that matches --pattern and write "
+            "images.csv (one row per image), nuclei.csv (one row per nucleus) and run.json "
+            "(parameters, versions, times) into --out. Exit status: 0 all images done, "
+            "1 some images failed (their rows say why), 2 usage or setup error, 3 stopped by "
+            "its environment (lost cluster, disk full; resumable), 130 interrupted."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d.add_argument("input", metavar="INPUT", help="folder of images (or one image file)")
+    d.add_argument("--pattern", default=BBBC021_PATTERN,
+                   help="file-name glob, case-insensitive; the default picks BBBC021's DAPI "
+                        "channel w1")
+    d.add_argument("--recursive", action="store_true", help="also search sub-folders")
+    cli_scoring.add_parameter_options(d)  # --preset, --sigma, --min-distance, --threshold
+    d.add_argument("--workers", type=int, default=None,
+                   help=f"worker processes (default: all {default_workers()} cores); "
+                        "0 = no worker processes, for debugging")
+    d.add_argument("--out", default="nuclei-counter-results",
+                   help="output folder for the tables (created if missing)")
+    d.add_argument("--regex", default=None,
+                   help="regular expression with named groups plate, well, site, channel to "
+                        "read metadata from file names (default: the BBBC021 template)")
+    d.add_argument("--channel", default=None, metavar="NAME|INDEX",
+                   help="the channel of multi-channel files (OME-TIFF, ImageJ hyperstacks): a "
+                        "0-based index, or a channel name from the file, case-insensitive; "
+                        "channels in separate files are chosen with --pattern")
+    d.add_argument("--z", default=None, metavar="max|mean|INDEX",
+                   help="for z-stacks: maximum or mean projection, or one plane (0-based); "
+                        "a multi-page TIFF without axis metadata is a z-stack only with --z")
+    d.add_argument("--engine", choices=sorted(ENGINES), default="fast",
+                   help="detection engine; both give identical results, 'reference' is "
+                        "scikit-image and slow")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--resume", action="store_true",
+                   help="finish an interrupted run in --out: skip images already done with "
+                        "the same parameters, engine, --regex, --channel and --z (same path, "
+                        "size and modification time)")
+    d.add_argument("--parquet", action="store_true",
+                   help="also write images.parquet and nuclei.parquet (needs pyarrow)")
+    d.add_argument("--backend", choices=["process", "dask"], default="process",
+                   help="'process': worker processes on this machine; 'dask': a Dask "
+                        "cluster (--scheduler ADDRESS, or a local one)")
+    d.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="address of a running dask.distributed scheduler, e.g. "
+                        "tcp://10.0.0.5:8786 (with --backend dask)")
+    d.add_argument("--stall-timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop and retry workers that return no result for this long (0 = no "
+                        "watchdog); default: 120 s before the first image, then the larger of "
+                        "60 s and 20x the median image time")
+    d.add_argument("--break-lock", action="store_true",
+                   help="take over an output folder locked by a run on another host (only when "
+                        "that run is gone; a stale lock of this host is taken over anyway)")
+
+    gal = sub.add_parser(
+        "gallery",
+        help="draw a density-sorted gallery PNG of a results folder",
+        description="Thumbnails of processed images with their nuclei drawn, sorted by count.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    gal.add_argument("results", metavar="RESULTS_DIR", help="a results folder (from detect)")
+    gal.add_argument("--out", default="gallery.png", help="PNG file to write")
+    gal.add_argument("--n", type=int, default=16,
+                     help="number of images (a random sample); 0 = all")
+    gal.add_argument("--seed", type=int, default=11, help="random seed for the sample")
+    gal.add_argument("--ascending", action="store_true", help="fewest nuclei first")
+    gal.add_argument("--columns", type=int, default=4, help="thumbnails per row")
+    gal.add_argument("--size", type=int, default=200, help="thumbnail size in pixels")
+
+    pm = sub.add_parser(
+        "platemap",
+        help="draw a plate map PNG (wells coloured by nuclei count) of a results folder",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    pm.add_argument("results", metavar="RESULTS_DIR", help="a results folder (from detect)")
+    pm.add_argument("--out", default="plate.png", help="PNG file to write")
+    pm.add_argument("--value", choices=["mean", "total"], default="mean",
+                    help="colour by mean nuclei per site, or total nuclei per well")
+    pm.add_argument("--plate", default=None,
+                    help="which plate, when the results hold several (default: the first)")
+
+    s = sub.add_parser(
+        "sample",
+        help="write a synthetic BBBC021-like plate of DAPI TIFFs (for demos and tests)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    s.add_argument("out", metavar="OUT", help="folder to write the images into")
+    s.add_argument("--rows", default="BCD", help="plate rows, one letter each")
+    s.add_argument("--columns", type=int, default=4, help="plate columns, from column 2")
+    s.add_argument("--sites", type=int, default=2, help="fields of view per well")
+    s.add_argument("--seed", type=int, default=0, help="random seed: same seed, same images")
+    g = sub.add_parser(
+        "gui",
+        help="open napari with the nuclei detector docked",
+        description="Open napari with the nuclei detector docked (needs the [all] extra).",
+    )
+    g.add_argument("input", metavar="INPUT", nargs="?", default=None,
+                   help="a folder of TIFFs or a results folder to open")
+    g.add_argument("--sample", action="store_true",
+                   help="open the synthetic BBBC021-like sample plate")
+    cli_scoring.add_parsers(sub)  # evaluate, tune
+    for command in sub.choices.values():  # also after the command: detect ... --debug
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks of errors")
+    return parser
+
+
+def _cmd_gui(args) -> int:
+    """Open napari with the dock, through napari's plugin API (the GUI is not imported here)."""
+    try:
+        import napari
+    except ImportError as exc:
+        raise _UsageError(f"the GUI needs napari and Qt: pip install 'napari-nuclei-counter[all]' "
+                          f"({exc})") from None
+    if args.input is not None and not Path(args.input).exists():
+        raise _UsageError(f"not found: {args.input}")
+    viewer = napari.Viewer(title="Nuclei counter")
+    if args.sample:
+        viewer.open_sample(PLUGIN, "sample_plate")
+    if args.input is not None:
+        viewer.open(str(args.input), plugin=PLUGIN)
+    viewer.window.add_plugin_dock_widget(PLUGIN, "Nuclei detector")
+    napari.run()
+    return EXIT_OK
+
+
+def _cmd_detect(args) -> int:
+    try:
+        params = cli_scoring.params_from_args(args)
+    except cli_scoring.UsageError as exc:
+        raise _UsageError(str(exc)) from None
+    if args.workers is not None and args.workers < 0:
+        raise _UsageError("--workers must be 0 or more")
+    if args.stall_timeout is not None and not args.stall_timeout >= 0:
+        raise _UsageError("--stall-timeout must be 0 (off) or a number of seconds")
+    warn_without_effect(args)
+    if args.regex is not None:
+        import re
+
+        try:
+            re.compile(args.regex)
+        except re.error as exc:
+            raise _UsageError(f"--regex is not a valid regular expression: {exc}") from None
+    if args.parquet:
+        _require("pyarrow", "--parquet needs pyarrow: pip install pyarrow")
+    backend = "process"
+    if args.backend == "dask":
+        _require("distributed", "--backend dask needs dask.distributed: "
+                                "pip install 'napari-nuclei-counter[dask]'")
+        from ..dask_backend.backend import DaskBackend
+
+        backend = DaskBackend(args.scheduler, n_workers=args.workers or None)
+    elif args.workers != 0:
+        start_workers_early()  # workers import in parallel with the folder listing
+        # the final tables need pandas (0.2 s to import): import it while the
+        # workers start, when this process has nothing else to do
+        threading.Thread(target=_import_table_modules, name="import-pandas", daemon=True).start()
+    # Ctrl+C and SIGTERM (a batch system ending the job) ask the run to stop;
+    # no exception lands in the middle of writing a row. A second Ctrl+C is
+    # an ordinary KeyboardInterrupt.
+    stop = _StopRequest()
+    bar = None
+
+    def progress(result, done, total):
+        bar.update(1)
+        if not result.ok:
+            bar.write(f"failed: {result.path}: {result.error}", file=sys.stderr)
+
+    try:
+        PlaneChoice(args.channel, args.z)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    run = Run(args.input, params, backend=backend, workers=args.workers, engine=args.engine,
+              regex=args.regex, pattern=args.pattern, recursive=args.recursive, out=args.out,
+              channel=args.channel, z=args.z,
+              resume=args.resume, parquet=args.parquet, cancel=stop.event, progress=progress,
+              info={"command": " ".join(["nuclei-counter", *sys.argv[1:]])},
+              break_lock=args.break_lock, stall_timeout=args.stall_timeout)
+    try:
+        run.prepare()
+    except RunError as exc:
+        raise _UsageError(str(exc)) from None
+    if args.resume:
+        sys.stderr.write(f"resuming: {len(run.done)} of {run.n_images} images already done\n")
+    bar = _progress(run.n_images, disable=args.quiet, initial=len(run.done))
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    results = iter(run)
+    try:
+        for _ in results:
+            pass
+    except KeyboardInterrupt:
+        stop.event.set()
+    except RunStopped as exc:
+        bar.close()
+        raise _Stopped(str(exc)) from exc
+    except RunError as exc:  # e.g. an unreachable scheduler: before any image ran
+        bar.close()
+        raise _UsageError(str(exc)) from exc
+    finally:
+        results.close()  # after a second Ctrl+C: the tables are written now
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        bar.close()
+    s = run.summary
+    if s.cancelled:
+        sys.stderr.write(f"interrupted: {s.n_done} of {s.n_images} images done; "
+                         f"tables written to {s.out}\n")
+        return EXIT_INTERRUPTED
+    sys.stderr.write(
+        f"{s.n_done} images, {s.n_nuclei} nuclei, {s.n_failed} failed, "
+        f"{s.seconds:.1f} s ({s.n_new / max(s.seconds, 1e-9):.1f} images/s); tables in {s.out}\n"
+    )
+    return EXIT_FAILED if s.n_failed else EXIT_OK
+
+
+def _import_table_modules() -> None:
+    import importlib
+
+    for name in ("pandas", "napari_nuclei_counter.core.results.wells"):
+        try:
+            importlib.import_module(name)
+        except Exception:  # only a warm-up; the real import reports errors
+            log.debug("warm-up import of %s failed", name, exc_info=True)
+
+
+def _require(module: str, message: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise _UsageError(message)
+
+
+class _StopRequest:
+    """Signal handler: the first signal asks the batch to stop, a second Ctrl+C interrupts."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, signum, frame) -> None:
+        if self.event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.event.set()
+
+
+def _progress(total: int, disable: bool, initial: int = 0):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="img", desc="detecting", file=sys.stderr,
+                disable=disable, dynamic_ncols=True, smoothing=0.1)
+
+
+def _quiet_cluster_internals(record: logging.LogRecord) -> bool:
+    """Drop Dask's and Tornado's own error reports (reconnection tracebacks and the like).
+
+    When a cluster goes away, distributed logs every failed reconnection with a
+    traceback; the run itself says in one sentence what happened and what to do
+    (exit 3). ``--debug`` shows them.
+    """
+    return not (record.name.split(".")[0] in ("distributed", "tornado")
+                and (record.levelno >= logging.ERROR or record.exc_info))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(join_negative_numbers(argv, parser))
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s: %(message)s")
+    if not args.debug:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet_cluster_internals)
+    commands = {"detect": _cmd_detect, "sample": _cmd_sample, "gui": _cmd_gui,
+                "gallery": _cmd_gallery, "platemap": _cmd_platemap,
+                "evaluate": cli_scoring.run, "tune": cli_scoring.run}
+    prefix = f"nuclei-counter {args.command}: error: "
+    try:
+        return commands[args.command](args)
+    except _UsageError as exc:
+        if args.debug:
+            log.exception("traceback")
+        parser.exit(EXIT_USAGE, f"{prefix}{exc}\n")
+    except RunError as exc:  # e.g. a damaged or inconsistent results folder
+        if args.debug:
+            log.exception("traceback")
+        parser.exit(EXIT_USAGE, f"{prefix}{exc}\n")
+    except _Stopped as exc:
+        if args.debug:
+            log.exception("traceback")
+        parser.exit(EXIT_STOPPED, f"{prefix}{exc}\n")
+    except Exception as exc:  # one sentence, the traceback with --debug
+        if args.debug:
+            raise
+        parser.exit(EXIT_STOPPED, f"{prefix}unexpected {type(exc).__name__}: {exc} "
+                                  "(run with --debug for the traceback)\n")
+
+
+def entry() -> None:
+    """The ``nuclei-counter`` program: run :func:`main`, then exit at once.
+
+    Tearing the interpreter down after a run (freeing every module and array,
+    unloading OpenCV, pandas and their libraries) takes about 0.15 s, as long
+    as the command's own start-up. By then every table is written, closed and
+    renamed, so the batch commands flush the console and leave with
+    ``os._exit``. ``gui`` exits the ordinary way, for Qt and napari.
+    """
+    code = main()
+    if sys.argv[1:2] == ["gui"]:
+        sys.exit(code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing left to say
+            pass
+    os._exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry()

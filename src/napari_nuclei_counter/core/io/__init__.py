@@ -1,0 +1,1 @@
+"""Files in: decoders, the channel and z choice, discovery and names, OME-Zarr plates, sources."""

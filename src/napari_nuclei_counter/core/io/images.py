@@ -1,0 +1,158 @@
+"""Files in and out: reading one image as a 2-D plane, writing any file atomically.
+
+One reader for every front end (the batch, the napari reader, the dock's
+folder mode, the gallery's thumbnails): :func:`read_image` picks the decoder
+by file type (:mod:`.readers`): TIFF of any compression tifffile reads with
+imagecodecs, PNG (8- and 16-bit) and JPEG, OME-Zarr images and plate fields,
+and ND2, CZI, LIF through bioio (the ``formats`` extra).
+
+A file holding several scenes (series, positions) gives one image per scene,
+named ``FILE#SCENE`` (0-based): :func:`split_scene` takes such a name apart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ..detect.detection import as_grayscale_2d
+from .planes import PlaneChoice, select_plane
+from .readers import ImageInfo, describe, read_plane
+
+__all__ = ["ImageInfo", "PlaneChoice", "atomic_write", "describe_image", "read_image",
+           "scene_path", "select_plane", "split_scene"]
+
+_SCENE = re.compile(r"^(?P<file>.+)#(?P<scene>\d+)$")
+
+
+def scene_path(path: str | os.PathLike, scene: int) -> str:
+    """The name of scene ``scene`` (0-based) of a multi-scene file: ``FILE#SCENE``."""
+    return f"{os.fspath(path)}#{int(scene)}"
+
+
+def split_scene(path: str | os.PathLike) -> tuple[Path, int | None]:
+    """``(file, scene)`` of a name written by :func:`scene_path`; ``(path, None)`` otherwise.
+
+    A file whose own name ends in ``#`` and digits is taken as it is.
+    """
+    p = Path(path)
+    m = _SCENE.match(os.fspath(path))
+    if m and not p.exists() and Path(m["file"]).exists():
+        return Path(m["file"]), int(m["scene"])
+    return p, None
+
+
+def _check_exists(p: Path) -> None:
+    """Refuse what cannot be an image before opening it (a FIFO would block the reader)."""
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        if p.is_symlink():
+            raise FileNotFoundError("broken symbolic link: its target does not exist") from None
+        raise FileNotFoundError("file not found") from None
+    if stat.S_ISDIR(st.st_mode):
+        return  # an OME-Zarr image or plate field: its reader checks it
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        raise ValueError(f"not a regular file but {kind}: not read")
+    if st.st_size == 0:
+        raise ValueError("empty file (0 bytes)")
+
+
+def read_image(path: str | os.PathLike, *, plane: PlaneChoice | None = None,
+               reuse_buffer: bool = False) -> np.ndarray:
+    """Read one grayscale image as a 2-D array (any supported format).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file, an OME-Zarr image folder (a plate's field), or ``FILE#SCENE``
+        for one scene of a multi-scene file.
+    plane : PlaneChoice, optional
+        The channel and z choice for multi-channel files and z-stacks.
+    reuse_buffer : bool, optional
+        Read into a per-thread buffer that the next call overwrites (what a
+        batch worker wants: no fresh memory, and its page faults, per image).
+        Only for callers that are done with the image before the next read.
+
+    Returns
+    -------
+    ndarray, shape (H, W)
+
+    Raises
+    ------
+    FileNotFoundError, ValueError, TypeError
+        With a message a biologist can act on.
+    """
+    p, scene = split_scene(path)
+    _check_exists(p)
+    return as_grayscale_2d(read_plane(p, plane, scene or 0, reuse_buffer))
+
+
+def describe_image(path: str | os.PathLike) -> ImageInfo:
+    """What an image file holds (shape, axes, channel names, scenes), from its header.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        As for :func:`read_image`.
+
+    Returns
+    -------
+    ImageInfo
+        ``.channels``, ``.n_channels``, ``.n_planes``, ``.n_scenes``,
+        ``.plane_shape``, ``.dtype``.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+    """
+    p, _ = split_scene(path)
+    _check_exists(p)
+    return describe(p)
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs):
+    """Open a temporary file next to ``path``; rename it over ``path`` on success.
+
+    An error (or an interruption) inside the block leaves any previous
+    ``path`` untouched and removes the temporary file.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    mode : str, optional
+        ``'w'`` (text) or ``'wb'``; other keywords go to :func:`os.fdopen`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual mode
+    try:
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

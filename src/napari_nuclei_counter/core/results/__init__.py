@@ -1,0 +1,1 @@
+"""Tables out: result types and columns, the writers, integrity, escaping, the results store, wells."""

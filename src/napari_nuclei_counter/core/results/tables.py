@@ -1,0 +1,319 @@
+"""Per-image results, the result tables, and reading a results folder back.
+
+The types every layer shares (:class:`ImageResult`, :class:`Results`), the
+tables' columns, building the tables from results, and reading the files that
+:class:`~.writer.ResultsWriter` writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..io.discovery import ImageMeta
+from ..params import DetectionParams
+from .wells import well_table
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # pandas is imported where tables are built: a faster start-up
+    import pandas as pd
+
+__all__ = [
+    "IMAGE_COLUMNS",
+    "NUCLEI_COLUMNS",
+    "PARTIAL",
+    "ImageResult",
+    "Results",
+    "finish_images",
+    "images_table",
+    "load_results",
+    "nuclei_table",
+    "pd_isna",
+    "read_images_csv",
+    "read_nuclei_csv",
+]
+
+IMAGE_COLUMNS = [
+    "path", "plate", "well", "site", "channel", "plane", "timepoint", "scene", "n_nuclei", "error", "seconds",
+    "saturated_fraction", "sharpness", "qc_flags", "edited", "file_size", "file_mtime",
+    "threshold",
+]
+NUCLEI_COLUMNS = ["path", "plate", "well", "site", "y", "x", "intensity"]
+
+#: streaming files of a run in progress (renamed to the final names at the end)
+PARTIAL = {"images.csv": "images.partial.csv", "nuclei.csv": "nuclei.partial.csv"}
+
+
+@dataclass
+class ImageResult:
+    """What the batch engine reports for one image.
+
+    Attributes
+    ----------
+    index : int
+        Position of the image in the batch input.
+    path : str
+    meta : ImageMeta
+    coords : ndarray of intp, shape (N, 2)
+        ``(row, col)`` centres, brightest first.
+    intensities : ndarray of float64, shape (N,)
+        Smoothed intensity at each centre.
+    seconds : float
+        Time spent on this image (reading + detection) in its worker.
+    error : str
+        Empty when the image was processed; otherwise a plain-words reason.
+    metrics : dict
+        Image quality measures (``saturated_fraction``, ``sharpness``), see
+        :mod:`napari_nuclei_counter.core.detect.qc`.
+    file_size, file_mtime : int, float or None
+        The file's size and modification time when it was read (``--resume``
+        uses them to know that a file is unchanged).
+    edited : bool
+        ``True`` when the detections were corrected by hand.
+    threshold : float or None
+        The threshold the detection used (an automatic one is per image).
+    """
+
+    index: int
+    path: str
+    meta: ImageMeta = field(default_factory=ImageMeta)
+    coords: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.intp))
+    intensities: np.ndarray = field(default_factory=lambda: np.empty(0))
+    seconds: float = 0.0
+    error: str = ""
+    metrics: dict = field(default_factory=dict)
+    file_size: int | None = None
+    file_mtime: float | None = None
+    edited: bool = False
+    threshold: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """``True`` when the image was processed without error."""
+        return not self.error
+
+    @property
+    def count(self) -> int | None:
+        """Number of nuclei, ``None`` for a failed image."""
+        return len(self.coords) if self.ok else None
+
+    def image_row(self) -> dict:
+        """Return this image's row of ``images.csv`` (``qc_flags`` is filled per plate later)."""
+        m = self.metrics
+        return {
+            "path": self.path, **self.meta.as_dict(), "n_nuclei": self.count,
+            "error": self.error, "seconds": round(self.seconds, 6),
+            "saturated_fraction": m.get("saturated_fraction"), "sharpness": m.get("sharpness"),
+            "qc_flags": "", "edited": self.edited,
+            "file_size": self.file_size, "file_mtime": self.file_mtime,
+            "threshold": self.threshold,
+        }
+
+    def nuclei_rows(self) -> Iterator[tuple]:
+        """Yield this image's rows of ``nuclei.csv``."""
+        m = self.meta
+        for (y, x), v in zip(self.coords.tolist(), self.intensities.tolist(), strict=True):
+            yield (self.path, m.plate, m.well, m.site, y, x, v)
+
+    def nuclei_csv(self) -> str:
+        """This image's rows of ``nuclei.csv`` as CSV text.
+
+        The same bytes as ``csv.writer().writerows(self.nuclei_rows())``, made
+        about 5x faster by quoting the columns shared by every row only once.
+        """
+        if len(self.coords) == 0:
+            return ""
+        head = io.StringIO()
+        m = self.meta
+        csv.writer(head).writerow((self.path, m.plate, m.well, m.site, ""))
+        prefix = head.getvalue()[:-2]  # up to and including the 4th comma
+        ys, xs = self.coords.T.tolist()
+        return "".join([f"{prefix}{y},{x},{v!r}\r\n"
+                        for y, x, v in zip(ys, xs, self.intensities.tolist(), strict=True)])
+
+
+def images_table(results: Iterable[ImageResult]) -> pd.DataFrame:
+    """One row per image (the ``images.csv`` table), QC flags included."""
+    import pandas as pd
+
+    df = pd.DataFrame([r.image_row() for r in results], columns=IMAGE_COLUMNS)
+    return finish_images(df)
+
+
+def finish_images(df: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    from ..detect.qc import qc_flags
+
+    df["n_nuclei"] = df["n_nuclei"].astype("Int64")
+    for col in ("plate", "well", "site", "channel", "plane", "timepoint", "scene", "error"):
+        if col not in df:  # tables written before these columns existed
+            df[col] = ""
+        df[col] = df[col].fillna("").astype(str)
+    df["edited"] = df["edited"].fillna(False).astype(bool)
+    df["qc_flags"] = qc_flags(df) if len(df) else pd.Series(dtype=str)
+    return df
+
+
+def nuclei_table(results: Iterable[ImageResult]) -> pd.DataFrame:
+    """One row per nucleus (the ``nuclei.csv`` table)."""
+    import pandas as pd
+
+    rows = [row for r in results for row in r.nuclei_rows()]
+    df = pd.DataFrame(rows, columns=NUCLEI_COLUMNS)
+    return df.astype({"y": "int64", "x": "int64", "intensity": "float64"})
+
+
+def _read_csv_lines(path: Path, required: tuple = ("path",), **kwargs) -> pd.DataFrame:
+    """Read a CSV that a crash may have cut mid-line: the torn last line is dropped.
+
+    Text cells are decoded (:mod:`.csvsafe`). A file that is not such a table
+    (garbage bytes, no header, rows with extra fields) raises
+    :class:`~.integrity.DamagedTable`, whose message holds no file content.
+    """
+    import pandas as pd
+
+    from .csvsafe import decode_columns
+    from .integrity import DamagedTable
+
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:  # keep \r inside cells
+            text = fh.read()
+        if text and not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]
+        with warnings.catch_warnings():  # a row with extra fields: damaged, not cut
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(io.StringIO(text), keep_default_na=False, index_col=False,
+                             **kwargs)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning,
+            pd.errors.EmptyDataError, ValueError) as exc:
+        raise DamagedTable(f"{path.name} in {path.parent} is damaged and cannot be read as a "
+                           f"table ({type(exc).__name__})") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DamagedTable(f"{path.name} in {path.parent} is damaged and cannot be read as a "
+                           f"table (no column {missing[0]!r})")
+    return decode_columns(df)
+
+
+def read_images_csv(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    df = _read_csv_lines(path, dtype=str)
+    for col in IMAGE_COLUMNS:
+        if col not in df:
+            df[col] = ""
+    df = df[IMAGE_COLUMNS].copy()
+    num = {"seconds": "float64", "saturated_fraction": "float64", "sharpness": "float64",
+           "file_size": "float64", "file_mtime": "float64", "threshold": "float64"}
+    for col, dtype in num.items():
+        df[col] = pd.to_numeric(df[col].replace("", None), errors="coerce").astype(dtype)
+    df["n_nuclei"] = pd.to_numeric(df["n_nuclei"].replace("", None), errors="coerce").astype("Int64")
+    df["edited"] = df["edited"].isin(["True", "true", "1"])
+    return df
+
+
+def read_nuclei_csv(path: Path) -> pd.DataFrame:
+    from .integrity import DamagedTable
+
+    df = _read_csv_lines(path, ("path", "y", "x", "intensity"),
+                         dtype={k: str for k in ("path", "plate", "well", "site")})
+    try:
+        return df.astype({"y": "int64", "x": "int64", "intensity": "float64"})
+    except (ValueError, TypeError):
+        raise DamagedTable(f"{Path(path).name} in {Path(path).parent} is damaged: "
+                           "coordinates that are not numbers") from None
+
+
+def pd_isna(value) -> bool:
+    """``pandas.isna`` for one value, without importing pandas at start-up."""
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
+@dataclass
+class Results:
+    """A results folder loaded back.
+
+    Attributes
+    ----------
+    images : pandas.DataFrame
+        ``images.csv``; ``n_nuclei`` is a nullable integer (NA when failed),
+        ``error`` an empty string when fine.
+    wells : pandas.DataFrame
+        ``wells.csv`` (recomputed when missing).
+    nuclei : pandas.DataFrame
+        ``nuclei.csv``.
+    run : dict
+        ``run.json``.
+    params : DetectionParams
+    """
+
+    images: pd.DataFrame
+    nuclei: pd.DataFrame
+    run: dict
+    params: DetectionParams
+    wells: pd.DataFrame | None = None
+
+    @property
+    def plane(self):
+        """The channel and z choice the run used (from ``run.json``), to read its images again."""
+        from ..io.planes import PlaneChoice
+
+        channel, z = self.run.get("channel"), self.run.get("z")
+        return PlaneChoice(None if channel is None else str(channel), None if z is None else str(z))
+
+
+def load_results(folder: str | os.PathLike) -> Results:
+    """Load a results folder written by the CLI, the plugin or :class:`ResultsWriter`.
+
+    A run that was killed before it finished is read from its streaming
+    files (``images.partial.csv``, ``nuclei.partial.csv``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If neither ``images.csv`` nor ``images.partial.csv`` is there.
+    """
+    import pandas as pd
+
+    from .csvsafe import decode_columns
+    from .integrity import check_folder
+
+    folder = Path(folder)
+    for note in check_folder(folder):  # raises InconsistentResults for a mixed set
+        log.warning("%s", note)
+    final = (folder / "images.csv").exists()
+    images_path = folder / ("images.csv" if final else PARTIAL["images.csv"])
+    if not images_path.exists():
+        raise FileNotFoundError(f"no images.csv in {folder}")
+    images = read_images_csv(images_path)
+    if not final:
+        images = finish_images(images)
+    nuclei_path = folder / ("nuclei.csv" if final else PARTIAL["nuclei.csv"])
+    nuclei = (read_nuclei_csv(nuclei_path) if nuclei_path.exists()
+              else pd.DataFrame(columns=NUCLEI_COLUMNS))
+    run = {}
+    for name in ("run.json", "run.partial.json"):
+        if (folder / name).exists():
+            run = json.loads((folder / name).read_text(encoding="utf-8"))
+            break
+    params = DetectionParams.from_dict(run["parameters"]) if "parameters" in run else DetectionParams()
+    wells_path = folder / "wells.csv"
+    wells = (decode_columns(pd.read_csv(wells_path, dtype={"plate": str, "well": str},
+                                        keep_default_na=False))
+             if final and wells_path.exists() else well_table(images))
+    return Results(images, nuclei, run, params, wells)

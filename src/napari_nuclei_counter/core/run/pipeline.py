@@ -1,0 +1,353 @@
+"""The run pipeline: one object from a source of images to the finished tables.
+
+``Run(source, params, ...)`` owns a whole run, for every front end: the
+command line, the dock and library users drive it the same way::
+
+    run = Run("plate/", params, out="results", resume=True)
+    for result in run:          # one ImageResult per image, as it completes
+        ...
+    run.summary                 # counts, time, whether it was cancelled
+
+The steps, each written once: the **source** (a folder and a pattern, a file,
+a list of paths, or images in memory) becomes labels and metadata;
+**resume** finds the images a previous run into ``out`` already did;
+**scheduling** runs the rest on a backend (serial, local processes, shared
+memory for arrays, Dask; see :mod:`.scheduler`); the **streaming writer**
+records each result as it arrives, in the thread that iterates; the **final
+tables** are written when the iteration ends, also after a cancel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..io.discovery import BBBC021_PATTERN, name_scheme
+from ..io.images import PlaneChoice
+from ..io.sources import list_images
+from ..params import DetectionParams
+from ..results.tables import ImageResult
+from ..results.writer import ResultsWriter
+from .backends import default_workers, make_backend
+from .errors import BackendLost, RunError, RunStopped, environment_error
+from .lock import OutputLock
+from .resume import load_partial_results, resume_state
+from .tasks import run_arrays, run_paths
+
+__all__ = ["Run", "RunError", "RunSummary"]
+
+log = logging.getLogger(__name__)
+
+#: ``progress(result, done, total)`` after each image
+Progress = Callable[[ImageResult, int, int], None]
+
+
+@dataclass
+class RunSummary:
+    """How a run went.
+
+    Attributes
+    ----------
+    n_images : int
+        Images in the run (done before included, after a resume).
+    n_done, n_failed, n_nuclei : int
+        Images with a result (done before included), failed images, nuclei.
+    seconds : float
+        Time this run took.
+    n_new : int
+        Images processed by this run (not done before).
+    cancelled : bool
+    out : Path or None
+        The output folder, if tables were written.
+    """
+
+    n_images: int
+    n_done: int
+    n_failed: int
+    n_nuclei: int
+    seconds: float
+    n_new: int
+    cancelled: bool
+    out: Path | None
+
+
+class Run:
+    """One run: source -> resume -> scheduling -> streaming writer -> final tables.
+
+    Parameters
+    ----------
+    source : path, sequence of paths, ndarray or sequence of ndarrays
+        A folder (its files matching ``pattern``), one image file, a list of
+        image files, a 2-D image or a stack of shape (N, H, W), or a list of
+        2-D images held in memory.
+    params : DetectionParams, optional
+    backend : {'process', 'serial'} or Backend, optional
+        Where the work runs; a backend object (e.g. the Dask adapter's) is
+        used as it is. ``workers=0`` means serial.
+    workers : int, optional
+        Worker processes of the local backend (default every core).
+    engine : {'fast', 'reference'}, optional
+    regex : str, optional
+        Metadata regex for file names (default: the BBBC021 template).
+    pattern : str, optional
+        File-name glob for a folder source (case-insensitive).
+    recursive : bool, optional
+        Also search the folder's sub-folders.
+    labels : sequence of str, optional
+        Names of in-memory images (default ``'image 0'``, ...).
+    channel : str or int, optional
+        The channel of multi-channel files: a 0-based index or a name from the
+        file's metadata (case-insensitive).
+    z : {'max', 'mean'} or int, optional
+        For z-stacks: a projection, or a 0-based plane.
+    out : path, optional
+        Write the tables there, streaming as results arrive.
+    resume : bool, optional
+        Skip the images a previous run with the same parameters did in ``out``.
+    parquet : bool, optional
+        Also write Parquet tables (needs pyarrow).
+    info : dict, optional
+        Extra entries for ``run.json`` (e.g. ``command``).
+    chunksize : int, optional
+        Most images per task (default automatic).
+    cancel : threading.Event, optional
+        Set it from any thread to stop; the tables hold what was done.
+    progress : callable, optional
+        ``progress(result, done, total)`` after each image, in the iterating thread.
+    break_lock : bool, optional
+        Take over another host's lock on ``out`` (see :mod:`.lock`).
+    stall_timeout : float, optional
+        Seconds without any result before the watchdog kills the workers of
+        the tasks in flight (see :mod:`.watchdog`); default automatic.
+
+    Raises
+    ------
+    RunError
+        From :meth:`prepare` (or the first ``next``), for a source that
+        cannot run: a missing folder, no matching file, no image; an ``out``
+        that another run holds (:class:`~.errors.FolderLocked`) or that cannot
+        be written.
+    RunStopped
+        While iterating, when the environment stops the run: a lost Dask
+        cluster, a full disk. The tables of what was done are written when
+        possible; the folder can be resumed.
+    """
+
+    def __init__(self, source, params: DetectionParams | None = None, *,
+                 backend="process", workers: int | None = None, engine: str = "fast",
+                 regex: str | None = None, pattern: str = BBBC021_PATTERN,
+                 recursive: bool = False, labels: Sequence[str] | None = None,
+                 channel: str | int | None = None, z: str | int | None = None,
+                 out: str | os.PathLike | None = None, resume: bool = False,
+                 parquet: bool = False, info: dict | None = None,
+                 chunksize: int | None = None, cancel: threading.Event | None = None,
+                 progress: Progress | None = None, break_lock: bool = False,
+                 stall_timeout: float | None = None) -> None:
+        self.source = source
+        self.params = params or DetectionParams()
+        self.backend = make_backend(backend, workers)
+        self.backend.stall_timeout = stall_timeout  # read by the scheduler's watchdog
+        self.workers = default_workers() if workers is None else workers
+        self.engine = engine
+        self.regex = regex
+        self.pattern = pattern
+        self.recursive = recursive
+        self.plane = PlaneChoice(None if channel is None else str(channel),
+                                 None if z is None else str(z))
+        self.out = Path(out).expanduser() if out is not None else None
+        self.resume = resume
+        self.parquet = parquet
+        self.info = dict(info or {})
+        self.chunksize = chunksize
+        self.cancel = cancel if cancel is not None else threading.Event()
+        self.progress = progress
+        self._given_labels = list(labels) if labels is not None else None
+        self.labels: list[str] = []  #: one per image: its path, or its label
+        self.arrays: list[np.ndarray] | None = None  #: in-memory images, if that is the source
+        self.done: set[int] = set()  #: images done before (resume)
+        self.warnings: list[str] = []  #: what the user should know about the input
+        self.summary: RunSummary | None = None
+        self._writer: ResultsWriter | None = None
+        self._lock = OutputLock(self.out, break_lock=break_lock) if self.out is not None else None
+        self._prepared = False
+
+    # ------------------------------------------------------------ preparing
+    def prepare(self) -> None:
+        """Find the images, read the resume state, open the writer (once).
+
+        File work: call it where waiting is fine (the dock calls it from its
+        worker thread). Iterating prepares first when this was not called.
+        """
+        if self._prepared:
+            return
+        self._resolve_source()
+        if self.out is not None:
+            self._lock.acquire()  # every front end: a second run into out is refused
+            try:
+                self._open_writer()
+            except BaseException as exc:
+                self._lock.release()
+                _raise_plainly(exc, self.out)
+        self._prepared = True
+
+    def close(self) -> None:
+        """Give the output folder's lock back (iterating to the end does it too)."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def _resolve_source(self) -> None:
+        src = self.source
+        if isinstance(src, np.ndarray) or (isinstance(src, (list, tuple)) and src
+                                           and isinstance(src[0], np.ndarray)):
+            arrays = [src] if isinstance(src, np.ndarray) and src.ndim == 2 else list(src)
+            self.arrays = [np.asarray(a) for a in arrays]
+            self.labels = (self._given_labels if self._given_labels is not None
+                           else [f"image {i}" for i in range(len(self.arrays))])
+            if len(self.labels) != len(self.arrays):
+                raise RunError(f"{len(self.labels)} labels for {len(self.arrays)} images")
+            return
+        if isinstance(src, (str, os.PathLike)):
+            path = Path(src).expanduser()
+            try:
+                found = list_images(path, self.pattern, recursive=self.recursive)
+            except (FileNotFoundError, ValueError) as exc:
+                raise RunError(str(exc)) from None
+            self.labels, self.warnings = found.labels, found.warnings
+            if not self.labels:
+                if found.kind == "plate":
+                    raise RunError(f"the OME-Zarr plate {path} lists no fields of view")
+                where = " (or its sub-folders)" if self.recursive else ""
+                raise RunError(
+                    f"no file in {path}{where} matches the pattern {self.pattern!r}; "
+                    "check --pattern (e.g. --pattern '*.tif') or use --recursive")
+            self.info.setdefault("input", str(path.resolve()))
+            if found.kind in ("folder", "file"):
+                self.info.setdefault("pattern", self.pattern)
+            return
+        self.labels = [str(p) for p in src]
+
+    def _open_writer(self) -> None:
+        key = self.resume_key()
+        if self.resume and self.arrays is None:
+            self.done = resume_state(self.out, self.params, self.labels, key=key)
+        info = {"command": " ".join(["nuclei-counter", *sys.argv[1:]]),
+                **self.info, "engine": self.engine, "backend": self.backend.name,
+                "workers": self.workers, "names": self._names(), **self.plane.as_dict(),
+                "resume_key": key}
+        self._writer = ResultsWriter(self.out, self.params, len(self.labels), info,
+                                     done=self.done, parquet=self.parquet)
+
+    def resume_key(self) -> dict:
+        """What must match for a resume to keep earlier rows (besides the parameters)."""
+        return {"engine": self.engine, "regex": self.regex, **self.plane.as_dict()}
+
+    def _names(self) -> str:
+        """How metadata was read from the names: the imager's scheme most files follow."""
+        if self.regex is not None:
+            return "regex: " + self.regex
+        if self.arrays is not None:
+            return ""
+        schemes = Counter(name_scheme(label) for label in self.labels)
+        return schemes.most_common(1)[0][0] if schemes else ""
+
+    @property
+    def n_images(self) -> int:
+        """Images in the run (after :meth:`prepare`)."""
+        return len(self.labels)
+
+    def done_results(self) -> list[ImageResult]:
+        """The results of the images done before (after a resume), read from ``out``."""
+        self.prepare()
+        if not self.done or self.out is None:
+            return []
+        return load_partial_results(self.out, self.labels)
+
+    # -------------------------------------------------------------- running
+    def __iter__(self) -> Iterator[ImageResult]:
+        return self._run()
+
+    def _run(self) -> Iterator[ImageResult]:
+        self.prepare()
+        t0 = time.perf_counter()
+        todo = [i for i in range(len(self.labels)) if i not in self.done]
+        writer, counted = self._writer, _Counter(self.done)
+        log.info("%d images (%d done before), %s", len(self.labels), len(self.done), self.params)
+        finished, failed, lost = False, False, None
+        try:
+            for result in self._schedule(todo):
+                if writer is not None:
+                    writer.add(result)
+                counted.add(result)
+                if self.progress is not None:
+                    self.progress(result, counted.n_done, len(self.labels))
+                yield result
+            finished = not self.cancel.is_set()
+        except BackendLost as exc:  # the tables of what was done are written, then it says so
+            lost = exc
+        except OSError as exc:  # a full disk: the streaming files stay for --resume
+            failed = True
+            _raise_plainly(exc, self.out)
+        except Exception:  # not a close, Ctrl+C or exit: those still finish the tables
+            failed = True
+            raise
+        finally:
+            try:
+                if writer is not None and failed:
+                    writer.abort()  # the streaming files stay for --resume; the error shows
+                elif writer is not None:  # also after a cancel, a close or Ctrl+C
+                    try:
+                        writer.close(complete=finished)
+                    except OSError as exc:
+                        writer.abort()
+                        _raise_plainly(exc, self.out)
+                    counted = writer
+            finally:
+                self.close()
+                self.summary = RunSummary(
+                    len(self.labels), counted.n_done, counted.n_failed, counted.n_nuclei,
+                    time.perf_counter() - t0, len(todo), not finished,
+                    self.out if writer is not None else None)
+        if lost is not None:
+            where = (f"; the tables of what was done are in {self.out}: run the same command "
+                     "again with --resume to finish" if writer is not None else "")
+            raise RunStopped(f"{lost}{where}") from lost
+
+    def _schedule(self, todo: list[int]) -> Iterator[ImageResult]:
+        opts = {"engine": self.engine, "chunksize": self.chunksize, "cancel": self.cancel}
+        if self.arrays is not None:
+            backend = self.backend if len(self.arrays) > 1 else make_backend("serial")
+            return run_arrays(self.arrays, self.labels, self.params, backend, **opts)
+        items = [(i, self.labels[i]) for i in todo]
+        return run_paths(items, self.params, self.backend, regex=self.regex, plane=self.plane,
+                         **opts)
+
+
+def _raise_plainly(exc: BaseException, out) -> None:
+    """Raise ``exc``, as a plain-words run error when it is an ``OSError`` writing ``out``."""
+    plain = environment_error(exc, out) if isinstance(exc, OSError) else exc
+    if plain is exc:
+        raise exc
+    raise plain from exc
+
+
+class _Counter:
+    """Counts of a run without a writer (the writer keeps its own)."""
+
+    def __init__(self, done: set[int]):
+        self.n_done, self.n_failed, self.n_nuclei = len(done), 0, 0
+
+    def add(self, result: ImageResult) -> None:
+        self.n_done += 1
+        if result.ok:
+            self.n_nuclei += len(result.coords)
+        else:
+            self.n_failed += 1

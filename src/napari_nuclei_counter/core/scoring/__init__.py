@@ -1,0 +1,1 @@
+"""Trust: annotations, matching, scores, the parameter search and estimate."""

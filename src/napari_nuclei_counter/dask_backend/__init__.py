@@ -1,0 +1,1 @@
+"""The Dask adapter: the scheduler's tasks on a Dask cluster."""

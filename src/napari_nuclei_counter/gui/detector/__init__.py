@@ -1,0 +1,1 @@
+"""The detector dock: parameters, preview, source, run, results, points layer."""

@@ -1,0 +1,113 @@
+"""The folder a run can go over: folder and pattern fields, matched in a worker as you type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from magicgui.widgets import FileEdit, Label, LineEdit
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from ...core.io.discovery import BBBC021_PATTERN, find_images
+
+__all__ = ["FolderPicker"]
+
+#: pause after the last keystroke in the folder or pattern before matching, ms
+MATCH_DELAY_MS = 300
+
+
+class FolderPicker(QObject):
+    """The *folder* and *pattern* fields and the "N images match" line under them.
+
+    Listing a folder can take seconds (network drives, 100,000 files), so the
+    files are matched after a pause in typing, in a worker thread; an answer
+    that a newer keystroke has replaced is dropped.
+
+    Signals
+    -------
+    matched(list)
+        The paths that match now (after each answer that is still current).
+    """
+
+    matched = Signal(list)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.folder = FileEdit(label="folder", mode="d",
+                               tooltip="Folder of images to process (not loaded into memory)")
+        self.pattern = LineEdit(label="pattern", value=BBBC021_PATTERN,
+                                tooltip="File-name pattern, case-insensitive; the default is "
+                                        "BBBC021's DAPI channel w1")
+        self.match_label = Label(value="")
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(MATCH_DELAY_MS)
+        self._timer.timeout.connect(self._match_in_worker)
+        self._request = 0
+        self.matches: list[Path] = []  #: the files matched last
+        self.folder.changed.connect(self.schedule_match)
+        self.pattern.changed.connect(self.schedule_match)
+
+    @property
+    def widgets(self) -> list:
+        """The magicgui widgets, for the dock's form."""
+        return [self.folder, self.pattern, self.match_label]
+
+    def set_visible(self, visible: bool) -> None:
+        """Show or hide the fields (they matter only for folder runs)."""
+        for w in self.widgets:
+            w.visible = visible
+        if visible:
+            self.schedule_match()
+
+    def path(self) -> Path | None:
+        """The chosen folder, or ``None``."""
+        text = str(self.folder.value)
+        return Path(text) if text and text != "." else None
+
+    def glob(self) -> str:
+        """The file-name pattern (every TIFF when empty)."""
+        return self.pattern.value or "*.tif"
+
+    def paths(self) -> list[Path]:
+        """The images in the folder that match the pattern (lists the folder now)."""
+        folder = self.path()
+        if folder is None or not folder.is_dir():
+            return []
+        return find_images(folder, self.glob())
+
+    def update_match_count(self, *_) -> int:
+        """Match now, in this thread, and show the count."""
+        paths = self.paths()
+        self._show(len(paths))
+        self.matches = paths
+        self.matched.emit(paths)
+        return len(paths)
+
+    def schedule_match(self, *_) -> None:
+        """Match after a pause, in a worker."""
+        self._timer.start()
+
+    def _match_in_worker(self) -> None:
+        self._request += 1
+        request = self._request
+        folder, glob = self.path(), self.glob()  # read the fields here, on the GUI thread
+
+        def match() -> tuple[int, list[Path]]:
+            if folder is None or not folder.is_dir():
+                return request, []
+            return request, find_images(folder, glob)
+
+        worker = create_worker(match)
+        worker.returned.connect(self._on_matched)
+        worker.start()
+
+    def _on_matched(self, out) -> None:
+        request, paths = out
+        if request == self._request:  # a newer keystroke wins
+            self._show(len(paths))
+            self.matches = paths
+            self.matched.emit(paths)
+
+    def _show(self, n: int) -> None:
+        self.match_label.value = f"{n} image{'s' if n != 1 else ''} match"

@@ -1,0 +1,1 @@
+"""The *Are my counts right?* panel: scoring, suggestions and estimates."""

@@ -1,0 +1,1 @@
+"""The views of a run's results: the gallery and the plate map docks."""
