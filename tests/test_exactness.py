@@ -1,4 +1,4 @@
-"""The fast engine against the reference (DESIGN.md), image by image."""
+"""The fast engine against the reference (the README's Exactness section), image by image."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from napari_nuclei_counter.core.sample import make_nuclei_image
 
 
 def oracle(image, sigma=4.0, min_distance=6, threshold_abs=1000.0):
-    """The contract, spelled out exactly as in DESIGN.md."""
+    """The contract, spelled out exactly as in the README's Exactness section."""
     g = gaussian(np.asarray(image).astype(np.float64), sigma, mode="nearest", truncate=4.0)
     c = peak_local_max(g, min_distance=min_distance, threshold_abs=threshold_abs,
                        exclude_border=min_distance, p_norm=np.inf)

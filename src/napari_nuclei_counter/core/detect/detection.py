@@ -188,8 +188,8 @@ def detect_nuclei(image, sigma: float = 4.0, min_distance: int = 6,
     Smooths with a Gaussian of ``sigma`` pixels and returns the local maxima of
     the smoothed image that are strictly brighter than ``threshold_abs``, at
     least ``min_distance`` pixels from the border and from each other
-    (Chebyshev distance), brightest first. Identical to the reference in
-    DESIGN.md.
+    (Chebyshev distance), brightest first. Identical to the reference (the
+    contract of the README's Exactness section).
 
     Parameters
     ----------
