@@ -17,7 +17,9 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/nuclei-counter gui --sample
 
+# lint first (ruff, configured in pyproject.toml), then the whole test suite
 test: $(BIN)/.installed
+	$(BIN)/ruff check .
 	$(XVFB) $(BIN)/python -m pytest
 
 bench: $(BIN)/.installed
