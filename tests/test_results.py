@@ -90,21 +90,29 @@ def test_interrupted_before_any_image_still_writes_valid_tables(tmp_path):
 @pytest.mark.parametrize("path, meta", [
     ("/plate 1/img_B02_s1.tif", ImageMeta("22123", "B02", "s1", "w1")),
     ('/odd, "quoted"\nname.tif', ImageMeta("p,1", 'w"2', "", "")),
+    ("=1+1.tif", ImageMeta("@SUM(A1)", "-B02", "+s1", "")),
     ("plain.tif", ImageMeta()),
 ])
-def test_nuclei_csv_text_is_what_the_csv_module_writes(path, meta):
+def test_nuclei_lines_are_the_one_row_writer_row_by_row(path, meta):
+    """The fast nuclei rows are csv_line's rows: csv module quoting, text cells escaped."""
     import csv
     import io
+
+    from napari_nuclei_counter.core.results.columns import NUCLEI
+    from napari_nuclei_counter.core.results.csvsafe import csv_line, decode_cell
+    from napari_nuclei_counter.core.results.writer import nuclei_lines
 
     coords = np.array([[5, 7], [1023, 0], [12, 1279]], dtype=np.intp)
     values = np.array([1000.0000001, 65535.0, 1 / 3])
     r = ImageResult(3, path, meta=meta, coords=coords, intensities=values)
-    expected = io.StringIO()
-    csv.writer(expected).writerows(r.nuclei_rows())
-    assert r.nuclei_csv() == expected.getvalue()
-    assert ImageResult(4, path, meta=meta).nuclei_csv() == ""
-    back = list(csv.reader(io.StringIO(r.nuclei_csv())))
-    assert [row[0] for row in back] == [path] * 3
+    escaped = [c in NUCLEI.text for c in NUCLEI.names]
+    expected = "".join(csv_line([path, meta.plate, meta.well, meta.site, y, x, v], escaped)
+                       for (y, x), v in zip(coords.tolist(), values.tolist(), strict=True))
+    assert nuclei_lines(r) == expected
+    assert nuclei_lines(ImageResult(4, path, meta=meta)) == ""
+    back = list(csv.reader(io.StringIO(nuclei_lines(r))))
+    assert [decode_cell(row[0]) for row in back] == [path] * 3
+    assert all(not row[k].startswith(("=", "+", "-", "@")) for row in back for k in range(4))
     assert [float(row[6]) for row in back] == values.tolist()
 
 

@@ -24,17 +24,32 @@ written:
 Numbers are never escaped. Parquet tables hold the raw values (rule 2 not
 applied); a name with bytes that are not UTF-8 keeps rule 1 there too, since
 Parquet strings must be UTF-8.
+
+Every CSV file the tool writes goes through :func:`write_csv` (a whole
+table, with pandas) or :func:`csv_line` (one streamed row, with the
+:mod:`csv` module), which apply these rules to the table's text columns
+(:mod:`.columns`).
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import os
 import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-__all__ = ["decode_cell", "decode_name", "encode_cell", "encode_name", "decode_columns",
-           "encode_columns", "TEXT_COLUMNS"]
+from .columns import IMAGES, NUCLEI, WELLS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["TEXT_COLUMNS", "csv_line", "csv_text", "decode_cell", "decode_columns",
+           "decode_name", "encode_cell", "encode_columns", "encode_name", "write_csv"]
 
 #: text columns of the result tables (the others are numbers or our own words)
-TEXT_COLUMNS = ("path", "plate", "well", "site", "channel", "error")
+TEXT_COLUMNS = tuple(dict.fromkeys(IMAGES.text + NUCLEI.text + WELLS.text))
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 _NEEDS_NAME_ESCAPE = re.compile(r"[\x00-\x1f\x7f\udc80-\udcff]|\\(?=x)")
@@ -108,3 +123,46 @@ def decode_columns(df, columns=TEXT_COLUMNS):
             df[col] = pd.Series([decode_cell(v) for v in df[col].tolist()], index=df.index,
                                 dtype=object)
     return df
+
+
+def csv_text(table: pd.DataFrame, *, text: Iterable[str] = TEXT_COLUMNS,
+             lineterminator: str = "\n") -> str:
+    """A table as CSV text (no index), the cells of its ``text`` columns encoded.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+    text : iterable of str, optional
+        The columns to escape (:func:`encode_cell`); a :class:`~.columns.Table`'s
+        ``text``.
+    lineterminator : str, optional
+        ``"\\n"``, or ``"\\r\\n"`` for a file that :func:`csv_line` appends to.
+    """
+    return encode_columns(table, tuple(text)).to_csv(index=False, lineterminator=lineterminator)
+
+
+def write_csv(path: str | os.PathLike, table: pd.DataFrame, *,
+              text: Iterable[str] = TEXT_COLUMNS, lineterminator: str = "\n") -> str:
+    """Write a table to a CSV file atomically (see :func:`csv_text`); returns the text written."""
+    from ..io.images import atomic_write
+
+    data = csv_text(table, text=text, lineterminator=lineterminator)
+    with atomic_write(path, newline="", encoding="utf-8") as fh:
+        fh.write(data)
+    return data
+
+
+def csv_line(cells: Sequence, escaped: Sequence[bool]) -> str:
+    """One row as the :mod:`csv` module writes it (``\\r\\n`` ends it), text cells encoded.
+
+    Parameters
+    ----------
+    cells : sequence
+        The row's values; ``None`` is an empty cell, floats are written with ``repr``.
+    escaped : sequence of bool
+        For each cell, whether it is a text cell to encode (:func:`encode_cell`).
+    """
+    buf = io.StringIO()
+    csv.writer(buf).writerow([encode_cell(v) if e else v
+                              for v, e in zip(cells, escaped, strict=True)])
+    return buf.getvalue()

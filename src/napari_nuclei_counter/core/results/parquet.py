@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 
 from ..io.images import atomic_write
+from .columns import NUCLEI
 from .csvsafe import TEXT_COLUMNS, decode_columns, encode_name
-from .tables import NUCLEI_COLUMNS, read_images_csv
+from .tables import read_images_csv
 
 __all__ = ["write_parquet"]
 
@@ -33,8 +34,7 @@ def write_parquet(out_dir) -> None:
     images = _parquet_text(read_images_csv(out / "images.csv"))
     with atomic_write(out / "images.parquet", "wb") as fh:
         images.to_parquet(fh, index=False)
-    dtypes = {"path": str, "plate": str, "well": str, "site": str, "y": "int64", "x": "int64",
-              "intensity": "float64"}
+    dtypes = NUCLEI.read_dtypes
     with atomic_write(out / "nuclei.parquet", "wb") as fh:
         writer = None
         for chunk in pd.read_csv(out / "nuclei.csv", dtype=dtypes, keep_default_na=False,
@@ -44,16 +44,16 @@ def write_parquet(out_dir) -> None:
             writer = writer or pq.ParquetWriter(fh, table.schema)
             writer.write_table(table)
         if writer is None:
-            pq.write_table(pa.Table.from_pandas(pd.DataFrame(columns=NUCLEI_COLUMNS).astype(dtypes),
+            pq.write_table(pa.Table.from_pandas(pd.DataFrame(columns=NUCLEI.names).astype(dtypes),
                                                 preserve_index=False), fh)
         else:
             writer.close()
 
 
 def _parquet_text(df):
+    """Raw text values for Parquet; only names with bytes that are not UTF-8 stay escaped."""
     import pandas as pd
 
-    """Raw text values for Parquet; only names with bytes that are not UTF-8 stay escaped."""
     for col in TEXT_COLUMNS:
         if col in df and not pd.api.types.is_numeric_dtype(df[col]):
             df[col] = df[col].map(lambda v: encode_name(v) if isinstance(v, str)

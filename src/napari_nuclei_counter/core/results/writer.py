@@ -14,9 +14,7 @@ cells are escaped for spreadsheets and for names of any bytes
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import platform
@@ -29,20 +27,40 @@ from pathlib import Path
 from ..._version import __version__
 from ..io.images import atomic_write
 from ..params import DetectionParams
-from .csvsafe import encode_cell, encode_columns
+from .columns import IMAGES, NUCLEI, WELLS
+from .csvsafe import csv_line, write_csv
 from .integrity import SCHEMA, table_entry
 from .parquet import write_parquet
-from .tables import (
-    IMAGE_COLUMNS,
-    NUCLEI_COLUMNS,
-    PARTIAL,
-    ImageResult,
-    finish_images,
-    read_images_csv,
-)
+from .tables import PARTIAL, ImageResult, finish_images, read_images_csv
 from .wells import well_table
 
-__all__ = ["ResultsWriter", "finish_tables", "write_parquet", "write_results"]
+__all__ = ["WIDGET_COMMAND", "ResultsWriter", "finish_tables", "nuclei_lines", "run_command",
+           "write_parquet", "write_results"]
+
+#: ``run.json``'s ``command`` for a run started from the napari dock
+WIDGET_COMMAND = "napari-nuclei-counter widget"
+
+_IMAGE_ESCAPED = [c in IMAGES.text for c in IMAGES.names]
+
+
+def run_command(front_end: str = "cli", argv: list[str] | None = None) -> str:
+    """The ``command`` entry of ``run.json``: what started the run.
+
+    Parameters
+    ----------
+    front_end : {'cli', 'widget'}, optional
+        ``'cli'``: ``nuclei-counter`` and this process's arguments
+        (``sys.argv[1:]``, or ``argv`` when given), also for library users
+        of :class:`~napari_nuclei_counter.core.run.pipeline.Run`;
+        ``'widget'``: the napari dock (:data:`WIDGET_COMMAND`).
+    argv : list of str, optional
+        The arguments after the program's name.
+    """
+    if front_end == "widget":
+        return WIDGET_COMMAND
+    if front_end != "cli":
+        raise ValueError(f"front_end must be 'cli' or 'widget', not {front_end!r}")
+    return " ".join(["nuclei-counter", *(sys.argv[1:] if argv is None else argv)])
 
 
 def _versions() -> dict[str, str]:
@@ -126,25 +144,24 @@ class ResultsWriter:
         self._pending: dict[int, ImageResult] = {}
         self._last_sync = time.monotonic()
         self._files = {}
-        self._writers = {}
         # nuclei.csv is renamed, not rewritten, at the end: its checksum for
         # run.json is kept up to date as rows are written (no second reading)
         self._nuclei_hash = hashlib.sha256()
         self._nuclei_bytes = 0
         self._nuclei_rows = 0
-        for name, cols in (("nuclei.csv", NUCLEI_COLUMNS), ("images.csv", IMAGE_COLUMNS)):
+        for name, cols in (("nuclei.csv", NUCLEI.names), ("images.csv", IMAGES.names)):
             path = self.out_dir / PARTIAL[name]
             append = bool(self._skip) and path.exists()
             if append and name == "nuclei.csv":
                 self._hash_existing(path)
             fh = open(path, "a" if append else "w", newline="", encoding="utf-8")
             self._files[name] = fh
-            self._writers[name] = csv.writer(fh)
             if not append:
+                header = csv_line(cols, [False] * len(cols))
                 if name == "nuclei.csv":
-                    self._write_nuclei(",".join(cols) + "\r\n", 0)
+                    self._write_nuclei(header, 0)
                 else:
-                    self._writers[name].writerow(cols)
+                    fh.write(header)
         self._write_run(self.out_dir / "run.partial.json", complete=False)
         self._closed = False
 
@@ -178,10 +195,9 @@ class ResultsWriter:
             self.sync()
 
     def _write(self, r: ImageResult) -> None:
-        self._write_nuclei(_nuclei_text(r), len(r.coords))
+        self._write_nuclei(nuclei_lines(r), len(r.coords))
         row = r.image_row()
-        self._writers["images.csv"].writerow(
-            ["" if row[c] is None else encode_cell(row[c]) for c in IMAGE_COLUMNS])
+        self._files["images.csv"].write(csv_line([row[c] for c in IMAGES.names], _IMAGE_ESCAPED))
         self.n_done += 1
         if r.ok:
             self.n_nuclei += len(r.coords)
@@ -203,7 +219,7 @@ class ResultsWriter:
             "parameters": self.params.to_dict(),
             "parameters_digest": self.params.digest(),
             "versions": _versions(),
-            "command": self.info.get("command", " ".join(sys.argv)),
+            "command": self.info["command"] if "command" in self.info else run_command(),
             "started": self.started,
             "finished": _now() if final else None,
             "n_images": self.n_images,
@@ -312,11 +328,9 @@ def finish_tables(out_dir, *, parquet: bool = False, nuclei: dict | None = None)
     images = finish_images(read_images_csv(out / PARTIAL["images.csv"]))
     tables = {}
     wells = well_table(images)
-    for name, table in (("images.csv", images), ("wells.csv", wells)):
-        text = encode_columns(table).to_csv(index=False, lineterminator="\n")
-        with atomic_write(out / name, newline="", encoding="utf-8") as fh:
-            fh.write(text)
-        data = text.encode("utf-8")
+    for spec, table in ((IMAGES, images), (WELLS, wells)):
+        name = spec.file
+        data = write_csv(out / name, table, text=spec.text).encode("utf-8")
         tables[name] = table_entry(out / name, len(table),
                                    (len(data), hashlib.sha256(data).hexdigest()))
     partial_nuclei = out / PARTIAL["nuclei.csv"]
@@ -341,18 +355,17 @@ def write_results(out_dir, results: Iterable[ImageResult], params: DetectionPara
     return Path(out_dir)
 
 
-def _nuclei_text(r: ImageResult) -> str:
-    """An image's rows of ``nuclei.csv``, its text cells escaped (see :mod:`.csvsafe`).
+def nuclei_lines(r: ImageResult) -> str:
+    """An image's rows of ``nuclei.csv`` as CSV text, its text cells escaped (:mod:`.csvsafe`).
 
-    The shared cells are written once per image, like
-    :meth:`ImageResult.nuclei_csv`.
+    The same text as :func:`~.csvsafe.csv_line` row by row; the cells shared
+    by every row of the image are formatted once (about 5x faster).
     """
     if len(r.coords) == 0:
         return ""
     m = r.meta
-    head = io.StringIO()
-    csv.writer(head).writerow([encode_cell(v) for v in (r.path, m.plate, m.well, m.site)] + [""])
-    prefix = head.getvalue()[:-2]
+    shared = [r.path, m.plate, m.well, m.site]
+    prefix = csv_line([*shared, ""], [c in NUCLEI.text for c in NUCLEI.names[:4]] + [False])[:-2]
     ys, xs = r.coords.T.tolist()
     return "".join([f"{prefix}{y},{x},{v!r}\r\n"
                     for y, x, v in zip(ys, xs, r.intensities.tolist(), strict=True)])

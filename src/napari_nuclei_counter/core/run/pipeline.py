@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 from collections import Counter
@@ -36,7 +35,7 @@ from ..io.images import PlaneChoice
 from ..io.sources import list_images
 from ..params import DetectionParams
 from ..results.tables import ImageResult
-from ..results.writer import ResultsWriter
+from ..results.writer import ResultsWriter, run_command
 from .backends import default_workers, make_backend
 from .errors import BackendLost, RunError, RunStopped, environment_error
 from .lock import OutputLock
@@ -239,10 +238,9 @@ class Run:
         key = self.resume_key()
         if self.resume and self.arrays is None:
             self.done = resume_state(self.out, self.params, self.labels, key=key)
-        info = {"command": " ".join(["nuclei-counter", *sys.argv[1:]]),
-                **self.info, "engine": self.engine, "backend": self.backend.name,
-                "workers": self.workers, "names": self._names(), **self.plane.as_dict(),
-                "resume_key": key}
+        info = {"command": run_command(), **self.info, "engine": self.engine,
+                "backend": self.backend.name, "workers": self.workers, "names": self._names(),
+                **self.plane.as_dict(), "resume_key": key}
         self._writer = ResultsWriter(self.out, self.params, len(self.labels), info,
                                      done=self.done, parquet=self.parquet)
 

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from ..io.discovery import ImageMeta
-from ..io.images import atomic_write, split_scene
+from ..io.images import split_scene
 from ..params import DetectionParams
-from ..results.csvsafe import encode_columns
+from ..results.columns import IMAGES, NUCLEI
+from ..results.csvsafe import write_csv
 from ..results.integrity import SCHEMA, DamagedTable, InconsistentResults, check_folder
 from ..results.tables import PARTIAL, ImageResult, pd_isna, read_images_csv, read_nuclei_csv
 
@@ -129,10 +130,9 @@ def resume_state(out_dir, params: DetectionParams, paths: list[str], *,
     keep = set(images["path"].tolist())
     nuclei = nuclei[[p in keep for p in nuclei["path"].tolist()]]
     out.mkdir(parents=True, exist_ok=True)
-    for name, table in ((PARTIAL["images.csv"], images), (PARTIAL["nuclei.csv"], nuclei)):
-        with atomic_write(out / name, newline="", encoding="utf-8") as fh:
-            # as the csv module writes, text cells escaped as the writer does
-            encode_columns(table).to_csv(fh, index=False, lineterminator="\r\n")
+    for spec, table in ((IMAGES, images), (NUCLEI, nuclei)):
+        # "\r\n" as the csv module ends the rows the writer appends
+        write_csv(out / PARTIAL[spec.file], table, text=spec.text, lineterminator="\r\n")
     return done
 
 
