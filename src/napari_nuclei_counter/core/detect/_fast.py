@@ -14,20 +14,17 @@ carries an error bound and is made more accurate only when a decision needs it:
    passes, with rounded weights and input, ``|g32 - g| <= c32 * (|g| + A)``
    with ``c32 = 4 * (2n + 4) * 2**-24`` (a safety factor of 4) and ``A``
    zero for non-negative images (for others a global bound is used).
-2. **float64 at a few points** (numpy, any summation order), bound
-   ``c64 = 4 * (2n + 4) * 2**-53``: resolves near-ties that float32 cannot.
-3. **exact at a few points**: the reference's own scipy routine applied to a
-   small float64 patch. Each output pixel depends only on its 33x33
-   neighbourhood and is computed by the same instructions in the same order,
-   so the values are bit-identical to the reference's. Only true ties
-   (plateaus, equal values) reach this tier.
+2. **exact at a few points** (:meth:`_Tiers.reference_values`): the
+   reference's own operations, in its order, on each point's input patch, so
+   the values are bit-identical to the reference's. Near-ties that float32
+   cannot decide (plateaus, equal values, values near the threshold) reach
+   this tier, at a cost that grows with the number of points, not the image.
 
 A decision is taken at the first tier whose bound makes it certain. When very
 many are uncertain (large flat regions), the whole image is smoothed by the
-reference instead. The intensities returned are always the reference's values:
-:meth:`_Tiers.reference_values` recomputes them at the kept centres with the
-reference's operations in its order, so they do not depend on the tier that
-decided a peak, nor on the processor's float32 or BLAS arithmetic. Tests check
+reference instead. The intensities returned are always the reference's values,
+recomputed at the kept centres, so they do not depend on the tier that decided
+a peak, nor on the processor's float32 arithmetic. Tests check
 the bounds empirically (observed float32 error is hundreds of times below
 ``c32``) and compare with the reference image by image.
 """
@@ -42,7 +39,7 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["Candidates", "prepare", "gaussian_kernel", "exact_smooth", "greedy_keep", "error_bounds"]
+__all__ = ["Candidates", "prepare", "gaussian_kernel", "exact_smooth", "greedy_keep", "error_bound"]
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +72,10 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
     return phi / phi.sum()
 
 
-def error_bounds(sigma: float) -> tuple[float, float]:
-    """Relative error bounds ``(c32, c64)`` of the float32 and float64 tiers."""
+def error_bound(sigma: float) -> float:
+    """Relative error bound ``c32`` of the float32 tier."""
     n = 2 * kernel_radius(sigma) + 1
-    return _SAFETY * (2 * n + 4) * 2.0**-24, _SAFETY * (2 * n + 4) * 2.0**-53
+    return _SAFETY * (2 * n + 4) * 2.0**-24
 
 
 def exact_smooth(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -182,7 +179,7 @@ class _Tiers:
         self.sigma = float(sigma)
         self.radius = kernel_radius(sigma)
         self.kernel = gaussian_kernel(sigma)
-        self.c32, self.c64 = error_bounds(sigma)
+        self.c32 = error_bound(sigma)
         # non-negative images get relative bounds; others one global bound
         if image.dtype.kind in "ub":
             lo, hi = 0.0, 1.0
@@ -203,49 +200,17 @@ class _Tiers:
         """Error bound of ``values`` computed at relative accuracy ``c``."""
         return c * (np.abs(values) + self.absolute) + self._TINY
 
-    def _patches(self, rows, cols, half: int) -> np.ndarray:
-        """Input patches around pixels, edge-replicated like the reference's ``nearest``.
+    def _edge_patches(self, rows, cols) -> np.ndarray:
+        """Input patches around pixels near the edge, edge-replicated like ``nearest``.
 
         Clipped indices are the ``nearest`` edge mode; gathering them costs
         only the patches, not a padded copy of the whole image.
         """
-        reach = self.radius + half
-        off = np.arange(-reach, reach + 1)
+        off = np.arange(-self.radius, self.radius + 1)
         h, w = self.image.shape
         ri = np.clip(np.asarray(rows, dtype=np.intp)[:, None] + off, 0, h - 1)
         ci = np.clip(np.asarray(cols, dtype=np.intp)[:, None] + off, 0, w - 1)
         return self.image[ri[:, :, None], ci[:, None, :]].astype(np.float64)
-
-    def windows(self, rows, cols, half: int, exact: bool) -> np.ndarray:
-        """Smoothed values on ``(2*half+1)^2`` windows around the given pixels.
-
-        With ``exact=False`` in float64 (any summation order, bound ``c64``);
-        with ``exact=True`` bit-identical to the reference, by running the
-        reference's scipy routine on clipped-index patches (identical to its
-        ``nearest`` edge mode) along the same axes in the same order.
-
-        Returns
-        -------
-        ndarray of float64, shape (N, 2*half+1, 2*half+1)
-        """
-        r, k = self.radius, 2 * half + 1
-        n = len(rows)
-        out = np.empty((n, k, k), dtype=np.float64)
-        step = max(1, 2_000_000 // (k + 2 * r) ** 2)
-        for s in range(0, n, step):
-            patch = self._patches(rows[s : s + step], cols[s : s + step], half)
-            if exact:
-                from scipy import ndimage as ndi
-
-                # like gaussian_filter, which leaves axes with sigma <= 1e-15 alone
-                for axis in (1, 2) if self.sigma > 1e-15 else ():
-                    ndi.gaussian_filter1d(patch, self.sigma, axis=axis, mode="nearest",
-                                          truncate=_TRUNCATE, output=patch)
-                out[s : s + step] = patch[:, r : r + k, r : r + k]
-            else:
-                rows_done = sliding_window_view(patch, 2 * r + 1, axis=1) @ self.kernel
-                out[s : s + step] = sliding_window_view(rows_done, 2 * r + 1, axis=2) @ self.kernel
-        return out
 
     def reference_values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """The reference's smoothed values at the given pixels, its operations in its order.
@@ -277,7 +242,7 @@ class _Tiers:
                 if inner[part[0]]:  # whole windows of the image, no clipping needed
                     patch = windows[rows[part] - r, cols[part] - r].astype(np.float64)
                 else:
-                    patch = self._patches(rows[part], cols[part], 0)
+                    patch = self._edge_patches(rows[part], cols[part])
                 out[part] = self._centre_value(patch)
         return out
 
@@ -295,18 +260,12 @@ class _Tiers:
         return centre
 
     def refine(self, coords: np.ndarray, values: np.ndarray, err: np.ndarray, idx: np.ndarray) -> None:
-        """Make ``values[idx]`` one tier more accurate, in place."""
+        """Make ``values[idx]`` exact (the reference's values, ``err`` 0), in place."""
         idx = np.asarray(idx)
-        if len(idx) == 0:
-            return
-        to64 = idx[err[idx] > self.bound(values[idx], self.c64) * 1.5]
-        toexact = np.setdiff1d(idx, to64)
-        for sel, exact in ((to64, False), (toexact, True)):
-            if len(sel):
-                c = coords[sel]
-                v = self.windows(c[:, 0], c[:, 1], 0, exact)[:, 0, 0]
-                values[sel] = v
-                err[sel] = 0.0 if exact else self.bound(v, self.c64)
+        idx = idx[err[idx] > 0]
+        if len(idx):
+            values[idx] = self.reference_values(coords[idx, 0], coords[idx, 1])
+            err[idx] = 0.0
 
 
 @dataclass
@@ -350,9 +309,7 @@ class Candidates:
         if threshold < self.floor:
             raise ValueError(f"threshold_abs {threshold} is below the cached floor {self.floor}")
         v, e = self.values, self.err
-        for _ in range(2):
-            near = np.flatnonzero((e > 0) & (np.abs(v - threshold) <= e))
-            self.tiers.refine(self.coords, v, e, near)
+        self.tiers.refine(self.coords, v, e, np.flatnonzero(np.abs(v - threshold) <= e))
         # values are in exact reference order, so "above" is a prefix
         n = int(np.count_nonzero(v > threshold))
         sel = np.flatnonzero(self.kept[:n])
@@ -382,8 +339,7 @@ def _candidates(tiers, coords, values, err, floor, d) -> Candidates:
         tiers.refine(coords, values, err, idx[err[idx] > 0])
         order = np.argsort(-values, kind="stable")
     else:  # pathological: make everything exact
-        for _ in range(2):
-            tiers.refine(coords, values, err, np.flatnonzero(err > 0))
+        tiers.refine(coords, values, err, np.flatnonzero(err > 0))
         order = np.argsort(-values, kind="stable")
     coords = coords[order]
     return Candidates(coords, values[order], err[order], greedy_keep(coords, d), floor, d, tiers)
@@ -530,36 +486,23 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
         if len(unsure) > _MAX_UNCERTAIN:
             log.debug("%d uncertain windows: exact smoothing of the whole image", len(unsure))
             return _prepare_exact(tiers, d, floor)
-        # float64 at the centres and their rivals only (the rest of each window
-        # is surely dimmer), then exact windows for what is still undecided
+        # exact values at the centres and their rivals only (the rest of each
+        # window is surely dimmer); a rival equal to the centre does not beat it
         which, dy, dx = np.nonzero(rivals)
         pr = np.concatenate([rows[unsure], rows[unsure][which] + dy - d])
         pc = np.concatenate([cols[unsure], cols[unsure][which] + dx - d])
-        v64 = tiers.windows(pr, pc, 0, exact=False)[:, 0, 0]
-        centre, rival = v64[: len(unsure)], v64[len(unsure) :]
-        e_centre = tiers.bound(centre, tiers.c64)
-        gap = centre[which] - rival
-        tol = e_centre[which] + tiers.bound(rival, tiers.c64)
+        exact = tiers.reference_values(pr, pc)
+        centre, rival = exact[: len(unsure)], exact[len(unsure) :]
         beaten = np.zeros(len(unsure), bool)
-        close = np.zeros(len(unsure), bool)
-        np.logical_or.at(beaten, which, gap < -tol)
-        np.logical_or.at(close, which, gap <= tol)
-        is_peak[unsure] = ~beaten & ~close
+        np.logical_or.at(beaten, which, rival > centre[which])
+        is_peak[unsure] = ~beaten
         values[unsure] = centre
-        err[unsure] = e_centre
-        still = unsure[~beaten & close]
-        if len(still):
-            wx = tiers.windows(rows[still], cols[still], d, exact=True)
-            is_peak[still] = wx[:, d, d] == wx.max(axis=(1, 2))
-            values[still] = wx[:, d, d]
-            err[still] = 0.0
+        err[unsure] = 0.0
     sel = np.flatnonzero(is_peak)
     coords = np.stack([rows[sel], cols[sel]], axis=1)
     values, err = values[sel], err[sel]
     if np.isfinite(floor):
-        for _ in range(2):
-            near = np.flatnonzero((err > 0) & (np.abs(values - floor) <= err))
-            tiers.refine(coords, values, err, near)
+        tiers.refine(coords, values, err, np.flatnonzero(np.abs(values - floor) <= err))
         above = values > floor
         coords, values, err = coords[above], values[above], err[above]
     return _candidates(tiers, coords, values, err, floor, d)
@@ -584,7 +527,11 @@ def _near_maxima(g, ws, tiers: _Tiers, floor: float, d: int, half: int):
         scale, shift = None, np.float32(2 * c32 * tiers.absolute + 2 * tiers._TINY)
     lowest = None
     if np.isfinite(floor):
+        # strictly above ``floor`` minus both bounds: with bounds of zero (a
+        # threshold of 0 on a non-negative image, whose float32 zeros are exact)
+        # the flat zero background drops out here
         lowest = np.float32(floor - 2 * (c32 * (abs(floor) + tiers.absolute) + tiers._TINY))
+        lowest = np.nextafter(lowest, np.float32(np.inf))
     buf = ws["mx"].reshape(-1)[: (_BAND + 2 * half) * w].reshape(-1, w)
     mask_buf = ws["mask"].reshape(-1)[: _BAND * w].reshape(-1, w)
     all_rows, all_cols = [], []
