@@ -82,7 +82,8 @@ def _layer(name: str) -> int:
 
 def test_the_graph_sees_delayed_and_type_checking_imports():
     # the parser itself: a function-level import and ``from . import x`` are edges
-    assert f"{PACKAGE}.dask_backend.backend" in GRAPH[f"{PACKAGE}.cli.app"]  # inside _cmd_detect
+    # inside choose_backend
+    assert f"{PACKAGE}.dask_backend.backend" in GRAPH[f"{PACKAGE}.dask_backend.choice"]
     assert f"{PACKAGE}.core.detect._fast" in GRAPH[f"{PACKAGE}.core.run.worker"]
     assert f"{PACKAGE}.core.results.wells" in GRAPH[f"{PACKAGE}.core.render.pictures"]
 

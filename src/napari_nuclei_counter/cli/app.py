@@ -24,18 +24,19 @@ from .._version import __version__
 from ..core.detect.detection import ENGINES
 from ..core.io.discovery import BBBC021_PATTERN
 from ..core.io.images import PlaneChoice
+from ..core.results.writer import run_command
 from ..core.run.backends import default_workers, start_workers_early
 from ..core.run.errors import RunError, RunStopped
 from ..core.run.pipeline import Run
+from ..dask_backend.choice import choose_backend
 from . import scoring as cli_scoring
-from .args import _Stopped, _UsageError, join_negative_numbers, warn_without_effect
+from .args import join_negative_numbers, warn_without_effect
+from .errors import ExitCode, Stopped, UsageError
 from .results import _cmd_gallery, _cmd_platemap, _cmd_sample
 
 __all__ = ["main", "build_parser", "entry"]
 
 log = logging.getLogger("napari_nuclei_counter")
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 #: the npe2 plugin name (napari.yaml)
 PLUGIN = "napari-nuclei-counter"
@@ -166,10 +167,10 @@ def _cmd_gui(args) -> int:
     try:
         import napari
     except ImportError as exc:
-        raise _UsageError(f"the GUI needs napari and Qt: pip install 'napari-nuclei-counter[all]' "
+        raise UsageError(f"the GUI needs napari and Qt: pip install 'napari-nuclei-counter[all]' "
                           f"({exc})") from None
     if args.input is not None and not Path(args.input).exists():
-        raise _UsageError(f"not found: {args.input}")
+        raise UsageError(f"not found: {args.input}")
     viewer = napari.Viewer(title="Nuclei counter")
     if args.sample:
         viewer.open_sample(PLUGIN, "sample_plate")
@@ -177,18 +178,15 @@ def _cmd_gui(args) -> int:
         viewer.open(str(args.input), plugin=PLUGIN)
     viewer.window.add_plugin_dock_widget(PLUGIN, "Nuclei detector")
     napari.run()
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_detect(args) -> int:
-    try:
-        params = cli_scoring.params_from_args(args)
-    except cli_scoring.UsageError as exc:
-        raise _UsageError(str(exc)) from None
+    params = cli_scoring.params_from_args(args)
     if args.workers is not None and args.workers < 0:
-        raise _UsageError("--workers must be 0 or more")
+        raise UsageError("--workers must be 0 or more")
     if args.stall_timeout is not None and not args.stall_timeout >= 0:
-        raise _UsageError("--stall-timeout must be 0 (off) or a number of seconds")
+        raise UsageError("--stall-timeout must be 0 (off) or a number of seconds")
     warn_without_effect(args)
     if args.regex is not None:
         import re
@@ -196,17 +194,14 @@ def _cmd_detect(args) -> int:
         try:
             re.compile(args.regex)
         except re.error as exc:
-            raise _UsageError(f"--regex is not a valid regular expression: {exc}") from None
+            raise UsageError(f"--regex is not a valid regular expression: {exc}") from None
     if args.parquet:
         _require("pyarrow", "--parquet needs pyarrow: pip install pyarrow")
-    backend = "process"
     if args.backend == "dask":
         _require("distributed", "--backend dask needs dask.distributed: "
                                 "pip install 'napari-nuclei-counter[dask]'")
-        from ..dask_backend.backend import DaskBackend
-
-        backend = DaskBackend(args.scheduler, n_workers=args.workers or None)
-    elif args.workers != 0:
+    backend = choose_backend(args.backend, workers=args.workers, scheduler=args.scheduler)
+    if args.backend == "process" and args.workers != 0:
         start_workers_early()  # workers import in parallel with the folder listing
         # the final tables need pandas (0.2 s to import): import it while the
         # workers start, when this process has nothing else to do
@@ -225,17 +220,17 @@ def _cmd_detect(args) -> int:
     try:
         PlaneChoice(args.channel, args.z)
     except ValueError as exc:
-        raise _UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     run = Run(args.input, params, backend=backend, workers=args.workers, engine=args.engine,
               regex=args.regex, pattern=args.pattern, recursive=args.recursive, out=args.out,
               channel=args.channel, z=args.z,
               resume=args.resume, parquet=args.parquet, cancel=stop.event, progress=progress,
-              info={"command": " ".join(["nuclei-counter", *sys.argv[1:]])},
+              info={"command": run_command("cli")},
               break_lock=args.break_lock, stall_timeout=args.stall_timeout)
     try:
         run.prepare()
     except RunError as exc:
-        raise _UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     if args.resume:
         sys.stderr.write(f"resuming: {len(run.done)} of {run.n_images} images already done\n")
     bar = _progress(run.n_images, disable=args.quiet, initial=len(run.done))
@@ -248,10 +243,10 @@ def _cmd_detect(args) -> int:
         stop.event.set()
     except RunStopped as exc:
         bar.close()
-        raise _Stopped(str(exc)) from exc
+        raise Stopped(str(exc)) from exc
     except RunError as exc:  # e.g. an unreachable scheduler: before any image ran
         bar.close()
-        raise _UsageError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     finally:
         results.close()  # after a second Ctrl+C: the tables are written now
         for sig, handler in previous.items():
@@ -261,12 +256,12 @@ def _cmd_detect(args) -> int:
     if s.cancelled:
         sys.stderr.write(f"interrupted: {s.n_done} of {s.n_images} images done; "
                          f"tables written to {s.out}\n")
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     sys.stderr.write(
         f"{s.n_done} images, {s.n_nuclei} nuclei, {s.n_failed} failed, "
         f"{s.seconds:.1f} s ({s.n_new / max(s.seconds, 1e-9):.1f} images/s); tables in {s.out}\n"
     )
-    return EXIT_FAILED if s.n_failed else EXIT_OK
+    return ExitCode.FAILED if s.n_failed else ExitCode.OK
 
 
 def _import_table_modules() -> None:
@@ -283,7 +278,7 @@ def _require(module: str, message: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise _UsageError(message)
+        raise UsageError(message)
 
 
 class _StopRequest:
@@ -332,22 +327,22 @@ def main(argv: list[str] | None = None) -> int:
     prefix = f"nuclei-counter {args.command}: error: "
     try:
         return commands[args.command](args)
-    except _UsageError as exc:
+    except UsageError as exc:
         if args.debug:
             log.exception("traceback")
-        parser.exit(EXIT_USAGE, f"{prefix}{exc}\n")
+        parser.exit(ExitCode.USAGE, f"{prefix}{exc}\n")
     except RunError as exc:  # e.g. a damaged or inconsistent results folder
         if args.debug:
             log.exception("traceback")
-        parser.exit(EXIT_USAGE, f"{prefix}{exc}\n")
-    except _Stopped as exc:
+        parser.exit(ExitCode.USAGE, f"{prefix}{exc}\n")
+    except Stopped as exc:
         if args.debug:
             log.exception("traceback")
-        parser.exit(EXIT_STOPPED, f"{prefix}{exc}\n")
+        parser.exit(ExitCode.STOPPED, f"{prefix}{exc}\n")
     except Exception as exc:  # one sentence, the traceback with --debug
         if args.debug:
             raise
-        parser.exit(EXIT_STOPPED, f"{prefix}unexpected {type(exc).__name__}: {exc} "
+        parser.exit(ExitCode.STOPPED, f"{prefix}unexpected {type(exc).__name__}: {exc} "
                                   "(run with --debug for the traceback)\n")
 
 

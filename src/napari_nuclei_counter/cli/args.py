@@ -11,14 +11,6 @@ import re
 
 __all__ = ["join_negative_numbers", "warn_without_effect"]
 
-
-class _UsageError(Exception):
-    """Exit 2: a usage or setup error, before any image ran."""
-
-
-class _Stopped(Exception):
-    """Exit 3: a run stopped by its environment (what was done is kept)."""
-
 log = logging.getLogger("napari_nuclei_counter")
 
 #: a number in any notation Python's ``float`` reads: -5, -1e3, -.5, -1.5E+2, -inf, -nan

@@ -10,27 +10,25 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .args import _UsageError
-
-EXIT_OK = 0
+from .errors import ExitCode, UsageError
 
 
 def _cmd_sample(args) -> int:
     from ..core.sample import write_sample_plate
 
     if args.columns < 1 or args.sites < 1 or not args.rows.isalpha():
-        raise _UsageError("--rows must be letters, --columns and --sites at least 1")
+        raise UsageError("--rows must be letters, --columns and --sites at least 1")
     paths = write_sample_plate(args.out, rows=args.rows.upper(),
                                columns=range(2, 2 + args.columns), sites=args.sites,
                                seed=args.seed)
     sys.stderr.write(f"wrote {len(paths)} images to {args.out}\n")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _results_dir(path: str) -> Path:
     folder = Path(path).expanduser()
     if not ((folder / "images.csv").exists() or (folder / "images.partial.csv").exists()):
-        raise _UsageError(f"not a results folder (no images.csv): {folder}")
+        raise UsageError(f"not a results folder (no images.csv): {folder}")
     return folder  # load_results checks it as a whole (a mixed set: exit 2)
 
 
@@ -40,12 +38,12 @@ def _cmd_gallery(args) -> int:
 
     folder = _results_dir(args.results)
     if args.columns < 1 or args.size < 16:
-        raise _UsageError("--columns must be at least 1 and --size at least 16")
+        raise UsageError("--columns must be at least 1 and --size at least 16")
     picture = gallery_from_results(folder, n=args.n, seed=args.seed, ascending=args.ascending,
                                    size=args.size, columns=args.columns)
     save_png(picture, args.out)
     sys.stderr.write(f"wrote {args.out}\n")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_platemap(args) -> int:
@@ -55,9 +53,9 @@ def _cmd_platemap(args) -> int:
     res = load_results(_results_dir(args.results))
     wells = res.wells
     if wells is None or not len(wells):
-        raise _UsageError("no well names in this results folder (file names without wells?)")
+        raise UsageError("no well names in this results folder (file names without wells?)")
     if args.plate is not None and args.plate not in set(wells["plate"]):
-        raise _UsageError(f"no plate {args.plate!r}; plates: {', '.join(sorted(set(wells['plate'])))}")
+        raise UsageError(f"no plate {args.plate!r}; plates: {', '.join(sorted(set(wells['plate'])))}")
     save_png(render_plate_map(wells, value=args.value, plate=args.plate), args.out)
     sys.stderr.write(f"wrote {args.out}\n")
-    return EXIT_OK
+    return ExitCode.OK

@@ -6,8 +6,8 @@ same sub-folder there, with ``--recursive``), with or without a suffix
 ``.tiff``, ``.png`` or ``.csv`` in any case, or by ``--truth-pattern``
 (``'{stem}_gt.png'``). An image without truth is skipped with a warning.
 
-Exit status: 0 every image scored, 1 some images had no (readable) truth or
-failed, 2 none had truth or a usage error.
+Exit status (:class:`~.errors.ExitCode`): 0 every image scored, 1 some images
+had no (readable) truth or failed, 2 none had truth or a usage error.
 """
 
 from __future__ import annotations
@@ -15,27 +15,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
 
 from ..core.detect.detection import ENGINES
 from ..core.params import DetectionParams
+from ..core.results.columns import EVALUATION
+from .errors import ExitCode, UsageError
 
 __all__ = ["add_parameter_options", "add_parsers", "find_truth", "params_from_args", "run"]
 
 log = logging.getLogger("napari_nuclei_counter")
 
-EXIT_OK, EXIT_SOME, EXIT_NONE = 0, 1, 2
 TRUTH_SUFFIXES = ("", "_labels", "_label", "_mask", "_masks")
 TRUTH_EXTENSIONS = (".tif", ".tiff", ".png", ".csv")
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
-EVALUATION_COLUMNS = ["path", "plate", "well", "site", "n_true", "n_detected", "tp", "fp", "fn",
-                      "precision", "recall", "f1", "count_error", "error"]
-
-
-class UsageError(Exception):
-    """A command-line mistake (exit status 2)."""
 
 
 def threshold_value(text: str):
@@ -170,22 +166,27 @@ def _is_truth_name(path: Path) -> bool:
 
 
 def list_images(args) -> list[Path]:
-    """The images of ``INPUT`` (truth-named files and CSVs left out for the default pattern)."""
-    from ..core.io.discovery import find_images
+    """The images of ``INPUT`` (truth-named files and CSVs left out for the default pattern).
+
+    The core's :func:`~napari_nuclei_counter.core.io.sources.list_images`
+    (one file, or a folder's files matching ``--pattern``), one image per
+    file and paths as given (not resolved), as ``evaluation.csv`` writes them.
+    """
+    from ..core.io.sources import list_images as core_list_images
 
     src = Path(args.input).expanduser()
-    if src.is_file():
-        return [src]
     try:
-        found = find_images(src, args.pattern, recursive=args.recursive)
-    except (FileNotFoundError, NotADirectoryError) as exc:
+        found = core_list_images(src, args.pattern, recursive=args.recursive, scenes=False,
+                                 resolve=False)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    if args.pattern == "*":
-        found = [p for p in found
+    paths = [Path(label) for label in found.labels]
+    if found.kind == "folder" and args.pattern == "*":
+        paths = [p for p in paths
                  if p.suffix.lower() in IMAGE_EXTENSIONS and not _is_truth_name(p)]
-    if not found:
+    if not paths:
         raise UsageError(f"no images matching {args.pattern!r} in {src}")
-    return found
+    return paths
 
 
 def find_truth(image: Path, truth: Path, *, root: Path | None = None,
@@ -258,6 +259,7 @@ def cmd_evaluate(args) -> int:
 
     from ..core.io.discovery import parse_metadata
     from ..core.io.images import atomic_write
+    from ..core.results.csvsafe import write_csv
     from ..core.scoring.evaluate import evaluate_image, total
 
     params = params_from_args(args)
@@ -279,11 +281,9 @@ def cmd_evaluate(args) -> int:
         rows.append(row)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "evaluation.csv", encoding="utf-8", newline="") as fh:
-        df = pd.DataFrame(rows, columns=EVALUATION_COLUMNS)
-        for col in ("n_true", "n_detected", "tp", "fp", "fn", "count_error"):
-            df[col] = df[col].astype("Int64")
-        df.to_csv(fh, index=False)
+    df = pd.DataFrame(rows, columns=EVALUATION.names).astype(
+        {c.name: c.dtype for c in EVALUATION.columns if c.kind == "count"})
+    write_csv(out / EVALUATION.file, df, text=EVALUATION.text, lineterminator=os.linesep)
     t = total(scores)
     summary = {**t.as_dict(), "n_images": len(rows), "n_scored": len(scores),
                "parameters": params.to_dict(), "match_radius": args.match_radius,
@@ -292,8 +292,8 @@ def cmd_evaluate(args) -> int:
         json.dump(summary, fh, indent=2)
     _say(_totals_line(t, len(scores), len(rows)))
     if not scores:
-        return EXIT_NONE
-    return EXIT_SOME if len(scores) < len(rows) else EXIT_OK
+        return ExitCode.USAGE
+    return ExitCode.FAILED if len(scores) < len(rows) else ExitCode.OK
 
 
 def cmd_tune(args) -> int:
@@ -305,7 +305,7 @@ def cmd_tune(args) -> int:
     usable = [(im, tr) for im, _, tr, err in loaded if tr is not None and not err]
     if not usable:
         _say("total: no image has truth; nothing to tune")
-        return EXIT_NONE
+        return ExitCode.USAGE
     if args.workers is not None and args.workers < 0:
         raise UsageError("--workers must be 0 or more")
 
@@ -325,7 +325,7 @@ def cmd_tune(args) -> int:
     _say(f"wrote {preset} and {csv}")
     _say(f"best: sigma {b.sigma:g}, min_distance {b.min_distance}, threshold "
           f"{b.threshold_abs:g}; " + _totals_line(s, len(usable), len(loaded)))
-    return EXIT_SOME if len(usable) < len(loaded) else EXIT_OK
+    return ExitCode.FAILED if len(usable) < len(loaded) else ExitCode.OK
 
 
 def _say(line: str) -> None:
@@ -340,19 +340,7 @@ def run(args) -> int:
         return commands[args.command](args)
     except UsageError as exc:
         sys.stderr.write(f"nuclei-counter {args.command}: error: {exc}\n")
-        return EXIT_NONE
+        return ExitCode.USAGE
     except ValueError as exc:  # e.g. --channel/--z choices
         sys.stderr.write(f"nuclei-counter {args.command}: error: {exc}\n")
-        return EXIT_NONE
-
-
-def apply_preset(args, parser: argparse.ArgumentParser) -> DetectionParams:
-    """For ``detect``: the parameters from ``--preset`` and the explicit options.
-
-    ``parser.error`` (exit status 2) for an unreadable preset or a bad value.
-    """
-    try:
-        return params_from_args(args)
-    except UsageError as exc:
-        parser.error(str(exc))
-
+        return ExitCode.USAGE

@@ -44,10 +44,10 @@ class ImageList:
     warnings: list[str] = field(default_factory=list)
 
 
-def _with_scenes(paths: list[Path]) -> list[str]:
+def _with_scenes(paths: list[Path], scenes: bool = True) -> list[str]:
     out = []
     for p in paths:
-        n = scene_count(p)
+        n = scene_count(p) if scenes else 1
         out.extend([str(p)] if n <= 1 else [scene_path(p, s) for s in range(n)])
     return out
 
@@ -64,7 +64,8 @@ def _channel_warning(labels: list[str], pattern: str) -> str | None:
             f"e.g. --pattern '*{first}*' (now {pattern!r})")
 
 
-def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = False) -> ImageList:
+def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = False,
+                scenes: bool = True, resolve: bool = True) -> ImageList:
     """The images of ``path``: a folder (files matching ``pattern``), a file, or a plate.
 
     Parameters
@@ -75,6 +76,12 @@ def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = Fals
         Glob for the file names in a folder (case-insensitive).
     recursive : bool, optional
         Also search a folder's sub-folders.
+    scenes : bool, optional
+        One image per scene of a file holding several (``FILE#SCENE``);
+        ``False``: one per file (its first scene).
+    resolve : bool, optional
+        Names from the absolute, resolved path (as the result tables hold
+        them); ``False``: from ``path`` as given.
 
     Raises
     ------
@@ -83,7 +90,8 @@ def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = Fals
     ValueError
         For a plate whose metadata is malformed.
     """
-    p = Path(path).expanduser().resolve()
+    p = Path(path).expanduser()
+    p = p.resolve() if resolve else p
     if not p.exists():
         raise FileNotFoundError(f"input folder not found: {p}")
     if is_hcs_plate(p):
@@ -91,8 +99,8 @@ def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = Fals
     if is_zarr_image(p):
         return ImageList([str(p)], "zarr")
     if p.is_file():
-        return ImageList(_with_scenes([p]), "file")
-    labels = _with_scenes(find_images(p, pattern, recursive=recursive))
+        return ImageList(_with_scenes([p], scenes), "file")
+    labels = _with_scenes(find_images(p, pattern, recursive=recursive), scenes)
     warning = _channel_warning(labels, pattern)
     if warning:
         log.warning("%s", warning)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["EVALUATION", "IMAGES", "KINDS", "NUCLEI", "WELLS", "Column", "Table"]
+__all__ = ["EVALUATION", "IMAGES", "KINDS", "NUCLEI", "TUNING", "WELLS", "Column", "Table"]
 
 #: pandas dtype of each kind of column
 KINDS = {"text": object, "label": object, "int": "int64", "count": "Int64", "float": "float64",
@@ -174,3 +174,8 @@ WELLS = Table("wells.csv", _columns(
 EVALUATION = Table("evaluation.csv", _columns(
     "path:text plate:text well:text site:text n_true:count n_detected:count tp:count "
     "fp:count fn:count precision:float recall:float f1:float count_error:count error:text"))
+
+#: ``nuclei-counter tune``: one row per parameter set tried, best first
+TUNING = Table("tuning.csv", _columns(
+    "rank:int sigma:float min_distance:int threshold_abs:float n_true:int n_detected:int tp:int "
+    "fp:int fn:int precision:float recall:float f1:float"))

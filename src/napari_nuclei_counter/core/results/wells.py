@@ -7,7 +7,7 @@ One vocabulary for every view of a plate: the command line's PNG
 (:func:`plate_map_title`) with the functions here.
 
 numpy and pandas only (pandas imported where tables are used); nothing
-from the rest of the core but :mod:`.discovery`.
+from the rest of the core but :mod:`.discovery` and the columns of :mod:`.columns`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..io.discovery import natural_key
+from .columns import WELLS
 
 if TYPE_CHECKING:  # pandas is imported where tables are used: a faster start-up
     import pandas as pd
@@ -38,7 +39,6 @@ __all__ = [
     "row_label",
     "STANDARD_FORMATS",
     "successful",
-    "unplaced_wells",
     "value_range",
     "well_name",
     "well_position",
@@ -46,8 +46,8 @@ __all__ = [
     "well_table",
 ]
 
-#: Columns of :func:`well_table`.
-WELL_COLUMNS = ["plate", "well", "images", "total", "mean", "std"]
+#: Columns of :func:`well_table` (``timepoint`` comes after ``well`` when the names give one).
+WELL_COLUMNS = WELLS.names
 
 #: Standard plate layouts ``(rows, columns)``: 96, 384 and 1536 wells (inferred from wells).
 PLATE_FORMATS = ((8, 12), (16, 24), (32, 48))
@@ -185,12 +185,6 @@ def infer_plate_format(wells: Iterable) -> tuple[int, int]:
     return PLATE_FORMATS[-1]  # unreachable: positions stop at the largest plate
 
 
-def unplaced_wells(wells: Iterable) -> list[str]:
-    """The well names that have no place on a standard plate (blank ones aside)."""
-    return sorted({str(w) for w in wells if isinstance(w, str) and w.strip()
-                   and well_position(w) is None})
-
-
 # --------------------------------------------------------------------------- tables
 
 
@@ -261,10 +255,8 @@ def well_table(images: pd.DataFrame) -> pd.DataFrame:
         })
     rows.sort(key=lambda r: (natural_key(r["plate"]), well_sort_key(r["well"]),
                              natural_key(r["timepoint"])))
-    columns = WELL_COLUMNS[:2] + ["timepoint"] + WELL_COLUMNS[2:] if timed else WELL_COLUMNS
-    out = pd.DataFrame(rows, columns=columns)
-    return out.astype({"plate": object, "well": object, "images": "int64", "total": "Int64",
-                       "mean": "float64", "std": "float64"})
+    out = pd.DataFrame(rows, columns=WELLS.all_names if timed else WELLS.names)
+    return out.astype({c: WELLS.dtypes[c] for c in WELLS.names})
 
 
 def plate_rows(wells: pd.DataFrame, value: str, plate: str | None) -> pd.DataFrame:

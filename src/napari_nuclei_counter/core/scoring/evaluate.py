@@ -236,11 +236,6 @@ def score(coords, truth: Truth, *, shape=None, match_radius: float | None = None
     return Score(tp + fn, tp + fp, tp, fp, fn)
 
 
-def as_scores(counts: np.ndarray) -> list[Score]:
-    """Rows of :func:`prefix_counts` as :class:`Score` objects."""
-    return [Score(tp + fn, tp + fp, tp, fp, fn) for tp, fp, fn in np.asarray(counts).tolist()]
-
-
 def f1_of(counts: np.ndarray) -> np.ndarray:
     """F1 of rows ``(tp, fp, fn)`` (1.0 where all three are 0)."""
     c = np.asarray(counts, dtype=np.float64)

@@ -31,6 +31,7 @@ import numpy as np
 from ..detect._fast import prepare
 from ..detect.detection import as_grayscale_2d
 from ..params import DetectionParams
+from ..results.columns import TUNING
 from .evaluate import Score, Truth, f1_of, prefix_counts
 
 __all__ = ["Sweep", "TuneResult", "threshold_sweep", "tune", "write_tuning"]
@@ -40,8 +41,8 @@ log = logging.getLogger(__name__)
 #: coarse grid, as multiples of sigma = D/4 and min_distance = D/2
 _SIGMA_FACTORS = (0.45, 0.65, 0.9, 1.25)
 _DISTANCE_FACTORS = (0.4, 0.6, 0.85, 1.2)
-TUNING_COLUMNS = ["rank", "sigma", "min_distance", "threshold_abs", "n_true", "n_detected",
-                  "tp", "fp", "fn", "precision", "recall", "f1"]
+#: columns of ``tuning.csv`` (see :mod:`~napari_nuclei_counter.core.results.columns`)
+TUNING_COLUMNS = TUNING.names
 
 
 @dataclass
@@ -297,12 +298,12 @@ def write_tuning(result: TuneResult, out) -> tuple[str, str]:
     from pathlib import Path
 
     from ..io.images import atomic_write
+    from ..results.csvsafe import write_csv
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     preset, csv = folder / "preset.json", folder / "tuning.csv"
     with atomic_write(preset, encoding="utf-8") as fh:
         fh.write(json.dumps(result.best.to_dict(), indent=2))
-    with atomic_write(csv, encoding="utf-8", newline="") as fh:
-        result.table.to_csv(fh, index=False)
+    write_csv(csv, result.table, text=TUNING.text, lineterminator=os.linesep)
     return str(preset), str(csv)

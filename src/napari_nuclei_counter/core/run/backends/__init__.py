@@ -18,20 +18,25 @@ __all__ = [
 ]
 
 
-def make_backend(backend="process", workers: int | None = None):
+def make_backend(backend="process", workers: int | None = None, *, nice: int = 0):
     """Return a backend object for a name (an object is returned as it is).
+
+    Front ends choose with :func:`napari_nuclei_counter.dask_backend.choice.choose_backend`,
+    which also knows the Dask adapter and calls this for the local backends.
 
     Parameters
     ----------
     backend : {'process', 'serial'} or Backend
     workers : int, optional
         Worker processes (default every core); ``0`` means ``'serial'``.
+    nice : int, optional
+        Added to the worker processes' niceness (see :class:`ProcessBackend`).
     """
     if not isinstance(backend, str):
         return backend
     if backend == "serial" or workers == 0:
         return SerialBackend()
     if backend == "process":
-        return ProcessBackend(workers)
+        return ProcessBackend(workers, nice=nice)
     raise ValueError(f"backend must be 'process' or 'serial' (or a backend object), "
                      f"not {backend!r}")
