@@ -181,3 +181,36 @@ def test_the_command_line_wires_evaluate_tune_and_detect_preset(tmp_path):
     with pytest.raises(SystemExit) as stop:
         main(["evaluate", "--help"])
     assert stop.value.code == 0
+
+
+def test_evaluation_csv_escapes_formula_like_names(tmp_path):
+    """A name that a spreadsheet would run as a formula is written as text, read back exactly."""
+    from napari_nuclei_counter.core.results.csvsafe import decode_columns
+
+    imgs, truth = tmp_path / "imgs", tmp_path / "truth"
+    imgs.mkdir()
+    truth.mkdir()
+    img, centres = make_nuclei_image(5, 30, (200, 200))
+    names = ["=1+1.tif", "@SUM(A1).tif"]
+    for name in names:
+        tifffile.imwrite(imgs / name, img)
+        stem = name[:-4]
+        pd.DataFrame({"y": centres[:, 0], "x": centres[:, 1]}).to_csv(truth / f"{stem}.csv",
+                                                                       index=False)
+    out = tmp_path / "o"
+    assert cli(["evaluate", imgs, "--truth", truth, "--out", out, "--threshold", "1000"]) == 0
+    raw = pd.read_csv(out / "evaluation.csv", keep_default_na=False, dtype=str)
+    assert not raw["path"].str.startswith(("=", "@")).any()
+    back = decode_columns(raw.copy())
+    assert sorted(Path(p).name for p in back["path"]) == sorted(names)
+
+
+def test_evaluate_lists_images_with_the_core_and_keeps_paths_as_given(plate, tmp_path,
+                                                                      monkeypatch):
+    imgs, truth, _ = plate
+    monkeypatch.chdir(imgs.parent)
+    out = tmp_path / "rel"
+    assert cli(["evaluate", imgs.name, "--truth", truth, "--out", out]) == 1
+    df = pd.read_csv(out / "evaluation.csv", keep_default_na=False)
+    assert df["path"].tolist() == [str(Path(imgs.name) / f"img{k}.tif") for k in range(3)]
+    assert cli(["evaluate", "no-such-folder", "--truth", truth, "--out", out]) == 2

@@ -128,3 +128,51 @@ def test_store_tells_listeners_before_and_after_a_new_run():
     store.reset(["c.tif"])
     assert seen == [("resetting", 0, None), ("reset", 2, None), ("result", 2, {1}),
                     ("resetting", 2, None), ("reset", 1, None)]
+
+
+def test_column_specification_types_a_table_read_as_text():
+    """Every table's columns, dtypes and escaped cells come from one place."""
+    from napari_nuclei_counter.core.results.columns import IMAGES, NUCLEI, WELLS
+    from napari_nuclei_counter.core.results.csvsafe import TEXT_COLUMNS
+    from napari_nuclei_counter.core.results.wells import WELL_COLUMNS
+
+    assert IMAGE_COLUMNS == IMAGES.names and NUCLEI_COLUMNS == NUCLEI.names
+    assert WELL_COLUMNS == ["plate", "well", "images", "total", "mean", "std"]
+    assert "timepoint" in WELLS.all_names and "timepoint" not in WELLS.text
+    assert set(TEXT_COLUMNS) == {"path", "plate", "well", "site", "channel", "error"}
+    raw = pd.DataFrame({"path": ["a.tif", "b.tif"], "n_nuclei": ["3", ""], "edited": ["True", ""],
+                        "seconds": ["0.5", ""]}, dtype=object)
+    df = IMAGES.typed(raw)
+    assert list(df.columns) == IMAGES.names
+    assert str(df["n_nuclei"].dtype) == "Int64" and df["n_nuclei"].isna().tolist() == [False, True]
+    assert df["edited"].tolist() == [True, False] and df["seconds"].isna().tolist() == [False, True]
+    assert df["plate"].tolist() == ["", ""]
+    empty = NUCLEI.empty()
+    assert list(empty.columns) == NUCLEI.names and str(empty["y"].dtype) == "int64"
+
+
+def test_every_table_escapes_formula_cells(tmp_path):
+    """images.csv, nuclei.csv and wells.csv: a formula-like name is text; reading it back is exact."""
+    m = ImageMeta("=P1", "B02", "@s1", "w1")
+    results = [ImageResult(0, "=1+1.tif", m, np.array([[5, 6]]), np.array([30.5]), 0.01)]
+    write_results(tmp_path, results, P)
+    for name in ("images.csv", "nuclei.csv", "wells.csv"):
+        raw = pd.read_csv(tmp_path / name, dtype=str, keep_default_na=False)
+        cells = [v for col in raw for v in raw[col] if isinstance(v, str)]
+        assert not any(v.startswith(("=", "@")) for v in cells), name
+    res = load_results(tmp_path)
+    assert res.images["path"].tolist() == ["=1+1.tif"] and res.images["plate"][0] == "=P1"
+    assert res.nuclei["site"].tolist() == ["@s1"] and res.wells["plate"].tolist() == ["=P1"]
+
+
+def test_points_writer_escapes_and_the_reader_reads_back(tmp_path):
+    from napari_nuclei_counter._reader import read_results
+    from napari_nuclei_counter._writer import write_points_csv
+
+    feats = pd.DataFrame({"path": ["=cmd|' /C calc'!A0"], "well": ["B02"], "intensity": [2.5]})
+    path = str(tmp_path / "points.csv")
+    write_points_csv(path, np.array([[3.0, 4.0]]), {"features": feats})
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert raw["path"][0].startswith("'=")
+    layer = read_results(path)[-1]
+    assert layer[1]["features"]["path"].tolist() == ["=cmd|' /C calc'!A0"]

@@ -27,7 +27,9 @@ from .core.io.discovery import BBBC021_PATTERN, find_images, natural_key, parse_
 from .core.io.images import PlaneChoice, describe_image, read_image, split_scene
 from .core.io.plates import folder_name, is_hcs_plate, plate_fields
 from .core.io.readers import IMAGE_SUFFIXES, is_zarr_image, read_raw
-from .core.results.tables import NUCLEI_COLUMNS, load_results
+from .core.results.columns import NUCLEI
+from .core.results.csvsafe import decode_columns
+from .core.results.tables import load_results
 
 __all__ = [
     "napari_get_reader",
@@ -182,10 +184,9 @@ def stack_layer_data(paths: Sequence[str | os.PathLike], name: str = "images",
         dtype = np.dtype(np.float64)
     extra = () if plane is None else (plane,)
     loader = _StackPlanes(paths, shape, dtype, plane)
-    # one blockwise layer of len(paths) chunks: napari computes a slice in a
-    # few ms whatever the count (a stack of from_delayed arrays has a graph
-    # layer per file, and dask spent 0.3-0.5 s of the window's thread on each
-    # slice of a 3,456-file stack)
+    # one blockwise layer of len(paths) chunks: the graph has one layer whatever
+    # the number of files, so computing a slice on the window's thread stays
+    # cheap for stacks of thousands of files
     stack = da.map_blocks(loader, dtype=dtype, chunks=((1,) * len(paths), (shape[0],), (shape[1],)),
                           meta=np.empty((0, 0, 0), dtype),
                           name="nuclei-stack-" + tokenize(paths, shape, str(dtype), extra))
@@ -313,8 +314,8 @@ def read_results(path: str | list[str]) -> list[tuple]:
     if p.is_dir() or (folder / "images.csv").is_file():
         res = load_results(folder)
         images, nuclei = res.images, res.nuclei
-    else:  # a lone CSV with at least y and x
-        nuclei = pd.read_csv(p, keep_default_na=False)
+    else:  # a lone CSV with at least y and x; text cells escaped as the tool writes them
+        nuclei = decode_columns(pd.read_csv(p, keep_default_na=False), NUCLEI.text)
         if "path" not in nuclei:
             nuclei["path"] = ""
         images = pd.DataFrame({"path": pd.unique(nuclei["path"])})
@@ -327,7 +328,7 @@ def read_results(path: str | list[str]) -> list[tuple]:
     nuclei = _valid_points(nuclei, out[0][0].shape[1:] if out else None)
     index = nuclei["path"].map(order).fillna(0).to_numpy(dtype=float)
     coords = np.column_stack([index, nuclei["y"].to_numpy(float), nuclei["x"].to_numpy(float)])
-    feats = nuclei[[c for c in NUCLEI_COLUMNS if c in nuclei and c not in ("y", "x")]].copy()
+    feats = nuclei[[c for c in NUCLEI.names if c in nuclei and c not in ("y", "x")]].copy()
     out.append(points_layer_data(coords, feats, name=f"nuclei ({folder.name})"))
     return out
 

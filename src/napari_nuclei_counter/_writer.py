@@ -1,14 +1,19 @@
-"""npe2 writer: a Points layer to a CSV with the columns of ``nuclei.csv``."""
+"""npe2 writer: a Points layer to a CSV with the columns of ``nuclei.csv``.
+
+Text cells are escaped as in every table of the tool
+(:mod:`~napari_nuclei_counter.core.results.csvsafe`); the reader undoes it.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .core.io.images import atomic_write
-from .core.results.tables import NUCLEI_COLUMNS
+from .core.results.columns import NUCLEI
+from .core.results.csvsafe import write_csv
 
 __all__ = ["points_to_table", "write_points_csv"]
 
@@ -40,12 +45,11 @@ def points_to_table(data: np.ndarray, features: pd.DataFrame | None) -> pd.DataF
     out["x"] = np.rint(data[:, -1]).astype(np.int64) if len(data) else np.empty(0, np.int64)
     out["intensity"] = (feats["intensity"].astype(float).to_numpy() if "intensity" in feats
                         else np.nan)
-    return out[NUCLEI_COLUMNS]
+    return out[NUCLEI.names]
 
 
 def write_points_csv(path: str, data: Any, meta: dict) -> list[str]:
     """npe2 single-layer writer for Points (atomic: temp file + rename)."""
     table = points_to_table(data, meta.get("features"))
-    with atomic_write(path, newline="", encoding="utf-8") as fh:
-        table.to_csv(fh, index=False)
+    write_csv(path, table, text=NUCLEI.text, lineterminator=os.linesep)
     return [path]

@@ -129,11 +129,6 @@ class OutputLock:
         self.break_lock = break_lock
         self._token: str | None = None
 
-    @property
-    def held(self) -> bool:
-        """Whether this object holds the lock now."""
-        return self._token is not None
-
     def acquire(self) -> OutputLock:
         """Take the lock (idempotent); see the class for what is refused."""
         if self._token is not None:
