@@ -42,13 +42,12 @@ from qtpy.QtWidgets import (
 
 from ...core.render.gallery import ANY_FLAG, gallery_order
 from ...core.results.store import ResultsStore
+from ..navigation import current_image, show_image
 from ..registry import store_for
 from .background import REFRESH_MS, TableRefresher
 from .gallery_export import GalleryExporter
 from .gallery_filters import GalleryFilters
 from .shared import (
-    current_image,
-    show_image,
     stop_on_close,
     store_snapshot,
     store_tables,

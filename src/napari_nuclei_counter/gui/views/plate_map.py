@@ -37,12 +37,12 @@ from ...core.results.wells import (
     plate_map_values,
     well_position,
 )
+from ..navigation import show_image
 from ..registry import store_for
 from .background import BackgroundQueue, TableRefresher
 from .plate_canvas import PlateCanvas
 from .shared import (
     blocked_signals,
-    show_image,
     stop_on_close,
     store_snapshot,
     store_tables,

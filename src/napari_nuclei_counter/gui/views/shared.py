@@ -1,7 +1,6 @@
 """Helpers shared by the gallery and the plate map docks (Qt, no widgets of their own).
 
-Moving the viewer to an image of the run and telling which one it shows,
-weak listeners that die with their widget, the teardown of a closed view,
+Weak listeners that die with their widget, the teardown of a closed view,
 the tables a view recomputes in the background (:func:`store_tables`), and
 blocking a widget's signals for a moment.
 """
@@ -13,7 +12,6 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from qtpy.QtCore import QEvent, QObject
 
@@ -21,13 +19,8 @@ from ...core.results.store import ResultsStore
 from ...core.results.tables import ImageResult, images_table
 from ...core.results.wells import well_table
 
-if TYPE_CHECKING:
-    import napari
-
 __all__ = [
     "blocked_signals",
-    "current_image",
-    "show_image",
     "store_snapshot",
     "store_tables",
     "stop_on_close",
@@ -36,41 +29,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def show_image(viewer: napari.viewer.Viewer, store: ResultsStore, index: int) -> bool:
-    """Move the viewer to image ``index`` of the store's run.
-
-    Parameters
-    ----------
-    viewer : napari.viewer.Viewer
-    store : ResultsStore
-        Its ``source`` is the image layer the run was on.
-    index : int
-        Image index in the run.
-
-    Returns
-    -------
-    bool
-        ``False`` when there is nothing to move (a 2-D image, or the layer is
-        no longer in the viewer).
-    """
-    layer = store.source
-    if layer is None or getattr(layer, "ndim", 0) < 3 or layer not in viewer.layers:
-        return False
-    axis = viewer.dims.ndim - layer.ndim  # leading world axes the layer lacks
-    viewer.dims.set_current_step(axis, int(index))
-    return True
-
-
-def current_image(viewer: napari.viewer.Viewer, store: ResultsStore) -> int | None:
-    """Index of the image of the store's run that the viewer shows, if any."""
-    layer = store.source
-    if layer is None or getattr(layer, "ndim", 0) < 3:
-        return None
-    axis = viewer.dims.ndim - layer.ndim
-    step = viewer.dims.current_step
-    return int(step[axis]) if 0 <= axis < len(step) else None
 
 
 def weak_method(obj, name: str) -> Callable:
