@@ -32,6 +32,20 @@ def real_images() -> list[Path]:
     return [p for p in out if p.exists()]
 
 
+def mnfinder_images() -> list[Path]:
+    """Real 16-bit widefield and 8-bit confocal nuclei images (mnfinder, see its README)."""
+    root = shared_data_dir()
+    return [] if root is None else sorted((root / "mnfinder").glob("*/*/images/*.tif"))
+
+
+@pytest.fixture
+def mnfinder_image_paths():
+    paths = mnfinder_images()
+    if not paths:
+        pytest.skip("mnfinder images (../shared/data/mnfinder) not present")
+    return paths
+
+
 @pytest.fixture
 def real_image_paths():
     paths = real_images()

@@ -148,6 +148,44 @@ def test_real_images(real_image_paths):
     assert n > 1000
 
 
+@pytest.mark.slow
+def test_every_real_family_at_thresholds_0_low_and_typical(real_image_paths, mnfinder_image_paths):
+    """Widefield 16-bit, confocal 8-bit projections with flat backgrounds, BBBC007, DSB2018,
+    ExampleFly: parameters estimated from each image, thresholds 0, a quarter and all of the
+    estimated (Li) one."""
+    from napari_nuclei_counter.core.scoring.estimate import estimate_params
+
+    total = 0
+    for path in real_image_paths + mnfinder_image_paths:
+        img = tifffile.imread(path)
+        img = img[..., 0] if img.ndim == 3 else img
+        est = estimate_params(img).params
+        for t in (0.0, est.threshold_abs / 4, est.threshold_abs):
+            total += len(assert_same(img, est.sigma, est.min_distance, t))
+    assert total > 10_000
+
+
+def plateau_image(seed: int = 0) -> np.ndarray:
+    """8-bit: large flat regions at a few grey levels, blobs, a saturated blob, noise-free."""
+    rng = np.random.default_rng(seed)
+    img = np.full((300, 360), 1, np.uint8)
+    img[:, 200:] = 3
+    img[150:, :120] = 0
+    for _ in range(25):
+        y, x, r = rng.integers(20, 280), rng.integers(20, 340), rng.integers(4, 12)
+        yy, xx = np.ogrid[:300, :360]
+        img[(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = rng.choice([40, 90, 160])
+    img[60:100, 60:110] = 255  # saturated
+    img[200:240, 250:330] = 90  # a wide plateau of a nucleus' value
+    return img
+
+
+@pytest.mark.parametrize("sigma, d", [(1.0, 2), (2.0, 4), (4.0, 6), (7.0, 12)])
+@pytest.mark.parametrize("t", [0.0, 0.5, 1.0, 2.0, 3.5, 50.0, 254.0])
+def test_plateau_heavy_8bit_image(sigma, d, t):
+    assert_same(plateau_image(), sigma, d, t)
+
+
 def test_preview_cache_matches_reference_for_every_threshold():
     img, _ = make_nuclei_image(4, n_nuclei=200, shape=(512, 640))
     cands = _fast.prepare(img, 4.0, 6)  # floor -inf: every candidate
