@@ -298,22 +298,17 @@ def test_prefilter_and_its_fallback_agree_with_the_reference(monkeypatch, limit)
         assert_same(img, 2.0, 3, t)
 
 
-@settings(max_examples=200, deadline=None)
-@given(coords=hnp.arrays(np.intp, st.tuples(st.integers(0, 60), st.just(2)),
+@settings(max_examples=300, deadline=None)
+@given(coords=hnp.arrays(np.intp, st.tuples(st.integers(0, 80), st.just(2)),
                          elements=st.integers(0, 40)),
-       d=st.integers(1, 15), sweep=st.booleans())
-def test_close_pairs_match_a_kd_tree(coords, d, sweep):
-    """The numpy sweep (and its k-d tree fallback) find exactly the k-d tree's pairs."""
+       d=st.integers(1, 15))
+def test_close_pairs_match_a_kd_tree(coords, d):
+    """The keyed sweep finds exactly the k-d tree's pairs (duplicates and dense sets included)."""
     from scipy.spatial import cKDTree
 
     want = cKDTree(coords).query_pairs(r=d - 0.5, p=np.inf, output_type="ndarray") \
         if len(coords) else np.empty((0, 2), int)
-    saved = _fast._MAX_SWEEP_PAIRS
-    _fast._MAX_SWEEP_PAIRS = saved if sweep else -1
-    try:
-        got = _fast._close_pairs(coords, d)
-    finally:
-        _fast._MAX_SWEEP_PAIRS = saved
+    got = _fast._close_pairs(coords, d)
     assert len(got) == len(want)
     assert {tuple(p) for p in np.sort(got, axis=1).tolist()} == \
         {tuple(p) for p in np.sort(want, axis=1).tolist()}

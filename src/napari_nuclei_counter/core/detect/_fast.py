@@ -126,53 +126,62 @@ def greedy_keep(coords: np.ndarray, min_distance: int) -> np.ndarray:
     pairs = _close_pairs(coords, min_distance)
     if len(pairs) == 0:
         return kept
-    pairs.sort(axis=1)  # (earlier, later) in priority order
-    pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
-    firsts, starts = np.unique(pairs[:, 0], return_index=True)
-    ends = np.append(starts[1:], len(pairs))
-    later = pairs[:, 1]
+    earlier = np.minimum(pairs[:, 0], pairs[:, 1])  # in priority order
+    later = np.maximum(pairs[:, 0], pairs[:, 1])
+    by_earlier = np.argsort(earlier, kind="stable")
+    earlier, later = earlier[by_earlier], later[by_earlier]
+    starts = np.flatnonzero(np.diff(earlier, prepend=-1))
+    firsts = earlier[starts]
+    ends = np.append(starts[1:], len(earlier))
     for i, a, b in zip(firsts.tolist(), starts.tolist(), ends.tolist(), strict=True):
         if kept[i]:
             kept[later[a:b]] = False
     return kept
 
 
-#: above this many row-neighbour pairs, a k-d tree finds the close pairs
-_MAX_SWEEP_PAIRS = 200_000
-
-
 def _close_pairs(coords: np.ndarray, min_distance: int) -> np.ndarray:
     """Index pairs ``(i, j)`` closer than ``min_distance`` in Chebyshev distance.
 
-    A sweep over the points sorted by row: each point is paired with the
-    points less than ``min_distance`` rows below it, and the pairs that are
-    also that close in columns are kept. Numpy only, so a worker does not
-    import scipy's spatial module (a tenth of a second) for a few hundred
-    nuclei; a k-d tree takes over when the candidate pairs would be too many.
+    Each point gets a key ``row * width + col`` with a width that leaves
+    ``min_distance - 1`` spare columns on both sides; sorted, the points of
+    row ``y + dy`` whose column lies within ``min_distance - 1`` of ``x``
+    form one contiguous run of keys, found with ``searchsorted``. So the work
+    is proportional to the pairs found, also for dense candidates (plateaus),
+    and a worker needs no scipy.spatial.
 
     Returns
     -------
     ndarray of int, shape (P, 2)
         In no particular order, each pair once.
     """
-    rows, cols = coords[:, 0], coords[:, 1]
-    order = np.argsort(rows, kind="stable")
-    rs = rows[order]
-    first = np.arange(len(rs))
-    last = np.searchsorted(rs, rs + min_distance, side="left")  # exclusive
-    counts = last - first - 1
-    total = int(counts.sum())
-    if total > _MAX_SWEEP_PAIRS:
-        from scipy.spatial import cKDTree
-
-        return cKDTree(coords).query_pairs(r=min_distance - 0.5, p=np.inf, output_type="ndarray")
-    a = np.repeat(first, counts)
-    # j runs from i + 1 to last - 1 for each i
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    b = a + 1 + (np.arange(total) - starts)
-    i, j = order[a], order[b]
-    close = np.abs(cols[i] - cols[j]) < min_distance
-    return np.stack([i[close], j[close]], axis=1)
+    n, reach = len(coords), min_distance - 1
+    if n < 2 or reach < 0:
+        return np.empty((0, 2), np.intp)
+    rows = coords[:, 0].astype(np.int64)
+    cols = coords[:, 1].astype(np.int64)
+    cols = cols - cols.min() + reach
+    width = int(cols.max()) + reach + 1
+    keys = rows * width + cols
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    idx = np.arange(n)
+    found_i, found_j = [], []
+    for dy in range(min_distance):
+        lo = np.searchsorted(k, k + dy * width - reach, side="left")
+        hi = np.searchsorted(k, k + dy * width + reach, side="right")
+        if dy == 0:  # the same row: only the points after this one, each pair once
+            lo = np.maximum(lo, idx + 1)
+        counts = np.maximum(hi - lo, 0)
+        total = int(counts.sum())
+        if total == 0:
+            continue
+        first = np.repeat(idx, counts)
+        offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+        found_i.append(order[first])
+        found_j.append(order[np.repeat(lo, counts) + offsets])
+    if not found_i:
+        return np.empty((0, 2), np.intp)
+    return np.stack([np.concatenate(found_i), np.concatenate(found_j)], axis=1)
 
 
 class _Tiers:
@@ -488,7 +497,7 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
         # flat image, whose triviality and ties the reference decides itself
         return _prepare_exact(tiers, d, floor)
     size = 2 * d + 1
-    if n * size * size > min(_MAX_GATHER, h * w * (2 * r + 1)):
+    if n * size * size > min(_MAX_GATHER, h * w * (2 * r + 1) / 4):
         # gathering their windows would cost more than smoothing the whole image exactly
         log.debug("%d near-maximal pixels: exact smoothing of the whole image", n)
         return _prepare_exact(tiers, d, floor)
