@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import psutil
+
+#: the installed command line, beside this Python
+EXE = str(Path(sys.executable).parent / "nuclei-counter")
+#: the plugin's npe2 name, for ``add_plugin_dock_widget`` and ``viewer.open(..., plugin=)``
+PLUGIN = "napari-nuclei-counter"
 
 
 def worker_pids(proc: psutil.Process | None = None) -> set[int]:

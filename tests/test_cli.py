@@ -3,16 +3,14 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import tifffile
 
+from helpers import EXE
 from napari_nuclei_counter import DetectionParams, detect
-
-EXE = str(Path(sys.executable).parent / "nuclei-counter")
 
 
 def run(*args, cwd=None):

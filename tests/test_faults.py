@@ -13,12 +13,10 @@ import pandas as pd
 import pytest
 import tifffile
 
-from helpers import worker_pids
+from helpers import EXE, worker_pids
 from napari_nuclei_counter.core.results.integrity import InconsistentResults, check_folder
 from napari_nuclei_counter.core.results.tables import load_results
 from napari_nuclei_counter.core.run.pipeline import Run
-
-EXE = str(Path(sys.executable).parent / "nuclei-counter")
 
 
 def cli(*args, timeout=180):

@@ -10,10 +10,11 @@ import pandas as pd
 import psutil
 import pytest
 
+from helpers import EXE
+
 pytest.importorskip("distributed")
 
 BIN = Path(sys.executable).parent
-EXE = str(BIN / "nuclei-counter")
 
 
 def _free_port() -> int:

@@ -8,16 +8,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from helpers import EXE
 from napari_nuclei_counter.core.run.errors import FolderLocked, RunError
 from napari_nuclei_counter.core.run.lock import LOCK_NAME, OutputLock, lock_holder
 from napari_nuclei_counter.core.run.pipeline import Run
-
-EXE = str(Path(sys.executable).parent / "nuclei-counter")
 
 #: a process that takes the lock on argv[1], says so, and waits
 HOLDER = textwrap.dedent("""
@@ -75,10 +73,15 @@ def test_two_real_runs_into_one_folder(tmp_path, sample_images):
     while not (out / LOCK_NAME).exists() and first.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    second = cli("detect", folder, "--out", out, "--workers", 1)
+    # the first run holds the lock, paused, while the second one tries: the two overlap
+    # on every machine, however fast
+    first.send_signal(signal.SIGSTOP)
+    try:
+        assert first.poll() is None and (out / LOCK_NAME).exists(), "the first run never held the lock"
+        second = cli("detect", folder, "--out", out, "--workers", 1)
+    finally:
+        first.send_signal(signal.SIGCONT)
     first_err = first.communicate(timeout=120)[1]
-    if first.returncode == 0 and not (out / LOCK_NAME).exists() and second.returncode == 0:
-        pytest.skip("the first run ended before the second one started")
     assert second.returncode == 2 and "in use by another run" in second.stderr
     assert first.returncode == 0, first_err
     images = pd.read_csv(out / "images.csv", keep_default_na=False)

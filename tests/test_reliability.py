@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,11 +17,10 @@ import tifffile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import link_copies, worker_pids
+from helpers import EXE, link_copies, worker_pids
 from napari_nuclei_counter import DetectionParams, detect, detect_nuclei
 from napari_nuclei_counter.core.sample import make_nuclei_image, write_sample_plate
 
-EXE = str(Path(sys.executable).parent / "nuclei-counter")
 P = DetectionParams(4.0, 6, 1000.0)
 
 

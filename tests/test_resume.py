@@ -4,20 +4,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import psutil
 
-from helpers import link_copies
+from helpers import EXE, link_copies
 from napari_nuclei_counter import DetectionParams
 from napari_nuclei_counter.core.results.tables import load_results
 from napari_nuclei_counter.core.run.resume import resume_state
 from napari_nuclei_counter.core.sample import write_sample_plate
 
-EXE = str(Path(sys.executable).parent / "nuclei-counter")
 STABLE = ["path", "plate", "well", "site", "channel", "n_nuclei", "error", "qc_flags",
           "file_size", "file_mtime"]
 
