@@ -106,22 +106,20 @@ def _gap_line(name: str, gaps: np.ndarray, extra: str = "") -> str:
 def bench_preview(viewer, widget, folder: Path, repeats: int) -> None:
     from napari_nuclei_counter.core.params import DetectionParams
 
-    widget.apply_params(DetectionParams(4.0, 6, 1000.0))
+    widget.model.params = DetectionParams(4.0, 6, 1000.0)
     inserted: list[float] = []
     viewer.layers.events.inserted.connect(lambda e: inserted.append(time.perf_counter()))
     drawn_at: list[float] = []
-    original = widget.preview._show_text
 
     def spy(text):
         if text.startswith("Preview:"):
             drawn_at.append(time.perf_counter())
-        original(text)
 
-    widget.preview._show_text = spy
+    widget.model.events.preview_text.connect(spy)
     t0 = time.perf_counter()
     viewer.open(str(folder), plugin=PLUGIN)
     _wait(lambda: bool(drawn_at) and widget.preview.idle, 60)
-    widget.preview._show_text = original
+    widget.model.events.preview_text.disconnect(spy)
     opened, t_first = inserted[0], drawn_at[0]
     print(f"first preview after opening: {1000 * (t_first - opened):.0f} ms after the layer "
           f"was added ({1000 * (t_first - t0):.0f} ms from File > Open; target <= 300 ms)")
@@ -143,9 +141,9 @@ def bench_preview(viewer, widget, folder: Path, repeats: int) -> None:
         return out
 
     for name, slider, values, target in (
-            ("sigma", widget.sigma, (4.2, 4.0), 50),
-            ("min distance", widget.min_distance, (7, 6), 50),
-            ("threshold only", widget.threshold, (1100.0, 1000.0), 16)):
+            ("sigma", widget.parameters.sigma, (4.2, 4.0), 50),
+            ("min distance", widget.parameters.min_distance, (7, 6), 50),
+            ("threshold only", widget.parameters.threshold, (1100.0, 1000.0), 16)):
         samples = measure(slider, values)
         print(f"preview, {name} moved -> rings updated: median "
               f"{1000 * statistics.median(samples):.1f} ms, worst {1000 * max(samples):.1f} ms "
@@ -154,19 +152,19 @@ def bench_preview(viewer, widget, folder: Path, repeats: int) -> None:
 
 def bench_run(viewer, widget, ticks: Ticks, name: str, *, folder: Path | None = None) -> None:
     if folder is not None:
-        widget.source.value = "folder"
-        widget.folder.value = folder
-        widget.update_match_count()  # synchronous here: the dock lists in a thread
+        widget.source_panel.source.value = "folder"
+        widget.source_panel.folder_picker.folder.value = folder
+        widget.source_panel.update_match_count()  # synchronous here: the dock lists in a thread
     else:
-        widget.source.value = "image layer"
-    widget.preview_check.value = False
+        widget.source_panel.source.value = "image layer"
+    widget.preview.check.value = False
     _settle(0.5)
     ticks.start()
     t0 = time.perf_counter()
-    worker = widget.start_run(ask=False)
+    worker = widget.run_panel.start_run(ask=False)
     assert worker is not None
     end_marks = {}
-    widget.runner.finished.connect(lambda *_: end_marks.setdefault("end", time.perf_counter()))
+    widget.run_panel.runner.finished.connect(lambda *_: end_marks.setdefault("end", time.perf_counter()))
     _wait(lambda: widget.settled, 3600)
     _settle(0.5)
     seconds = time.perf_counter() - t0
@@ -175,7 +173,7 @@ def bench_run(viewer, widget, ticks: Ticks, name: str, *, folder: Path | None = 
     end = end_marks.get("end", times[-1])
     during = gaps[times < end - 0.5] if (times < end - 0.5).any() else gaps
     at_end = gaps[times >= end - 0.5]
-    n = len(widget.results)
+    n = len(widget.store.results)
     points = len(viewer.layers["nuclei"].data) if "nuclei" in viewer.layers else 0
     print(_gap_line(f"run, {name}, while results stream in", during,
                     f"; {n} images, {points} points, {seconds:.1f} s, "
@@ -183,8 +181,8 @@ def bench_run(viewer, widget, ticks: Ticks, name: str, *, folder: Path | None = 
     if len(at_end):
         print(f"run, {name}, at its end (the last layer update): worst gap "
               f"{at_end.max():.0f} ms")
-    print(f"   nuclei layer updates: last took {1000 * widget.points.seconds:.0f} ms; "
-          f"{'deferred to the end of the run' if widget.points.deferred else 'live'}")
+    print(f"   nuclei layer updates: last took {1000 * widget.results_panel.points.seconds:.0f} ms; "
+          f"{'deferred to the end of the run' if widget.results_panel.points.deferred else 'live'}")
 
 
 def bench_cancel(widget, folder: Path) -> None:
@@ -192,11 +190,11 @@ def bench_cancel(widget, folder: Path) -> None:
 
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
-    widget.source.value = "folder"
-    widget.folder.value = folder
-    widget.update_match_count()
-    widget.start_run(ask=False)
-    _wait(lambda: len(widget.results) >= 20 and widget._replaced, 300)
+    widget.source_panel.source.value = "folder"
+    widget.source_panel.folder_picker.folder.value = folder
+    widget.source_panel.update_match_count()
+    widget.run_panel.start_run(ask=False)
+    _wait(lambda: len(widget.store.results) >= 20 and widget.run_panel.replaced, 300)
 
     def workers() -> set[int]:
         out = set()
@@ -210,10 +208,10 @@ def bench_cancel(widget, folder: Path) -> None:
         return out
 
     t0 = time.perf_counter()
-    widget.cancel()
+    widget.run_panel.cancel()
     _wait(lambda: not workers(), 60)
     gone = time.perf_counter() - t0
-    _wait(lambda: not widget.running, 60)
+    _wait(lambda: not widget.run_panel.running, 60)
     print(f"Cancel -> worker processes gone: {gone:.2f} s (target <= 1 s)")
 
 
@@ -237,7 +235,7 @@ def main(argv=None) -> None:
     ticks.start()
     _settle(2.0)
     print(_gap_line("idle", ticks.stop()))
-    print(f"machine: {os.cpu_count()} cores, workers {widget.workers.value}")
+    print(f"machine: {os.cpu_count()} cores, workers {widget.run_panel.workers.value}")
     bench_preview(viewer, widget, plate, args.repeats)
     bench_run(viewer, widget, ticks, "240 images opened as one stack")
     bench_run(viewer, widget, ticks, "240 images again (the nuclei layer exists)")

@@ -45,22 +45,22 @@ def gate(monkeypatch):
 
 def _dock(viewer, folder):
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Nuclei detector")
-    widget.source.value = "folder"
-    widget.folder.value = folder
-    widget.workers.value = 0
-    widget.apply_params(PARAMS)
+    widget.source_panel.source.value = "folder"
+    widget.source_panel.folder_picker.folder.value = folder
+    widget.run_panel.workers.value = 0
+    widget.model.params = PARAMS
     return widget
 
 
 def _run_until_building(qtbot, widget):
-    assert widget.start_run(ask=False) is not None
-    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
-    assert widget.points.building and not widget.settled
-    assert widget.status.value.endswith("; filling the nuclei layer…")
+    assert widget.run_panel.start_run(ask=False) is not None
+    qtbot.waitUntil(lambda: not widget.run_panel.running, timeout=60000)
+    assert widget.results_panel.points.building and not widget.settled
+    assert widget.run_panel.status.value.endswith("; filling the nuclei layer…")
 
 
 def _first_run(qtbot, widget, gate):
-    assert widget.start_run(ask=False) is not None
+    assert widget.run_panel.start_run(ask=False) is not None
     gate.set()
     qtbot.waitUntil(lambda: widget.settled, timeout=60000)
     gate.clear()
@@ -79,8 +79,8 @@ def test_the_old_layer_cannot_be_edited_while_the_new_one_is_built(
     qtbot.waitUntil(lambda: widget.settled, timeout=10000)
     new = viewer.layers["nuclei"]
     assert new is not old and new.editable and new.visible and old not in viewer.layers
-    assert widget.status.value.startswith("Done: 6 of 6 images")
-    assert not widget.status.value.endswith("layer…")
+    assert widget.run_panel.status.value.startswith("Done: 6 of 6 images")
+    assert not widget.run_panel.status.value.endswith("layer…")
 
 
 def test_clear_while_building_leaves_no_layer_behind(make_napari_viewer, qtbot, sample_images,
@@ -88,12 +88,12 @@ def test_clear_while_building_leaves_no_layer_behind(make_napari_viewer, qtbot, 
     viewer = make_napari_viewer()
     widget = _dock(viewer, sample_images[0].parent)
     _run_until_building(qtbot, widget)
-    assert widget.clear_results(ask=False)
+    assert widget.results_panel.clear_results(ask=False)
     assert widget.settled
     gate.set()
     qtbot.wait(800)  # the dropped build returns meanwhile
-    assert "nuclei" not in viewer.layers and not widget.results
-    assert not widget.status.value.startswith("Done")
+    assert "nuclei" not in viewer.layers and not widget.store.results
+    assert not widget.run_panel.status.value.startswith("Done")
 
 
 def test_a_new_run_while_building_keeps_its_own_status(make_napari_viewer, qtbot, sample_images,
@@ -102,15 +102,15 @@ def test_a_new_run_while_building_keeps_its_own_status(make_napari_viewer, qtbot
     widget = _dock(viewer, sample_images[0].parent)
     _first_run(qtbot, widget, gate)
     _run_until_building(qtbot, widget)
-    assert widget.start_run(ask=False) is not None
-    widget.cancel()  # before its first result: the previous results stay
-    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
-    cancelled = widget.status.value
+    assert widget.run_panel.start_run(ask=False) is not None
+    widget.run_panel.cancel()  # before its first result: the previous results stay
+    qtbot.waitUntil(lambda: not widget.run_panel.running, timeout=60000)
+    cancelled = widget.run_panel.status.value
     assert cancelled.startswith("Cancelled before any result")
     gate.set()
     qtbot.waitUntil(lambda: widget.settled, timeout=10000)
     qtbot.wait(300)
-    assert widget.status.value == cancelled
+    assert widget.run_panel.status.value == cancelled
     # the dropped build left the layer the user's to edit
     assert viewer.layers["nuclei"].editable
 
@@ -120,7 +120,7 @@ def test_closing_the_dock_while_building_raises_nothing(make_napari_viewer, qtbo
     viewer = make_napari_viewer()
     widget = _dock(viewer, sample_images[0].parent)
     _run_until_building(qtbot, widget)
-    points = widget.points
+    points = widget.results_panel.points
     viewer.window.remove_dock_widget(widget)
     widget.deleteLater()
     qtbot.waitUntil(lambda: not points.building, timeout=5000)  # destroyed: the build dropped

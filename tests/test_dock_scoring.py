@@ -14,9 +14,12 @@ pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
 from napari_nuclei_counter.core.params import DetectionParams
+from napari_nuclei_counter.core.results.store import ResultsStore
+from napari_nuclei_counter.core.results.tables import ImageResult
 from napari_nuclei_counter.core.sample import make_nuclei_image
 from napari_nuclei_counter.core.scoring.estimate import estimate_params
 from napari_nuclei_counter.core.scoring.evaluate import Truth, evaluate_image
+from napari_nuclei_counter.gui.detector.model import DetectorModel
 from napari_nuclei_counter.gui.scoring import jobs as _scoring_jobs
 from napari_nuclei_counter.gui.scoring.jobs import COLOURS
 from napari_nuclei_counter.gui.scoring.panel import SCORE_LAYER, ScoringPanel
@@ -29,27 +32,35 @@ GOOD = DetectionParams(3.0, 5, 1000.0)
 
 
 class Host:
-    """What a dock gives the panel: the image, its plane, the parameters, detections."""
+    """What a dock gives the panel: its model (the image, the parameters) and its results.
+
+    ``coords``: a run's detections of image 0 of ``layer`` (a store of that run
+    is handed to the panel).
+    """
 
     def __init__(self, viewer, layer, params=GOOD, coords=None):
-        self.viewer, self.layer, self.current = viewer, layer, params
-        self.coords = coords
+        self.viewer = viewer
+        self.model = DetectorModel(params=params)
+        self.model.image_layer = layer
+        self.store = None
+        if coords is not None:
+            self.store = ResultsStore()
+            self.store.reset(["image 0"], params=params, source=layer)
+            self.store.add(ImageResult(0, "image 0", coords=np.asarray(coords).astype(np.intp),
+                                       intensities=np.zeros(len(coords))))
         self.applied: list[tuple[DetectionParams, str]] = []
 
-    def plane(self, layer):
-        if layer.data.ndim == 2:
-            return 0, layer.data
-        index = int(self.viewer.dims.current_step[0])
-        return index, layer.data[index]
+    @property
+    def layer(self):
+        return self.model.image_layer
 
-    def set_params(self, params, label):
-        self.current = params
-        self.applied.append((params, label))
+    @layer.setter
+    def layer(self, layer):
+        self.model.image_layer = layer
 
     def panel(self, with_detections=False):
-        panel = ScoringPanel(self.viewer, layer=lambda: self.layer, plane=self.plane,
-                             params=lambda: self.current, set_params=self.set_params,
-                             detections=(lambda: self.coords) if with_detections else None)
+        panel = ScoringPanel(self.viewer, self.model, self.store if with_detections else None)
+        panel.params_set.connect(lambda params, label: self.applied.append((params, label)))
         self.viewer.window.add_dock_widget(panel, name="Scoring", area="right")
         return panel
 
@@ -315,10 +326,10 @@ def test_in_the_real_dock_with_hand_corrected_results_as_truth(make_napari_viewe
     viewer.add_image(img, name="dapi")
     _, dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Nuclei detector")
     panel = _embed(dock)
-    dock.apply_params(GOOD)
-    dock.workers.value = 0
-    assert dock.start_run(ask=False) is not None
-    qtbot.waitUntil(lambda: not dock.running, timeout=60000)
+    dock.model.params = GOOD
+    dock.run_panel.workers.value = 0
+    assert dock.run_panel.start_run(ask=False) is not None
+    qtbot.waitUntil(lambda: not dock.run_panel.running, timeout=60000)
     assert "nuclei" in [ly.name for ly in viewer.layers]
     # the run's result scored against the nuclei layer after a hand correction
     nuclei = viewer.layers["nuclei"]
@@ -338,5 +349,5 @@ def test_in_the_real_dock_with_hand_corrected_results_as_truth(make_napari_viewe
     assert (panel.last_score.score.tp, panel.last_score.score.fp) == (n - 1, 1)
     panel.estimate()
     _wait(qtbot, panel)
-    assert dock.params() == estimate_params(img).params
-    assert dock.status.value == "Parameters: suggested"
+    assert dock.model.params == estimate_params(img).params
+    assert dock.run_panel.status.value == "Parameters: suggested"

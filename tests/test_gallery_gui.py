@@ -48,18 +48,18 @@ def _run(viewer, qtbot, plate, workers=0, params=PARAMS):
     """Open the plate, dock the detector, run it; return the detector."""
     viewer.open(str(plate[0].parent), plugin=PLUGIN)
     _, det = viewer.window.add_plugin_dock_widget(PLUGIN, "Nuclei detector")
-    det.preview_check.value = False
-    det.workers.value = workers
-    det.apply_params(params)
+    det.preview.check.value = False
+    det.run_panel.workers.value = workers
+    det.model.params = params
     _start(det, qtbot)
     return det
 
 
 def _start(det, qtbot):
-    worker = det.start_run(ask=False)  # replacing the last run's results is the point here
+    worker = det.run_panel.start_run(ask=False)  # replacing the last run's results is the point here
     assert worker is not None
     # not waitSignal: a tiny run may end before a signal spy could connect
-    qtbot.waitUntil(lambda: not det.running, timeout=60000)
+    qtbot.waitUntil(lambda: not det.run_panel.running, timeout=60000)
 
 
 def _dock(viewer, qtbot):
@@ -244,9 +244,9 @@ def test_gallery_fills_in_during_a_run_and_follows_new_results(make_napari_viewe
               if isinstance(w, NucleiCounterWidget)]
     assert gallery.store is det.store
     assert gallery.order() == []
-    det.preview_check.value = False
-    det.workers.value = 2
-    det.apply_params(PARAMS)
+    det.preview.check.value = False
+    det.run_panel.workers.value = 2
+    det.model.params = PARAMS
     resets = []
     gallery.model.modelReset.connect(lambda: resets.append(len(gallery.order())))
     _start(det, qtbot)
@@ -264,7 +264,7 @@ def test_gallery_fills_in_during_a_run_and_follows_new_results(make_napari_viewe
     assert gallery.filters.max_count.value() == 999  # an open maximum follows the largest count
 
     # run again with another threshold: the gallery starts over
-    det.apply_params(DetectionParams(3.0, 5, 2000.0))
+    det.model.params = DetectionParams(3.0, 5, 2000.0)
     _start(det, qtbot)
     qtbot.waitUntil(lambda: gallery.order() == _desc(_counts(det.store)), timeout=5000)
     assert 999 not in _counts(det.store).values()
@@ -277,10 +277,10 @@ def test_gallery_of_an_in_memory_stack(make_napari_viewer, qtbot, plate):
     stack = np.stack([tifffile.imread(p) for p in plate[:4]])
     viewer.add_image(stack, name="in memory")
     _, det = viewer.window.add_plugin_dock_widget(PLUGIN, "Nuclei detector")
-    det.preview_check.value = False
-    det.image_combo.value = viewer.layers["in memory"]
-    det.workers.value = 0
-    det.apply_params(PARAMS)
+    det.preview.check.value = False
+    det.source_panel.image_combo.value = viewer.layers["in memory"]
+    det.run_panel.workers.value = 0
+    det.model.params = PARAMS
     _start(det, qtbot)
     gallery = GalleryWidget(viewer, det.store)
     viewer.window.add_dock_widget(gallery, name="Nuclei gallery")
@@ -537,7 +537,7 @@ def test_hand_correction_reaches_gallery_plate_map_and_tables(make_napari_viewer
 
     result = det.store.results[0]
     assert result.count == before - 1 and result.edited is True
-    assert det.table.model().index(0, 3).data() == f"{before - 1} (edited)"  # the dock's table
+    assert det.results_panel.table.model().index(0, 3).data() == f"{before - 1} (edited)"  # the dock's table
     # the gallery: the caption at once, the thumbnail is made again
     assert gallery.caption_of(0) == (f"{well} {det.store.meta[0].site}: {before - 1} nuclei "
                                      "(edited)")
@@ -552,7 +552,7 @@ def test_hand_correction_reaches_gallery_plate_map_and_tables(make_napari_viewer
                     timeout=5000)
     assert int(det.store.wells_table().set_index("well").loc[well, "total"]) == total_before - 1
     # the tables
-    out = det.save_tables(tmp_path / "out")
+    out = det.results_panel.save_tables(tmp_path / "out")
     images = pd.read_csv(out / "images.csv", keep_default_na=False)
     row = images[images["path"] == result.path].iloc[0]
     assert str(row["edited"]) == "True" and int(row["n_nuclei"]) == before - 1
@@ -625,9 +625,9 @@ def test_docked_from_the_plugin_manifest(make_napari_viewer, qtbot, plate):
     assert isinstance(gallery, GalleryWidget) and isinstance(plate_map, PlateMapWidget)
     assert gallery.store is det.store and plate_map.store is det.store
     viewer.open(str(plate[0].parent), plugin=PLUGIN)
-    det.preview_check.value = False
-    det.workers.value = 0
-    det.apply_params(PARAMS)
+    det.preview.check.value = False
+    det.run_panel.workers.value = 0
+    det.model.params = PARAMS
     _start(det, qtbot)
     qtbot.waitUntil(lambda: len(gallery.order()) == 12 and len(plate_map.wells) == 6
                     and not plate_map.busy, timeout=10000)

@@ -36,11 +36,11 @@ def _dock(viewer):
 
 def _wait_preview(qtbot, widget, count_text=None):
     qtbot.waitUntil(lambda: widget.preview.idle
-                    and widget.preview_label.value.startswith("Preview:"), timeout=15000)
+                    and widget.preview.label.value.startswith("Preview:"), timeout=15000)
 
 
 def _run(qtbot, widget, timeout=60000):
-    worker = widget.start_run()
+    worker = widget.run_panel.start_run()
     assert worker is not None
     # not waitSignal: a tiny run may end before a signal spy could connect
     qtbot.waitUntil(lambda: widget.settled, timeout=timeout)
@@ -53,8 +53,8 @@ def test_preview_matches_reference_on_current_slice(make_napari_viewer, qtbot, p
     widget = _dock(viewer)
     layer = viewer.layers[plate[0].parent.name]
     assert layer.data.shape == (6, 1024, 1280)
-    assert widget.image_layer is layer
-    widget.apply_params(DetectionParams(4.0, 6, 1000.0))
+    assert widget.model.image_layer is layer
+    widget.model.params = DetectionParams(4.0, 6, 1000.0)
     viewer.dims.set_current_step(0, 2)
     _wait_preview(qtbot, widget)
     pts = viewer.layers["nuclei preview"]
@@ -62,11 +62,11 @@ def test_preview_matches_reference_on_current_slice(make_napari_viewer, qtbot, p
     np.testing.assert_array_equal(pts.data[:, 1:], expected.coords)
     assert (pts.data[:, 0] == 2).all()
     # numbered like the slider
-    assert f"Preview: {expected.count} nuclei in image 2" in widget.preview_label.value
+    assert f"Preview: {expected.count} nuclei in image 2" in widget.preview.label.value
 
     # threshold-only change: counts follow, the blur is not recomputed
     before = widget.preview.cache.recomputed
-    widget.threshold.value = 3000.0
+    widget.parameters.threshold.value = 3000.0
     qtbot.waitUntil(lambda: len(pts.data) == detect(
         tifffile.imread(plate[2]), DetectionParams(4.0, 6, 3000.0)).count, timeout=10000)
     _wait_preview(qtbot, widget)
@@ -79,18 +79,20 @@ def test_batch_on_folder_gives_points_and_table(make_napari_viewer, qtbot, plate
     broken.write_bytes(b"\x00" * 10)
     viewer = make_napari_viewer()
     widget = _dock(viewer)
-    widget.source.value = "folder"
-    widget.folder.value = plate[0].parent
-    assert widget.update_match_count() == 7 and widget.match_label.value == "7 images match"
-    widget.workers.value = 2
-    widget.apply_params(DetectionParams(4.0, 6, 1000.0))
+    widget.source_panel.source.value = "folder"
+    widget.source_panel.folder_picker.folder.value = plate[0].parent
+    assert widget.source_panel.update_match_count() == 7
+    assert widget.source_panel.folder_picker.match_label.value == "7 images match"
+    widget.run_panel.workers.value = 2
+    widget.model.params = DetectionParams(4.0, 6, 1000.0)
     _run(qtbot, widget)
-    assert widget.run_button.text == "Run"
+    assert widget.run_panel.run_button.text == "Run"
     qtbot.wait(300)  # late queued signals must not overwrite the summary
-    assert widget.status.value.startswith("Done: 7 of 7 images") and "1 failed" in widget.status.value
+    status = widget.run_panel.status.value
+    assert status.startswith("Done: 7 of 7 images") and "1 failed" in status
     pts = viewer.layers["nuclei"]
     expected = [detect(tifffile.imread(p), DetectionParams(4.0, 6, 1000.0)).coords
-                for p in widget.run_layer.metadata["nuclei_counter"]["paths"][:6]]
+                for p in widget.store.source.metadata["nuclei_counter"]["paths"][:6]]
     assert len(pts.data) == sum(len(e) for e in expected)
     for i, e in enumerate(expected):
         np.testing.assert_array_equal(pts.data[pts.data[:, 0] == i][:, 1:], e)
@@ -98,7 +100,7 @@ def test_batch_on_folder_gives_points_and_table(make_napari_viewer, qtbot, plate
     assert {"well", "site"} <= set(pts.features.columns)
     assert pts.face_color_mode == "colormap"
     # the per-image table: counts and the broken file's error
-    model = widget.table.model()
+    model = widget.results_panel.table.model()
     cell = lambda r, c: model.index(r, c).data()  # noqa: E731
     rows = {cell(r, 1): r for r in range(model.rowCount())}
     assert model.rowCount() == 7
@@ -109,12 +111,12 @@ def test_batch_on_folder_gives_points_and_table(make_napari_viewer, qtbot, plate
     msgs = [r.message for r in notification_manager.records]
     assert any("1 of 7 images failed" in m for m in msgs)
     # a table row moves the viewer to that image
-    widget.table.scrollTo(model.index(4, 0))
-    where = widget.table.visualRect(model.index(4, 0)).center()
-    qtbot.mouseClick(widget.table.viewport(), Qt.MouseButton.LeftButton, pos=where)
+    widget.results_panel.table.scrollTo(model.index(4, 0))
+    where = widget.results_panel.table.visualRect(model.index(4, 0)).center()
+    qtbot.mouseClick(widget.results_panel.table.viewport(), Qt.MouseButton.LeftButton, pos=where)
     assert viewer.dims.current_step[0] == 4
     # save the tables: same files as the CLI
-    out = widget.save_tables(tmp_path / "out")
+    out = widget.results_panel.save_tables(tmp_path / "out")
     images = pd.read_csv(out / "images.csv", keep_default_na=False)
     assert len(images) == 7 and (images["error"] != "").sum() == 1
     assert len(pd.read_csv(out / "nuclei.csv")) == len(pts.data)
@@ -125,9 +127,9 @@ def test_stack_in_memory_runs_through_shared_memory(make_napari_viewer, qtbot, p
     stack = np.stack([tifffile.imread(p) for p in plate[:3]])
     viewer.add_image(stack, name="in memory")
     widget = _dock(viewer)
-    widget.image_combo.value = viewer.layers["in memory"]
-    widget.apply_params(DetectionParams(4.0, 6, 1000.0))
-    widget.workers.value = 2
+    widget.source_panel.image_combo.value = viewer.layers["in memory"]
+    widget.model.params = DetectionParams(4.0, 6, 1000.0)
+    widget.run_panel.workers.value = 2
     _run(qtbot, widget)
     pts = viewer.layers["nuclei"]
     for i in range(3):
@@ -140,24 +142,24 @@ def test_cancel_mid_run_leaves_no_worker_processes(make_napari_viewer, qtbot, tm
     link_copies(paths, 300, "E")  # 602 images: far more than done before the cancel
     viewer = make_napari_viewer()
     widget = _dock(viewer)
-    widget.source.value = "folder"
-    widget.folder.value = tmp_path / "p"
-    widget.workers.value = 2
+    widget.source_panel.source.value = "folder"
+    widget.source_panel.folder_picker.folder.value = tmp_path / "p"
+    widget.run_panel.workers.value = 2
     before = worker_pids()
-    worker = widget.start_run()
-    assert widget.run_button.text == "Cancel"
-    assert widget.start_run() is None  # a second run cannot start
-    qtbot.waitUntil(lambda: len(widget.results) >= 2, timeout=30000)
-    assert widget.running  # still going: the cancel below is what stops it
+    worker = widget.run_panel.start_run()
+    assert widget.run_panel.run_button.text == "Cancel"
+    assert widget.run_panel.start_run() is None  # a second run cannot start
+    qtbot.waitUntil(lambda: len(widget.store.results) >= 2, timeout=30000)
+    assert widget.run_panel.running  # still going: the cancel below is what stops it
     # the dock's workers run at a lower priority than the window (WORKER_NICE)
     mine = psutil.Process().nice()
     niceness = {psutil.Process(pid).nice() for pid in worker_pids() - before}
     assert niceness and all(n >= min(mine + 10, 19) for n in niceness)
     with qtbot.waitSignal(worker.finished, timeout=10000):
-        widget.toggle_run()  # the Run button is now Cancel
+        widget.run_panel.toggle_run()  # the Run button is now Cancel
     qtbot.waitUntil(lambda: not (worker_pids() - before), timeout=5000)
-    assert len(widget.results) < 602
-    assert widget.run_button.text == "Run" and widget.status.value.startswith("Cancelled")
+    assert len(widget.store.results) < 602
+    assert widget.run_panel.run_button.text == "Run" and widget.run_panel.status.value.startswith("Cancelled")
 
 
 def test_closing_napari_stops_the_workers(make_napari_viewer, qtbot, tmp_path):
@@ -165,12 +167,12 @@ def test_closing_napari_stops_the_workers(make_napari_viewer, qtbot, tmp_path):
     link_copies(paths, 300, "F")
     viewer = make_napari_viewer()
     widget = _dock(viewer)
-    widget.source.value = "folder"
-    widget.folder.value = tmp_path / "p"
-    widget.workers.value = 2
+    widget.source_panel.source.value = "folder"
+    widget.source_panel.folder_picker.folder.value = tmp_path / "p"
+    widget.run_panel.workers.value = 2
     before = worker_pids()
-    widget.start_run()
-    qtbot.waitUntil(lambda: len(widget.results) >= 1, timeout=30000)
+    widget.run_panel.start_run()
+    qtbot.waitUntil(lambda: len(widget.store.results) >= 1, timeout=30000)
     assert worker_pids() - before
     viewer.close()
     qtbot.waitUntil(lambda: not (worker_pids() - before), timeout=3000)
@@ -179,16 +181,16 @@ def test_closing_napari_stops_the_workers(make_napari_viewer, qtbot, tmp_path):
 def test_presets_persist_and_load(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     widget = _dock(viewer)
-    widget.apply_params(DetectionParams(2.5, 9, 321.0))
-    widget.save_preset(tmp_path / "p.json")
+    widget.model.params = DetectionParams(2.5, 9, 321.0)
+    widget.model.save_preset(tmp_path / "p.json")
     widget.parameters.bbbc_button.click()
-    assert widget.params() == DetectionParams(4.0, 6, 1000.0)
-    assert widget.load_preset(tmp_path / "p.json") == DetectionParams(2.5, 9, 321.0)
-    assert widget.params() == DetectionParams(2.5, 9, 321.0)
+    assert widget.model.params == DetectionParams(4.0, 6, 1000.0)
+    assert widget.model.load_preset(tmp_path / "p.json") == DetectionParams(2.5, 9, 321.0)
+    assert widget.model.params == DetectionParams(2.5, 9, 321.0)
     (tmp_path / "bad.json").write_text('{"sigma": -1}')
     with pytest.raises(ValueError, match="sigma"):
-        widget.load_preset(tmp_path / "bad.json")
-    assert widget.params() == DetectionParams(2.5, 9, 321.0)
+        widget.model.load_preset(tmp_path / "bad.json")
+    assert widget.model.params == DetectionParams(2.5, 9, 321.0)
     # the settings file is written after a pause, in a worker, once (not per slider move)
     from napari_nuclei_counter.gui.detector.settings import load_settings
 
@@ -196,21 +198,21 @@ def test_presets_persist_and_load(make_napari_viewer, qtbot, tmp_path):
         2.5, 9, 321.0).to_dict(), timeout=5000)
     # a new widget (a new napari session) starts from the saved parameters
     widget2 = _dock(viewer)
-    assert widget2.params() == DetectionParams(2.5, 9, 321.0)
+    assert widget2.model.params == DetectionParams(2.5, 9, 321.0)
     widget2.parameters.defaults_button.click()
-    assert widget2.params() == DetectionParams()
+    assert widget2.model.params == DetectionParams()
 
 
 def test_slider_ranges_keep_parameters_valid(make_napari_viewer):
     viewer = make_napari_viewer()
     widget = _dock(viewer)
-    assert widget.sigma.min > 0 and widget.min_distance.min >= 1
-    for w in (widget.sigma, widget.min_distance, widget.threshold):
+    assert widget.parameters.sigma.min > 0 and widget.parameters.min_distance.min >= 1
+    for w in (widget.parameters.sigma, widget.parameters.min_distance, widget.parameters.threshold):
         assert "pixels" in w.tooltip or "intensity units" in w.tooltip
     viewer.add_image(np.zeros((50, 60), np.uint8), name="u8")
-    assert widget.image_combo.value is not None
-    assert widget.threshold.max == 255.0 and widget.threshold.value <= 255.0
-    assert "outside this image's range" in widget.status.value
+    assert widget.source_panel.image_combo.value is not None
+    assert widget.parameters.threshold.max == 255.0 and widget.parameters.threshold.value <= 255.0
+    assert "outside this image's range" in widget.run_panel.status.value
 
 
 def test_reader_writer_round_trip(make_napari_viewer, qtbot, plate, tmp_path):
@@ -239,7 +241,7 @@ def test_sample_data(make_napari_viewer):
     layer = viewer.layers["BBBC007 A9 p7d"]
     assert layer.data.shape == (450, 450)
     widget = _dock(viewer)
-    assert widget.params() == DetectionParams(3.5, 6, 20.0)  # its suggested parameters
+    assert widget.model.params == DetectionParams(3.5, 6, 20.0)  # its suggested parameters
     viewer.open_sample(PLUGIN, "sample_plate")
     plate_layer = viewer.layers["sample plate"]
     assert plate_layer.data.shape == (24, 1024, 1280)
@@ -251,8 +253,8 @@ def test_real_window_draws_the_points(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer(show=True)
     viewer.open_sample(PLUGIN, "bbbc007")
     widget = _dock(viewer)
-    widget.preview_check.value = False
-    widget.workers.value = 0
+    widget.preview.check.value = False
+    widget.run_panel.workers.value = 0
     _run(qtbot, widget)
     pts = viewer.layers["nuclei"]
     assert len(pts.data) == detect(viewer.layers["BBBC007 A9 p7d"].data,
@@ -305,9 +307,9 @@ def test_a_preview_that_cannot_run_says_why(make_napari_viewer, qtbot):
     widget = _dock(viewer)
     _wait_preview(qtbot, widget)  # the plane is read and kept: later changes run right here
     for sigma in (7.0, 8.0):  # beyond the image's longer side (6 px)
-        widget.sigma.value = sigma
+        widget.parameters.sigma.value = sigma
         qtbot.waitUntil(lambda: widget.preview.idle, timeout=10000)
-        assert widget.preview_label.value == (
+        assert widget.preview.label.value == (
             "Preview failed: sigma must be at most the image's longer side (6 pixels), "
             f"got {sigma:g}")
 
@@ -316,16 +318,16 @@ def test_dask_backend_from_the_advanced_section(make_napari_viewer, qtbot, plate
     pytest.importorskip("distributed")
     viewer = make_napari_viewer()
     widget = _dock(viewer)
-    widget.source.value = "folder"
-    widget.folder.value = plate[0].parent
-    widget.backend.value = "Dask"
-    assert widget.scheduler.enabled
-    widget.workers.value = 2
-    widget.apply_params(DetectionParams(4.0, 6, 1000.0))
+    widget.source_panel.source.value = "folder"
+    widget.source_panel.folder_picker.folder.value = plate[0].parent
+    widget.run_panel.backend.value = "Dask"
+    assert widget.run_panel.scheduler.enabled
+    widget.run_panel.workers.value = 2
+    widget.model.params = DetectionParams(4.0, 6, 1000.0)
     _run(qtbot, widget, timeout=120000)
-    assert widget.status.value.startswith("Done: 6 of 6 images")
+    assert widget.run_panel.status.value.startswith("Done: 6 of 6 images")
     pts = viewer.layers["nuclei"]
-    paths = widget.run_layer.metadata["nuclei_counter"]["paths"]
+    paths = widget.store.source.metadata["nuclei_counter"]["paths"]
     for i, path in enumerate(paths):
         e = detect(tifffile.imread(path), DetectionParams(4.0, 6, 1000.0)).coords
         np.testing.assert_array_equal(pts.data[pts.data[:, 0] == i][:, 1:], e)
@@ -334,10 +336,10 @@ def test_dask_backend_from_the_advanced_section(make_napari_viewer, qtbot, plate
 def test_gallery_and_plate_map_buttons_dock_the_views(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = _dock(viewer)
-    gallery = widget.open_gallery()
-    plate_map = widget.open_plate_map()
+    gallery = widget.results_panel.open_gallery()
+    plate_map = widget.results_panel.open_plate_map()
     assert gallery.store is widget.store and plate_map.store is widget.store
-    assert widget.open_gallery() == gallery  # a second click shows the same dock (a proxy)
+    assert widget.results_panel.open_gallery() == gallery  # a second click shows the same dock (a proxy)
     assert {"Nuclei gallery", "Plate map"} <= set(viewer.window.dock_widgets)
 
 
@@ -350,31 +352,31 @@ def test_gui_streams_tables_and_resumes_a_cancelled_run(make_napari_viewer, qtbo
     assert main(["detect", str(tmp_path / "p"), "--out", str(ref), "--quiet"]) == 0
     viewer = make_napari_viewer()
     widget = _dock(viewer)
-    widget.source.value = "folder"
-    widget.folder.value = tmp_path / "p"
-    widget.output.value = tmp_path / "gui"
-    widget.workers.value = 2
-    worker = widget.start_run()
+    widget.source_panel.source.value = "folder"
+    widget.source_panel.folder_picker.folder.value = tmp_path / "p"
+    widget.run_panel.output.value = tmp_path / "gui"
+    widget.run_panel.workers.value = 2
+    worker = widget.run_panel.start_run()
     # stop once some rows are in the tables (rows land in input order)
     partial = tmp_path / "gui" / "images.partial.csv"
     qtbot.waitUntil(lambda: partial.exists() and len(partial.read_text().splitlines()) > 5,
                     timeout=30000)
     with qtbot.waitSignal(worker.finished, timeout=10000):
-        widget.cancel()
-    qtbot.waitUntil(lambda: not widget.running, timeout=5000)
+        widget.run_panel.cancel()
+    qtbot.waitUntil(lambda: not widget.run_panel.running, timeout=5000)
     first = pd.read_csv(tmp_path / "gui" / "images.csv")
     assert 5 <= len(first) < 202
     # resume: only the rest is processed, the tables end up complete
-    widget.resume_check.value = True
-    with qtbot.waitSignal(widget.runner.started, timeout=10000):
-        worker = widget.start_run()
+    widget.run_panel.resume_check.value = True
+    with qtbot.waitSignal(widget.run_panel.runner.started, timeout=10000):
+        worker = widget.run_panel.start_run()
     # the images done before are shown first, before any new result
-    qtbot.waitUntil(lambda: len(widget.results) >= len(first), timeout=5000)
+    qtbot.waitUntil(lambda: len(widget.store.results) >= len(first), timeout=5000)
     # not waitSignal: a tiny run may end before a signal spy could connect
     qtbot.waitUntil(lambda: widget.settled, timeout=60000)
-    missing = sorted(set(range(202)) - set(widget.results))
-    assert not missing, (missing, widget.status.value, len(first))
-    assert len(widget.results) == 202 and widget.status.value.startswith("Done: 202 of 202")
+    missing = sorted(set(range(202)) - set(widget.store.results))
+    assert not missing, (missing, widget.run_panel.status.value, len(first))
+    assert len(widget.store.results) == 202 and widget.run_panel.status.value.startswith("Done: 202 of 202")
     cols = ["path", "well", "site", "n_nuclei", "error", "qc_flags"]
     a = pd.read_csv(ref / "images.csv", keep_default_na=False)[cols]
     b = pd.read_csv(tmp_path / "gui" / "images.csv", keep_default_na=False)[cols]
@@ -433,11 +435,11 @@ def test_dock_writes_the_golden_tables_of_the_sample_plate(make_napari_viewer, q
     write_sample_plate(tmp_path / "plate")  # the defaults of `nuclei-counter sample`
     viewer = make_napari_viewer()
     widget = _dock(viewer)
-    widget.apply_params(DetectionParams())
-    widget.source.value = "folder"
-    widget.folder.value = tmp_path / "plate"
-    widget.output.value = tmp_path / "out"
-    widget.workers.value = 2
+    widget.model.params = DetectionParams()
+    widget.source_panel.source.value = "folder"
+    widget.source_panel.folder_picker.folder.value = tmp_path / "plate"
+    widget.run_panel.output.value = tmp_path / "out"
+    widget.run_panel.workers.value = 2
     _run(qtbot, widget)
-    assert widget.status.value.startswith("Done: 24 of 24 images, 4054 nuclei")
+    assert widget.run_panel.status.value.startswith("Done: 24 of 24 images, 4054 nuclei")
     assert_golden_tables(tmp_path / "out")

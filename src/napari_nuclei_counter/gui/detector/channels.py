@@ -15,6 +15,8 @@ from magicgui.widgets import ComboBox
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, Signal
 
+from .model import DetectorModel
+
 __all__ = ["ChannelPicker", "channel_choices", "z_choices"]
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,9 @@ def _describe(path: str, request: int):
 class ChannelPicker(QObject):
     """*channel* and *z* fields, filled from the first file that matches.
 
+    The choice is written to ``model.channel`` and ``model.z`` (``None`` where
+    the files need no choice) before the signals below.
+
     Signals
     -------
     changed()
@@ -58,8 +63,9 @@ class ChannelPicker(QObject):
     changed = Signal()
     described = Signal(object)
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, model: DetectorModel, parent=None) -> None:
         super().__init__(parent)
+        self.model = model
         self.channel = ComboBox(label="channel", choices=[],
                                 tooltip="The channel of the files to detect in (a DNA stain: "
                                         "DAPI, Hoechst)")
@@ -116,10 +122,15 @@ class ChannelPicker(QObject):
             self.z.value = "max"
         self.channel.visible = n_channels > 1
         self.z.visible = n_planes > 1
+        self._write()
         self.described.emit(info)
 
     def _on_changed(self, *_) -> None:
+        self._write()
         self.changed.emit()
+
+    def _write(self) -> None:
+        self.model.channel, self.model.z = self.choice()
 
     def hide(self) -> None:
         """Hide both fields (not a folder run)."""

@@ -8,7 +8,8 @@ from magicgui.widgets import FileEdit, Label, LineEdit
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from ...core.io.discovery import BBBC021_PATTERN, find_images
+from ...core.io.discovery import find_images
+from .model import DetectorModel
 
 __all__ = ["FolderPicker"]
 
@@ -19,6 +20,7 @@ MATCH_DELAY_MS = 300
 class FolderPicker(QObject):
     """The *folder* and *pattern* fields and the "N images match" line under them.
 
+    The fields set ``model.folder`` and ``model.pattern`` and show them.
     Listing a folder can take seconds (network drives, 100,000 files), so the
     files are matched after a pause in typing, in a worker thread; an answer
     that a newer keystroke has replaced is dropped.
@@ -31,11 +33,14 @@ class FolderPicker(QObject):
 
     matched = Signal(list)
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, model: DetectorModel, parent=None) -> None:
         super().__init__(parent)
+        self.model = model
         self.folder = FileEdit(label="folder", mode="d",
                                tooltip="Folder of images to process (not loaded into memory)")
-        self.pattern = LineEdit(label="pattern", value=BBBC021_PATTERN,
+        if model.folder is not None:
+            self.folder.value = model.folder
+        self.pattern = LineEdit(label="pattern", value=model.pattern,
                                 tooltip="File-name pattern, case-insensitive; the default is "
                                         "BBBC021's DAPI channel w1")
         self.match_label = Label(value="")
@@ -45,8 +50,10 @@ class FolderPicker(QObject):
         self._timer.timeout.connect(self._match_in_worker)
         self._request = 0
         self.matches: list[Path] = []  #: the files matched last
-        self.folder.changed.connect(self.schedule_match)
-        self.pattern.changed.connect(self.schedule_match)
+        self.folder.changed.connect(self._on_folder_field)
+        self.pattern.changed.connect(self._on_pattern_field)
+        model.events.folder.connect(self._on_folder)
+        model.events.pattern.connect(self._on_pattern)
 
     @property
     def widgets(self) -> list:
@@ -60,21 +67,29 @@ class FolderPicker(QObject):
         if visible:
             self.schedule_match()
 
-    def path(self) -> Path | None:
-        """The chosen folder, or ``None``."""
-        text = str(self.folder.value)
-        return Path(text) if text and text != "." else None
+    def _on_folder_field(self, value) -> None:
+        text = str(value)
+        self.model.folder = Path(text) if text and text != "." else None
 
-    def glob(self) -> str:
-        """The file-name pattern (every TIFF when empty)."""
-        return self.pattern.value or "*.tif"
+    def _on_pattern_field(self, value) -> None:
+        self.model.pattern = str(value)
+
+    def _on_folder(self, folder: Path | None) -> None:
+        with self.folder.changed.blocked():
+            self.folder.value = "" if folder is None else folder
+        self.schedule_match()
+
+    def _on_pattern(self, pattern: str) -> None:
+        with self.pattern.changed.blocked():
+            self.pattern.value = pattern
+        self.schedule_match()
 
     def paths(self) -> list[Path]:
         """The images in the folder that match the pattern (lists the folder now)."""
-        folder = self.path()
+        folder = self.model.folder
         if folder is None or not folder.is_dir():
             return []
-        return find_images(folder, self.glob())
+        return find_images(folder, self.model.glob())
 
     def update_match_count(self, *_) -> int:
         """Match now, in this thread, and show the count."""
@@ -91,7 +106,7 @@ class FolderPicker(QObject):
     def _match_in_worker(self) -> None:
         self._request += 1
         request = self._request
-        folder, glob = self.path(), self.glob()  # read the fields here, on the GUI thread
+        folder, glob = self.model.folder, self.model.glob()  # read here, on the GUI thread
 
         def match() -> tuple[int, list[Path]]:
             if folder is None or not folder.is_dir():

@@ -1,20 +1,23 @@
 """Folder mode's preview: one matched file at a time in a ``folder preview`` image layer.
 
-The file is read by the core's reader (with the channel and z choice) in a
-worker thread; a spin box steps through the matched files, so parameters
-can be tuned on a few of them before the run.
+The file is read by the core's reader (with the model's channel and z
+choice) in a worker thread; a spin box steps through the matched files, so
+parameters can be tuned on a few of them before the run. The layer is
+``model.folder_layer``; a run on the folder takes it over as its stack (and
+sets ``model.folder_layer`` to ``None``); no file is read while a run goes on.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import Label, SpinBox
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject
+
+from .model import DetectorModel
 
 __all__ = ["FOLDER_PREVIEW_LAYER", "FolderPreview"]
 
@@ -33,34 +36,29 @@ def _read(path: str, channel, z, request: int):
 class FolderPreview(QObject):
     """Show the ``k``-th matched file of the folder in a layer of its own.
 
+    A new layer becomes ``model.folder_layer``; another file shown in the
+    same layer emits ``model.target_reloaded``.
+
     Parameters
     ----------
     viewer : napari.viewer.Viewer
-    choice : callable
-        ``choice() -> (channel, z)`` for the reader.
-
-    Signals
-    -------
-    shown(object)
-        The ``folder preview`` layer after its image changed.
+    model : DetectorModel
     """
 
-    shown = Signal(object)
-
-    def __init__(self, viewer, choice: Callable[[], tuple], parent=None) -> None:
+    def __init__(self, viewer, model: DetectorModel, parent=None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self._choice = choice
+        self.model = model
         self.paths: list[Path] = []
         self.step = SpinBox(label="preview file", min=0, max=0, value=0,
                             tooltip="Which matched file the preview shows (0 = the first)")
         self.name = Label(value="")
         self.active = False  #: folder mode is on
-        self.paused = False  #: a run shows the folder as its stack: no preview meanwhile
         self._request = 0
         for w in self.widgets:
             w.visible = False
         self.step.changed.connect(self.load)
+        model.events.running.connect(self._on_running)
 
     @property
     def widgets(self) -> list:
@@ -68,10 +66,15 @@ class FolderPreview(QObject):
         return [self.step, self.name]
 
     @property
+    def paused(self) -> bool:
+        """A run goes on (and may show the folder as its stack): no file is read meanwhile."""
+        return self.model.running
+
+    @property
     def layer(self):
         """The ``folder preview`` layer, if it is in the viewer."""
-        layers = self.viewer.layers
-        return layers[FOLDER_PREVIEW_LAYER] if FOLDER_PREVIEW_LAYER in layers else None
+        layer = self.model.folder_layer
+        return layer if layer is not None and layer in self.viewer.layers else None
 
     def set_active(self, active: bool) -> None:
         """Folder mode on or off (off hides the layer and the fields)."""
@@ -96,6 +99,10 @@ class FolderPreview(QObject):
         if self.active and load:
             self.load()
 
+    def _on_running(self, running: bool) -> None:
+        if running:
+            self._request += 1  # a read in flight must not bring a layer back after the run
+
     def load(self, *_) -> None:
         """Read the chosen file in a worker and show it."""
         if not self.paths or not self.active or self.paused:
@@ -103,8 +110,7 @@ class FolderPreview(QObject):
         self._request += 1
         path = str(self.paths[int(self.step.value)])
         self.name.value = Path(path).name
-        channel, z = self._choice()
-        worker = create_worker(_read, path, channel, z, self._request)
+        worker = create_worker(_read, path, self.model.channel, self.model.z, self._request)
         worker.returned.connect(self._on_read)
         worker.errored.connect(self._on_error)
         worker.start()
@@ -129,25 +135,7 @@ class FolderPreview(QObject):
             layer.contrast_limits = (float(lo), float(hi))
         layer.metadata["path"] = path
         layer.visible = True
-        self.shown.emit(layer)
-
-    def hand_over(self):
-        """Give up the preview's layer (to become the run's stack); return it, or ``None``.
-
-        Putting new data into a layer that is already shown costs napari much
-        less than adding a layer and removing another (each builds or frees
-        its OpenGL programs and controls: 0.2-0.5 s of the window's thread).
-        """
-        self._request += 1  # a read still in flight must not touch it
-        self.paused = True  # until the run ends (the dock resumes it)
-        layer = self.layer
-        if layer is not None:
-            layer.name = f"{FOLDER_PREVIEW_LAYER} (handed over)"
-        return layer
-
-    def remove(self) -> None:
-        """Take the layer out of the viewer (the run's stack replaces it)."""
-        self._request += 1  # a read still in flight must not bring it back
-        layer = self.layer
-        if layer is not None:
-            self.viewer.layers.remove(layer)
+        if layer is self.model.folder_layer:
+            self.model.target_reloaded.emit()  # another file in the same layer
+        else:
+            self.model.folder_layer = layer

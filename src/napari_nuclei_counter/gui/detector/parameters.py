@@ -1,42 +1,51 @@
-"""The three detection parameters: sliders, presets, and their saving between sessions."""
+"""The detection parameters: sliders, presets, and their saving between sessions."""
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 from magicgui.widgets import FloatSlider, Slider
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_warning
-from qtpy.QtCore import QObject, QTimer, Signal
+from qtpy.QtCore import QObject, QTimer
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton
 
+from ..._reader import META_KEY
 from ...core.params import BBBC021_PRESET, DetectionParams
+from ..navigation import current_plane
+from .model import DetectorModel
 from .settings import save_settings, saved_params
 
 __all__ = ["ParametersPanel"]
 
 log = logging.getLogger(__name__)
 
-#: pause after the last slider move before the settings file is written, ms
+#: pause after the last change before the settings file is written, ms
 SAVE_DELAY_MS = 500
 
 
 class ParametersPanel(QObject):
     """Sigma, min distance and threshold, the preset buttons, and their persistence.
 
-    The magicgui sliders (:attr:`sigma`, :attr:`min_distance`,
-    :attr:`threshold`) and the preset row (:attr:`presets`) are placed by the
-    dock. :attr:`changed` fires on every change; the settings file is written
-    after a pause, in a worker thread.
+    The sliders (:attr:`widgets`, rows of the dock's form) and the preset row
+    (:attr:`presets`) show ``model.params`` and set it: moving the threshold
+    slider sets a fixed threshold (no threshold method). When the layer under
+    the preview changes, its suggested parameters are applied and the
+    threshold's range is fitted to it. The settings file follows
+    ``model.params`` after a pause, in a worker thread.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+    model : DetectorModel
     """
 
-    changed = Signal()
-
-    def __init__(self, parent=None) -> None:
+    def __init__(self, viewer, model: DetectorModel, parent=None) -> None:
         super().__init__(parent)
+        self.viewer = viewer
+        self.model = model
         p = DetectionParams()
         self.sigma = FloatSlider(label="sigma (px)", min=0.5, max=20.0, step=0.1, value=p.sigma,
                                  tooltip="Blur strength: Gaussian standard deviation in pixels. "
@@ -64,37 +73,73 @@ class ParametersPanel(QObject):
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(SAVE_DELAY_MS)
         self._save_timer.timeout.connect(self._save_now)
-        for w in (self.sigma, self.min_distance, self.threshold):
-            w.changed.connect(self._on_changed)
-        self.bbbc_button.clicked.connect(lambda: self.apply(BBBC021_PRESET))
-        self.defaults_button.clicked.connect(lambda: self.apply(DetectionParams()))
+        self.sigma.changed.connect(self._on_sigma)
+        self.min_distance.changed.connect(self._on_min_distance)
+        self.threshold.changed.connect(self._on_threshold)
+        self.bbbc_button.clicked.connect(lambda: self._set(BBBC021_PRESET))
+        self.defaults_button.clicked.connect(lambda: self._set(DetectionParams()))
         self.save_preset_button.clicked.connect(self._ask_save_preset)
         self.load_preset_button.clicked.connect(self._ask_load_preset)
+        # first: the sliders (and a clamped value) before the preview hears of a change
+        model.events.params.connect(self._on_params, priority=50)
+        model.target_changed.connect(self._on_target)
+
+    @property
+    def widgets(self) -> list:
+        """The sliders, for the dock's form."""
+        return [self.sigma, self.min_distance, self.threshold]
 
     def restore(self) -> None:
         """Apply the parameters of the last session."""
-        self.apply(saved_params())
+        self._set(saved_params())
 
-    def params(self) -> DetectionParams:
-        """The parameters currently set."""
-        return DetectionParams(sigma=float(self.sigma.value),
-                               min_distance=int(self.min_distance.value),
-                               threshold_abs=float(self.threshold.value))
+    def _set(self, params: DetectionParams) -> None:
+        self.model.params = params
 
-    def apply(self, params: DetectionParams) -> None:
-        """Set the sliders (widening the threshold range if needed); emits :attr:`changed` once."""
+    # ------------------------------------------------------------ sliders
+    def _on_sigma(self, value) -> None:
+        self.model.params = replace(self.model.params, sigma=float(value))
+
+    def _on_min_distance(self, value) -> None:
+        self.model.params = replace(self.model.params, min_distance=int(value))
+
+    def _on_threshold(self, value) -> None:
+        # a threshold set by hand is a fixed one
+        self.model.params = replace(self.model.params, threshold_abs=float(value),
+                                    threshold_method=None)
+
+    def _on_params(self, params: DetectionParams) -> None:
+        """Show ``params`` on the sliders (widening the threshold range if needed)."""
         t = params.threshold_abs
         if t > self.threshold.max:
             self.threshold.max = t
         if t < self.threshold.min:
             self.threshold.min = t
-        with self.sigma.changed.blocked(), self.min_distance.changed.blocked():
+        with self.sigma.changed.blocked(), self.min_distance.changed.blocked(), \
+                self.threshold.changed.blocked():
             self.sigma.value = min(max(params.sigma, self.sigma.min), self.sigma.max)
             self.min_distance.value = min(max(params.min_distance, self.min_distance.min),
                                           self.min_distance.max)
-        self.threshold.value = t  # emits once: preview and persistence follow
-        if self.threshold.value == t:
-            self._on_changed()
+            self.threshold.value = t
+        self._save_timer.start()
+        shown = replace(params, sigma=float(self.sigma.value),
+                        min_distance=int(self.min_distance.value))
+        if shown != params:  # beyond a slider's range: the slider's end is what counts
+            self.model.params = shown
+
+    # -------------------------------------------------------- a new image
+    def _on_target(self, layer) -> None:
+        """The image's own parameters, if it suggests some, and the threshold range around it."""
+        if layer is None:
+            return
+        suggested = layer.metadata.get(META_KEY, {}).get("suggested_params")
+        if suggested:
+            self.model.params = DetectionParams.from_dict(suggested)
+        _, plane = current_plane(self.viewer, layer)
+        if plane is not None:
+            note = self.fit_threshold_range(np.asarray(plane))
+            if note:
+                self.model.status = note
 
     def fit_threshold_range(self, plane: np.ndarray) -> str:
         """Fit the threshold slider to an image's range.
@@ -122,6 +167,11 @@ class ParametersPanel(QObject):
         if lo <= t <= hi:
             self.threshold.min, self.threshold.max = lo, hi
             return ""
+        if self.model.params.threshold_method is not None:
+            # the threshold is computed per image: the slider's value is not used
+            with self.threshold.changed.blocked():
+                self.threshold.min, self.threshold.max = lo, hi
+            return ""
         from skimage.filters import threshold_otsu
 
         guess = float(threshold_otsu(plane)) if plane.max() > plane.min() else lo
@@ -147,45 +197,19 @@ class ParametersPanel(QObject):
 
         return self.threshold.native.findChild(QDoubleSpinBox)
 
-    def save_preset(self, path: str | Path) -> None:
-        """Write the current parameters as a JSON preset."""
-        Path(path).write_text(json.dumps(self.params().to_dict(), indent=2), encoding="utf-8")
-
-    def load_preset(self, path: str | Path) -> DetectionParams:
-        """Read a JSON preset and apply it.
-
-        Raises
-        ------
-        ValueError
-            For a file that is not a valid preset (nothing is changed).
-        """
-        params = DetectionParams.from_json(Path(path).read_text(encoding="utf-8"))
-        self.apply(params)
-        return params
-
-    def flush(self) -> None:
-        """Write pending settings now (e.g. when the dock closes)."""
-        if self._save_timer.isActive():
-            self._save_timer.stop()
-            save_settings(params=self.params().to_dict())
-
-    def _on_changed(self, *_) -> None:
-        self._save_timer.start()
-        self.changed.emit()
-
     def _save_now(self) -> None:
-        create_worker(save_settings, params=self.params().to_dict(), _start_thread=True)
+        create_worker(save_settings, params=self.model.params.to_dict(), _start_thread=True)
 
     def _ask_save_preset(self) -> None:
         path, _ = QFileDialog.getSaveFileName(None, "Save preset", "nuclei-preset.json",
                                               "JSON (*.json)")
         if path:
-            self.save_preset(path)
+            self.model.save_preset(path)
 
     def _ask_load_preset(self) -> None:
         path, _ = QFileDialog.getOpenFileName(None, "Load preset", "", "JSON (*.json)")
         if path:
             try:
-                self.load_preset(path)
+                self.model.load_preset(path)
             except (ValueError, TypeError, OSError) as exc:
                 show_warning(f"Not a valid preset: {exc}")

@@ -8,12 +8,12 @@ layer already holds, so a batch costs the arrays' copy, not a rebuild of
 every image's table.
 
 napari's Points layer itself does Python work for *every* point on each
-change (per-point symbols, colours and extents: about 2 s per million
-points on this machine), so the dock spaces the updates by their measured
-cost and, when one update would stall the window for longer than
-:data:`LIVE_BUDGET_S`, stops updating the layer during the run (the table,
-the gallery and the plate map still follow live). When the run ends, such a
-layer is built whole in a worker thread and put in the old one's place.
+change (per-point symbols, colours and extents), so the updates are spaced
+by their measured cost and, when one update would stall the window for
+longer than :data:`LIVE_BUDGET_S`, the layer is not updated during the run
+(the table, the gallery and the plate map still follow live). When the run
+ends, such a layer is built whole in a worker thread and put in the old
+one's place.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from qtpy.QtCore import QTimer
 
 from ...core.results.store import ResultsStore
 from . import points_build as _points_build
+from .model import DetectorModel
 from .points_build import build_frame, look_of, points_layer, set_defaults
 
 __all__ = ["LIVE_BUDGET_S", "MIN_POINTS", "RESULTS_LAYER", "PointsSync"]
@@ -42,11 +43,11 @@ LIVE_BUDGET_S = 0.03
 SPACING = 25.0
 #: a layer with fewer points is always updated in place
 MIN_POINTS = 5_000
-#: the cost of a point in one update in place, until the dock has measured it (s)
+#: the cost of a point in one update in place, until it is measured (s)
 PER_POINT_S = 2.5e-6
 #: at the end of a run, a layer whose update in place would take longer than
-#: this is built whole off the window's thread instead: putting a new layer in
-#: the old one's place costs napari three stalls of 0.1-0.3 s, whatever its size
+#: this is built whole off the window's thread instead (putting a new layer in
+#: the old one's place costs napari three stalls of its own, whatever its size)
 SWAP_S = 0.3
 
 
@@ -58,38 +59,76 @@ class PointsSync:
     by hand belongs to the image it was added on (its first coordinate) and
     has no measured intensity, whatever point was selected before.
 
+    The layer follows the store: a new run (the store's reset) starts it
+    afresh, each result marks it out of date (:meth:`flush` brings it up to
+    date), and *Clear* (a reset to no images) removes it. While the model
+    says a run is going on, hand edits are ignored; a hand correction sets
+    ``model.edited`` and says so on ``model.status``. :attr:`building` and
+    :attr:`deferred` are ``model.layer_building`` and ``model.layer_deferred``.
+
     Parameters
     ----------
     viewer : napari.viewer.Viewer
     store : ResultsStore
-    run_layer : callable
-        Returns the image layer the run was on (or ``None``).
-    busy : callable
-        Whether a run is going on (hand edits are ignored meanwhile).
-    on_edited : callable
-        Receives the indices of the images corrected by hand.
+        Its ``source`` is the image layer of the run shown.
+    model : DetectorModel
     """
 
-    def __init__(self, viewer, store: ResultsStore, *, run_layer: Callable, busy: Callable,
-                 on_edited: Callable[[list[int]], None]) -> None:
+    def __init__(self, viewer, store: ResultsStore, model: DetectorModel) -> None:
         self.viewer = viewer
         self.store = store
-        self._run_layer, self._busy, self._on_edited = run_layer, busy, on_edited
+        self.model = model
         self._updating = False
         self.dirty = False  #: results arrived since the layer was last updated
         self.seconds = 0.0  #: duration of the last layer update
-        #: seconds a point costs an update in place (measured; napari 0.9 here: 2-3 us)
+        #: seconds a point costs an update in place (measured)
         self.per_point = PER_POINT_S
-        self.deferred = False  #: the layer waits for the end of the run
-        self.building = False  #: the whole layer is being built off the window's thread
         self._built_visible = True  # whether the layer being built is to be shown
         self.ready: list[Callable[[], None]] = []  #: called when a built layer is in place
         self._gen = 0  # bumped by reset(): a build for an older run is dropped
         self._shown: set[int] = set()  # images whose points the layer holds
         self._next = 0.0  # monotonic time before which no live update starts
         self._touched: set[int] = set()  # images of points being removed or moved
+        self.new_run = False  #: the store holds a run's results the layer was not finished for
+
+    @property
+    def deferred(self) -> bool:
+        """The layer waits for the end of the run."""
+        return self.model.layer_deferred
+
+    @deferred.setter
+    def deferred(self, value: bool) -> None:
+        self.model.layer_deferred = value
+
+    @property
+    def building(self) -> bool:
+        """The whole layer is being built off the window's thread."""
+        return self.model.layer_building
+
+    @building.setter
+    def building(self, value: bool) -> None:
+        self.model.layer_building = value
+
+    def on_store_event(self, event: str, indices) -> None:
+        """Follow the store: a new run, a result (see the class)."""
+        if event == "reset":
+            self.reset()
+            self.new_run = bool(self.store.labels)
+            if not self.store.labels and RESULTS_LAYER in self.viewer.layers:
+                self.viewer.layers.remove(RESULTS_LAYER)  # cleared
+        elif event == "result":
+            self.dirty = True
+
+    def finish(self) -> None:
+        """The run ended: bring the layer up to date now (if the store holds its results)."""
+        if self.new_run:
+            self.new_run = False
+            self.flush(force=True)
 
     # ------------------------------------------------------------ building
+    def _run_layer(self):
+        return self.store.source
+
     def _ndim(self) -> int:
         layer = self._run_layer()
         return 3 if layer is not None and layer.data.ndim == 3 else 2
@@ -354,7 +393,7 @@ class PointsSync:
 
     def on_edited(self, event=None) -> None:
         """Hand corrections in the ``nuclei`` layer update the store."""
-        if self._updating or self._busy() or self.building \
+        if self._updating or self.model.running or self.building \
                 or RESULTS_LAYER not in self.viewer.layers:
             return
         pts = self.viewer.layers[RESULTS_LAYER]
@@ -387,5 +426,7 @@ class PointsSync:
                 changed.append(i)
         self._shown = set(self.store.results)
         if changed:
-            self._on_edited(changed)
+            self.model.edited = True
+            self.model.status = (f"Edited by hand: image(s) {', '.join(str(i) for i in changed)}"
+                                 "; counts and tables follow")
 

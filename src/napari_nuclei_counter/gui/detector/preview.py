@@ -14,14 +14,19 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from magicgui.widgets import CheckBox, Label
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject
 
-from ...core.detect.detection import detect
+from ..._reader import META_KEY
+from ...core.detect.detection import as_grayscale_2d, detect
 from ...core.detect.preview import PreviewCache
+from ...core.detect.thresholds import resolve_threshold
 from ...core.params import DetectionParams
+from ..navigation import current_plane
+from .model import DetectorModel
 
-__all__ = ["PREVIEW_LAYER", "PreviewController"]
+__all__ = ["PREVIEW_LAYER", "PreviewPanel"]
 
 PREVIEW_LAYER = "nuclei preview"
 #: planes up to this size are detected on the GUI thread when already read (a few ms)
@@ -40,24 +45,28 @@ def _preview_job(cache: PreviewCache, plane, params: DetectionParams, key, reque
                  superseded: Callable[[], bool]):
     """Generator run by the preview worker: the detections first, then the threshold cache.
 
-    Yields ``(request, key, detections, seconds, image)`` as soon as the
-    detection at the current threshold is done (a few milliseconds), then
-    fills the cache of every candidate (several times longer) so that later
-    threshold-only moves are answered at once, unless a newer request is
-    waiting (``superseded()``), which then starts without that wait. Returns
-    ``(key, params)`` when the cache holds this plane's candidates, else ``None``.
+    Yields ``(request, key, detections, seconds, image, threshold)`` as soon
+    as the detection at the current threshold is done (a few milliseconds),
+    then fills the cache of every candidate (several times longer) so that
+    later threshold-only moves are answered at once, unless a newer request
+    is waiting (``superseded()``), which then starts without that wait.
+    ``threshold`` is ``(method, value)`` of the threshold computed for this
+    image by ``params``'s automatic method (``None`` for a fixed threshold). Returns ``(key,
+    params)`` when the cache holds this plane's candidates, else ``None``.
     """
     image = np.asarray(plane)
     t0 = time.perf_counter()
     if params.threshold_method is None:
         det = detect(image, params)
-        yield request, key, det, time.perf_counter() - t0, image
+        yield request, key, det, time.perf_counter() - t0, image, None
         if superseded():
             return None
         cache.detect(image, params, key=key)
-    else:  # an automatic threshold: the cache holds fixed thresholds only
-        det = cache.detect(image, params, key=key)
-        yield request, key, det, time.perf_counter() - t0, image
+    else:  # the image's own threshold, then a prefix of the cached candidates
+        resolved = resolve_threshold(as_grayscale_2d(image), params)
+        det = cache.detect(image, resolved, key=key)
+        yield (request, key, det, time.perf_counter() - t0, image,
+               (params.threshold_method, resolved.threshold_abs))
     return key, params
 
 
@@ -70,33 +79,29 @@ def _cache_job(cache: PreviewCache, image: np.ndarray, params: DetectionParams, 
     return key, params
 
 
-class PreviewController(QObject):
-    """Compute the preview of the displayed plane in a worker thread, one at a time.
+class PreviewPanel(QObject):
+    """The *Live preview* switch and line, and the preview of the displayed plane.
 
-    Requests made while one runs are merged into one that starts when it
-    ends; a result that is no longer current is dropped.
+    The preview is computed in a worker thread, one at a time: requests made
+    while one runs are merged into one that starts when it ends; a result
+    that is no longer current is dropped. It follows ``model.params``,
+    ``model.preview``, ``model.target`` (the layer under the preview) and the
+    viewer's slider, and writes ``model.preview_text``.
 
     Parameters
     ----------
     viewer : napari.viewer.Viewer
-    layer : callable
-        Returns the image layer to preview (or ``None``).
-    plane : callable
-        ``plane(layer)``: the displayed 2-D plane of that layer, ``(index, plane)``.
-    params : callable
-        Returns the current :class:`DetectionParams`.
-    enabled : callable
-        Whether the live preview is switched on.
-    show_text : callable
-        Receives the sentence that describes the last preview.
+    model : DetectorModel
     """
 
-    def __init__(self, viewer, *, layer: Callable, plane: Callable, params: Callable,
-                 enabled: Callable, show_text: Callable, parent=None) -> None:
+    def __init__(self, viewer, model: DetectorModel, parent=None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self._layer, self._plane, self._params = layer, plane, params
-        self._enabled, self._show_text = enabled, show_text
+        self.model = model
+        self.check = CheckBox(text="Live preview", value=model.preview,
+                              tooltip="Show the detections on the image on screen "
+                                      "while you move the sliders")
+        self.label = Label(value=model.preview_text)
         self.cache = PreviewCache()
         self.worker = None  #: the preview worker while one computes
         self.request = 0  #: number of the latest request
@@ -106,6 +111,60 @@ class PreviewController(QObject):
         self._image_key = None  # its key
         self._drawn_for = None  # (key, params) of the rings drawn on this thread
         self.drawn = 0  #: previews drawn (for tests and benchmarks)
+        self.check.changed.connect(self._on_check)
+        model.events.preview.connect(self._on_preview)
+        model.events.preview_text.connect(self._on_text)
+        model.events.params.connect(self.schedule)
+        # nothing cached is current before anyone reacts to a new image
+        model.target_changed.connect(self._forget_target, priority=90)
+        model.target_changed.connect(self._on_target, priority=-90)
+        model.target_reloaded.connect(self._on_reloaded)
+        viewer.dims.events.current_step.connect(self.schedule)
+        self._on_target(model.target)
+
+    @property
+    def widgets(self) -> list:
+        """The switch and the line, for the dock's form."""
+        return [self.check, self.label]
+
+    # ------------------------------------------------------------ the model
+    def _on_check(self, on: bool) -> None:
+        self.model.preview = bool(on)
+
+    def _on_preview(self, on: bool) -> None:
+        with self.check.changed.blocked():
+            self.check.value = on
+        if on:
+            self.schedule()
+        else:
+            self.hide()
+
+    def _on_text(self, text: str) -> None:
+        self.label.value = text
+
+    def _forget_target(self, layer) -> None:
+        self.forget()
+        if layer is not None and layer.data.ndim == 3 and META_KEY in layer.metadata \
+                and tuple(layer.axis_labels[:1]) != ("image",):
+            layer.axis_labels = ("image", *layer.axis_labels[1:])  # the slider's name
+
+    def _on_target(self, layer) -> None:
+        if layer is None:
+            self.model.preview_text = ("Choose a folder of images." if self.model.folder_run
+                                       else "Open an image or a folder of images (File > Open).")
+            self.set_points(np.empty((0, 2)))
+            return
+        self.start()  # at once: no slider is moving
+
+    def _on_reloaded(self) -> None:
+        self.forget()
+        self.start()
+
+    def _layer(self):
+        return self.model.target
+
+    def _show_text(self, text: str) -> None:
+        self.model.preview_text = text
 
     @property
     def idle(self) -> bool:
@@ -114,21 +173,22 @@ class PreviewController(QObject):
 
     def schedule(self, *_) -> None:
         """Ask for a preview of the current plane and parameters (starts at once if it can)."""
-        if self._enabled() and self._layer() is not None:
+        if self.model.preview and self._layer() is not None:
             self.start()
 
     def start(self) -> None:
         """Start computing the preview of the displayed plane now."""
         layer = self._layer()
-        if layer is None or not self._enabled() or layer not in self.viewer.layers:
+        if layer is None or not self.model.preview or layer not in self.viewer.layers:
             return
-        index, plane = self._plane(layer)
+        index, plane = current_plane(self.viewer, layer)
         if plane is None:
             self._show_text("Preview needs a 2-D image or a stack of 2-D images.")
             return
         key = (id(layer), index, getattr(layer.data, "shape", None))
-        params = self._params()
-        if self._ready == (key, params.sigma, params.min_distance):
+        params = self.model.params
+        if params.threshold_method is None and self._ready == (key, params.sigma,
+                                                               params.min_distance):
             # only the threshold changed: a prefix of the cached candidates, right here
             self.request += 1
             t0 = time.perf_counter()
@@ -187,6 +247,7 @@ class PreviewController(QObject):
     def on_done(self, out) -> None:
         """Draw a finished preview, unless a newer request or another image replaced it."""
         request, key, det, seconds = out[:4]
+        threshold = out[5] if len(out) > 5 else None
         layer = self._layer()
         if len(out) > 4:  # the plane read for it: kept, not read again for the same key
             if key != self._image_key:
@@ -199,6 +260,8 @@ class PreviewController(QObject):
             coords = np.column_stack([np.full(len(coords), key[1], float), coords])
         self.set_points(coords)
         where = f" in image {key[1]}" if layer.data.ndim == 3 else ""
+        if threshold is not None:
+            where += f", {threshold[0]} threshold {threshold[1]:g}"
         self.drawn += 1
         self._show_text(f"Preview: {det.count} nuclei{where} ({format_ms(seconds)})")
 

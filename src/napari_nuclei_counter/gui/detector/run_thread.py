@@ -105,7 +105,6 @@ class RunController(QObject):
         super().__init__(parent)
         self.run: Run | None = None  #: the run going on (or the last one)
         self.worker = None  #: the batch worker while a run is going on
-        self.t0 = 0.0
         self._pbar = None
         self._pbar_at = 0.0  #: when napari's progress bar last moved
         self._pending = 0  #: images done since then
@@ -132,7 +131,6 @@ class RunController(QObject):
             run (e.g. to the dock's ``destroyed`` signal).
         """
         self.run = run
-        self.t0 = time.perf_counter()
         self._error = False
         job = _run_job(run, layer_name)
         worker = create_worker(_relay, job)
@@ -167,15 +165,6 @@ class RunController(QObject):
             return False
         self.run.cancel.set()
         return True
-
-    @property
-    def cancelled(self) -> bool:
-        """Whether the current (or last) run was asked to stop."""
-        return self.run is not None and self.run.cancel.is_set()
-
-    def rate(self, done: int) -> float:
-        """Images per second so far."""
-        return done / max(time.perf_counter() - self.t0, 1e-9)
 
     def _on_message(self, message) -> None:
         kind, payload = message

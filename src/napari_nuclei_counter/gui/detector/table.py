@@ -1,11 +1,10 @@
 """The dock's per-image table: a Qt model over the :class:`ResultsStore`.
 
 A ``QTableWidget`` holds one item object per cell and, with columns sized to
-their contents, measures every row again whenever a cell changes: on a
-3,456-image run that cost 40 s of the GUI thread (158 s for 13,200 images),
-enough to freeze napari during a run. This model holds nothing; the view asks
-for the text of the rows it shows, when it shows them, so the cost of a result
-does not grow with the size of the run.
+their contents, measures every row again whenever a cell changes: its cost
+per result grows with the size of the run. This model holds nothing; the
+view asks for the text of the rows it shows, when it shows them, so the cost
+of a result does not grow with the size of the run.
 """
 
 from __future__ import annotations

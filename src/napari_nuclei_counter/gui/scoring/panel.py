@@ -1,14 +1,15 @@
 """*Are my counts right?* in the dock: score, suggest parameters, estimate them.
 
 :class:`ScoringPanel` is a self-contained widget that the detector dock
-embeds. It scores the displayed image's detections against a Labels or
+embeds, handed the dock's model (:class:`~..detector.model.DetectorModel`)
+and results store. It scores the displayed image's detections against a Labels or
 Points layer the user picks (clicked nuclei, a label image, or the
 ``nuclei`` layer after hand corrections), optionally inside a Shapes
 layer's area, and marks matched, false and missed nuclei in one ``score``
 Points layer; *Suggest parameters* searches the parameters on the annotated
 images (:func:`~napari_nuclei_counter.core.scoring.tune.tune`); *Estimate from
 image* suggests them from the image alone. All three run in napari worker
-threads (:mod:`._scoring_jobs`); the GUI thread only reads layer references
+threads (:mod:`.jobs`); the GUI thread only reads layer references
 and shows numbers. Work stops when the panel is closed or destroyed.
 """
 
@@ -23,17 +24,29 @@ import numpy as np
 from napari.layers import Labels, Points, Shapes
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ...core.params import DetectionParams
+from ...core.results.store import ResultsStore
+from ..detector.model import DetectorModel
 from ..detector.preview import PREVIEW_LAYER
+from ..navigation import current_index, current_plane
 from ..views.shared import weak_method
 from .jobs import ScoreOutcome, TruthSource, estimate_job, score_job, shape_polygons, tune_job
 from .view import (
     RESULTS,
     SCORE_LAYER,
     SLIDERS,
-    build_form,
     estimate_text,
     refill,
     score_text,
@@ -44,7 +57,6 @@ from .view import (
 __all__ = ["SCORE_LAYER", "ScoringPanel"]
 
 log = logging.getLogger(__name__)
-
 
 
 class _Relay(QObject):
@@ -77,23 +89,21 @@ def _teardown(state: _State) -> None:
 class ScoringPanel(QWidget):
     """Score against annotations, suggest parameters from them, or estimate them.
 
+    The image is ``model.target`` (the layer the detector previews), its
+    displayed plane, and the parameters ``model.params``; parameters it
+    suggests or estimates are set on ``model.params``, and
+    ``model.status`` says where they came from (``'Parameters: tuned (F1
+    0.93)'``, ``'Parameters: suggested'``).
+
     Parameters
     ----------
     viewer : napari.viewer.Viewer
-    layer : callable
-        Returns the image layer being tuned (or ``None``).
-    plane : callable
-        ``plane(layer) -> (index, 2-D array or None)``: the displayed image of
-        that layer and its index in the stack (0 for a single image).
-    params : callable
-        Returns the current :class:`DetectionParams`.
-    set_params : callable
-        ``set_params(params, label)`` sets the sliders; ``label`` says where
-        they came from (``'tuned (F1 0.93)'``, ``'suggested'``).
-    detections : callable, optional
-        Returns the run's detections ``(N, 2)`` of the displayed image (hand
-        corrections included) or ``None``; offers *score: run results*.
-        Without it the panel scores the sliders' detections.
+    model : DetectorModel
+    store : ResultsStore, optional
+        The run's results: offers *score: run results*, the run's detections
+        of the displayed image (hand corrections included), when the store's
+        run was on that layer. Without it the panel scores the sliders'
+        detections.
     parent : QWidget, optional
     """
 
@@ -104,13 +114,12 @@ class ScoringPanel(QWidget):
     #: a job ended (scored, set, cancelled or failed)
     job_done = Signal(str)
 
-    def __init__(self, viewer, *, layer: Callable, plane: Callable, params: Callable,
-                 set_params: Callable, detections: Callable | None = None,
+    def __init__(self, viewer, model: DetectorModel, store: ResultsStore | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self._layer, self._plane, self._params = layer, plane, params
-        self._set_params, self._detections = set_params, detections
+        self.model = model
+        self.store = store
         self.worker = None  #: the worker while a job runs
         self.job = ""  #: ``'score'``, ``'suggest'`` or ``'estimate'`` while one runs
         self.last_score: ScoreOutcome | None = None
@@ -123,12 +132,69 @@ class ScoringPanel(QWidget):
         self._note = ""
         self._relay = _Relay()
         self._state = _State()
-        build_form(self, with_detections=detections is not None)
+        self._build_form(with_detections=store is not None)
         self._relay.progress.connect(self._on_progress)
         self._connect_viewer()
         self.refresh_layers()
         self._stop = weakref.finalize(self, _teardown, self._state)
         self.destroyed.connect(self._stop)
+
+    def _build_form(self, with_detections: bool) -> None:
+        """Make the controls and lay them out (the source choice only ``with_detections``)."""
+        self.truth_combo = QComboBox()
+        self.truth_combo.setToolTip("The annotated nuclei: a Labels layer (one label per "
+                                    "nucleus) or a Points layer (clicked centres, or the "
+                                    "corrected 'nuclei' layer)")
+        self.region_combo = QComboBox()
+        self.region_combo.setToolTip("Score only inside the shapes of a Shapes layer "
+                                     "(the part you annotated)")
+        self.radius = QDoubleSpinBox()
+        self.radius.setRange(0.0, 500.0)
+        self.radius.setDecimals(1)
+        self.radius.setSuffix(" px")
+        self.radius.setSpecialValueText("auto")
+        self.radius.setToolTip("Points truth: the farthest a detection may be from a clicked "
+                               "centre; auto = half the typical nucleus diameter")
+        self.source_combo = QComboBox()
+        self.source_combo.addItems([SLIDERS, RESULTS])
+        self.source_combo.setToolTip("Score the sliders' detections, or the run's result of "
+                                     "this image (with hand corrections)")
+        form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("score against", self.truth_combo)
+        form.addRow("region", self.region_combo)
+        form.addRow("match radius", self.radius)
+        if with_detections:
+            form.addRow("detections", self.source_combo)
+        self.score_button = QPushButton("Score")
+        self.score_button.setToolTip("Precision, recall and F1 of the displayed image; marks "
+                                     "matched, false and missed nuclei ('score' layer)")
+        self.suggest_button = QPushButton("Suggest parameters")
+        self.suggest_button.setToolTip("Search sigma, min distance and threshold for the best "
+                                       "F1 on the annotated images")
+        self.estimate_button = QPushButton("Estimate from image")
+        self.estimate_button.setToolTip("Suggest parameters from the typical nucleus size "
+                                        "(no annotations needed)")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        buttons = QHBoxLayout()
+        for b in (self.score_button, self.suggest_button, self.estimate_button,
+                  self.cancel_button):
+            buttons.addWidget(b)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.result_label = QLabel("")
+        self.result_label.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.result_label)
+        self.score_button.clicked.connect(self.score)
+        self.suggest_button.clicked.connect(self.suggest)
+        self.estimate_button.clicked.connect(self.estimate)
+        self.cancel_button.clicked.connect(self.cancel)
 
     # ---------------------------------------------------------------- layers
     def _connect_viewer(self) -> None:
@@ -201,10 +267,10 @@ class ScoringPanel(QWidget):
 
     # ------------------------------------------------------------- gathering
     def _image(self):
-        layer = self._layer()
+        layer = self.model.target
         if layer is None:
             raise ValueError("open an image first")
-        index, plane = self._plane(layer)
+        index, plane = current_plane(self.viewer, layer)
         if plane is None:
             raise ValueError("scoring needs a 2-D image or a stack of 2-D images")
         return layer, int(index or 0), plane
@@ -248,16 +314,24 @@ class ScoringPanel(QWidget):
             self._note = note
             layer, index, plane = self._image()
             coords = None
-            if self._detections is not None and self.source_combo.currentText() == RESULTS:
+            if self.store is not None and self.source_combo.currentText() == RESULTS:
                 coords = self._detections()
                 if coords is None:
                     raise ValueError("no run result for this image: run first, or score "
                                      "the sliders")
                 coords = np.asarray(coords, float)[:, -2:]
             self._scored_at = (layer, index)
-            return score_job, (plane, self._source(layer), index, self._params()), dict(
+            return score_job, (plane, self._source(layer), index, self.model.params), dict(
                 coords=coords, match_radius=self.match_radius, polygons=self._polygons(layer))
         return self._start("score", job, self._on_scored, progress=False)
+
+    def _detections(self):
+        """The run's detections ``(N, 2)`` of the displayed image, or ``None``."""
+        layer = self.model.target
+        if self.store.source is not layer:
+            return None
+        result = self.store.results.get(current_index(self.viewer, layer) or 0)
+        return None if result is None else result.coords
 
     def suggest(self, *_):
         """Search the parameters on the annotated images (in a worker)."""
@@ -393,12 +467,13 @@ class ScoringPanel(QWidget):
         self._apply(est.params, est.label)
 
     def _apply(self, params: DetectionParams, label: str) -> None:
-        self._set_params(params, label)
+        self.model.params = params
+        self.model.status = f"Parameters: {label}"
         self.params_set.emit(params, label)
 
     def show_markers(self, outcome: ScoreOutcome, image_layer, index: int = 0):
         """Replace the ``score`` layer with the markers of ``outcome`` (one per kind).
 
-        See :func:`._scoring_view.show_markers`.
+        See :func:`.view.show_markers`.
         """
         return show_markers(self.viewer, outcome, image_layer, index)

@@ -1,7 +1,6 @@
-"""The scoring panel's controls, its sentences and its ``score`` layer (no logic of its own).
+"""The scoring panel's sentences and its ``score`` layer (no logic of its own).
 
-:func:`build_form` puts the controls on the panel as attributes and lays
-them out; :func:`score_text`, :func:`tune_text` and :func:`estimate_text`
+:func:`score_text`, :func:`tune_text` and :func:`estimate_text`
 say what a job found; :func:`show_markers` replaces the ``score`` Points
 layer (features ``kind``: matched, false or missed; a face colour and a
 symbol per kind).
@@ -11,91 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from qtpy.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QVBoxLayout,
-)
+from qtpy.QtWidgets import QComboBox
 
 from .jobs import COLOURS, KINDS, SYMBOLS
 
-__all__ = ["RESULTS", "SCORE_LAYER", "SLIDERS", "build_form", "estimate_text", "refill",
+__all__ = ["RESULTS", "SCORE_LAYER", "SLIDERS", "estimate_text", "refill",
            "score_text", "show_markers", "tune_text"]
 
 #: the Points layer that marks matched, false and missed nuclei
 SCORE_LAYER = "score"
 #: what is scored: the sliders' detections, or the run's result of the image
 SLIDERS, RESULTS = "sliders (preview)", "run results"
-
-
-def build_form(panel, with_detections: bool) -> None:
-    """Make the panel's controls (as attributes of ``panel``) and lay them out.
-
-    Parameters
-    ----------
-    panel : ScoringPanel
-    with_detections : bool
-        Offer the choice between the sliders' detections and the run's result.
-    """
-    panel.truth_combo = QComboBox()
-    panel.truth_combo.setToolTip("The annotated nuclei: a Labels layer (one label per "
-                                 "nucleus) or a Points layer (clicked centres, or the "
-                                 "corrected 'nuclei' layer)")
-    panel.region_combo = QComboBox()
-    panel.region_combo.setToolTip("Score only inside the shapes of a Shapes layer "
-                                  "(the part you annotated)")
-    panel.radius = QDoubleSpinBox()
-    panel.radius.setRange(0.0, 500.0)
-    panel.radius.setDecimals(1)
-    panel.radius.setSuffix(" px")
-    panel.radius.setSpecialValueText("auto")
-    panel.radius.setToolTip("Points truth: the farthest a detection may be from a clicked "
-                            "centre; auto = half the typical nucleus diameter")
-    panel.source_combo = QComboBox()
-    panel.source_combo.addItems([SLIDERS, RESULTS])
-    panel.source_combo.setToolTip("Score the sliders' detections, or the run's result of "
-                                  "this image (with hand corrections)")
-    form = QFormLayout()
-    form.setContentsMargins(0, 0, 0, 0)
-    form.addRow("score against", panel.truth_combo)
-    form.addRow("region", panel.region_combo)
-    form.addRow("match radius", panel.radius)
-    if with_detections:
-        form.addRow("detections", panel.source_combo)
-    panel.score_button = QPushButton("Score")
-    panel.score_button.setToolTip("Precision, recall and F1 of the displayed image; marks "
-                                  "matched, false and missed nuclei ('score' layer)")
-    panel.suggest_button = QPushButton("Suggest parameters")
-    panel.suggest_button.setToolTip("Search sigma, min distance and threshold for the best "
-                                    "F1 on the annotated images")
-    panel.estimate_button = QPushButton("Estimate from image")
-    panel.estimate_button.setToolTip("Suggest parameters from the typical nucleus size "
-                                     "(no annotations needed)")
-    panel.cancel_button = QPushButton("Cancel")
-    panel.cancel_button.setEnabled(False)
-    buttons = QHBoxLayout()
-    for b in (panel.score_button, panel.suggest_button, panel.estimate_button,
-              panel.cancel_button):
-        buttons.addWidget(b)
-    panel.progress = QProgressBar()
-    panel.progress.setVisible(False)
-    panel.result_label = QLabel("")
-    panel.result_label.setWordWrap(True)
-    layout = QVBoxLayout(panel)
-    layout.setContentsMargins(0, 0, 0, 0)
-    layout.addLayout(form)
-    layout.addLayout(buttons)
-    layout.addWidget(panel.progress)
-    layout.addWidget(panel.result_label)
-    panel.score_button.clicked.connect(panel.score)
-    panel.suggest_button.clicked.connect(panel.suggest)
-    panel.estimate_button.clicked.connect(panel.estimate)
-    panel.cancel_button.clicked.connect(panel.cancel)
 
 
 def score_text(outcome) -> str:
