@@ -10,7 +10,7 @@ from qtpy.QtCore import QObject, QTimer
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton
 
 from ...core.results.store import ResultsStore
-from ...core.results.writer import write_results
+from ...core.results.writer import run_command, write_results
 from ..navigation import show_image
 from .model import DetectorModel
 from .points import PointsSync
@@ -129,7 +129,7 @@ class ResultsPanel(QObject):
     # ------------------------------------------------------------------- save
     def _write_tables(self, folder: str | Path) -> Path:
         results = self.store.ordered()
-        info = {"command": "napari-nuclei-counter widget",
+        info = {"command": run_command("widget"),
                 "source": getattr(self.store.source, "name", "")}
         params = self.store.params or self.model.params
         return write_results(folder, results, params, info)

@@ -33,8 +33,10 @@ from ..._reader import META_KEY
 from ...core.io.discovery import ImageMeta
 from ...core.results.store import ResultsStore
 from ...core.results.tables import ImageResult
-from ...core.run.backends import ProcessBackend, default_workers
+from ...core.results.writer import run_command
+from ...core.run.backends import default_workers
 from ...core.run.pipeline import Run
+from ...dask_backend.choice import choose_backend
 from .model import BACKENDS, DetectorModel
 from .preview import PREVIEW_LAYER
 from .progress import RunProgress
@@ -234,7 +236,7 @@ class RunPanel(QObject):
         dask = model.dask
         layer_name, in_memory = None, False
         opts = {"workers": workers, "cancel": threading.Event(),
-                "info": {"command": "napari-nuclei-counter widget"}}
+                "info": {"command": run_command("widget")}}
         if model.folder_run:
             folder = model.folder
             if folder is None or not folder.is_dir():
@@ -265,14 +267,10 @@ class RunPanel(QObject):
             opts["info"]["source"] = layer.name
         if not in_memory:  # tables stream to a folder for files, like the command line
             opts.update(out=model.output, resume=model.resumes())
-        if dask:
-            from ...dask_backend.backend import DaskBackend
-
-            opts["backend"] = DaskBackend(model.scheduler.strip() or None,
-                                          n_workers=workers or None)
-        elif workers != 0:
-            # workers at a lower priority: the window's thread gets a core when it needs one
-            opts["backend"] = ProcessBackend(workers, nice=WORKER_NICE)
+        # local workers at a lower priority: the window's thread gets a core when it needs one
+        opts["backend"] = choose_backend("dask" if dask else "process", workers=workers,
+                                         scheduler=model.scheduler.strip() or None,
+                                         nice=WORKER_NICE)
         return Run(source, params, **opts), layer, layer_name
 
     # ------------------------------------------------------------- messages
