@@ -1,18 +1,28 @@
-"""Density-sorted galleries: which images, their captions, their tiles, from a results folder.
+"""The gallery pipeline: which images, in which order, with which captions, as which tiles.
 
-The figure of the BBBC021 walk-through as a function of a results folder
-(:func:`gallery_from_results`): a reproducible sample of the successfully
-processed images (:func:`gallery_selection`), sorted by nuclei count, each a
-thumbnail with its nuclei and a caption (:func:`gallery_tiles`,
-:func:`caption`), laid out by :func:`~.render.render_gallery`. The gallery
-dock uses the same selection and captions for its exports.
+Every gallery goes through the same four steps: the command line's
+``gallery`` PNG (:func:`gallery_from_results`), the gallery dock and its
+*Export PNG…* (:func:`save_gallery`).
+
+1. **Selection.** :func:`sample_by_count` is the one rule: a reproducible
+   random sample (or all), sorted by nuclei count, ties in the given order.
+   :func:`gallery_selection` applies it to a results folder's images table,
+   :func:`gallery_order` to a run's results behind the dock's filters (count
+   range, well, QC flag), :func:`gallery_sample` to the images a dock shows.
+2. **Items.** :func:`items_of_table` and :func:`items_of_results` say where
+   each chosen image's pixels are, its nuclei and its :func:`caption`.
+3. **Tiles.** :func:`gallery_tile` reads an item and draws its thumbnail with
+   its nuclei (:func:`~.thumbnails.thumbnail`), or a grey square with
+   ``(unreadable)`` in its caption: plain uint8 arrays.
+4. **Render.** :func:`~.pictures.render_gallery` lays tiles out as a captioned
+   mosaic; the dock turns each tile into a ``QPixmap`` instead.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -30,16 +40,25 @@ if TYPE_CHECKING:  # pandas is imported where tables are used: a faster start-up
 
 __all__ = [
     "ANY_FLAG",
+    "EDITED",
     "FLAGGED",
+    "UNREADABLE",
     "GalleryItem",
     "GalleryOrder",
+    "Tile",
     "caption",
     "gallery_from_results",
     "gallery_order",
+    "gallery_sample",
     "gallery_selection",
+    "gallery_tile",
     "gallery_tiles",
     "image_thumbnail",
+    "items_of_results",
+    "items_of_table",
     "load_plane",
+    "result_caption",
+    "sample_by_count",
     "save_gallery",
 ]
 
@@ -48,6 +67,47 @@ log = logging.getLogger(__name__)
 #: QC filters of :func:`gallery_order` besides a flag name: no filter, any flag
 ANY_FLAG = "any"
 FLAGGED = "flagged"
+#: added to the caption of an image whose pixels cannot be read
+UNREADABLE = " (unreadable)"
+#: added to the caption of an image corrected by hand, where edits are marked
+EDITED = " (edited)"
+#: errors of reading an image that give a grey tile instead of a thumbnail
+_READ_ERRORS = (OSError, ValueError, TypeError, IndexError)
+
+
+# --------------------------------------------------------------------------- 1. selection
+
+
+def sample_by_count(counts: Sequence[int], n: int = 0, *, seed: int = 11,
+                    ascending: bool = False) -> list[int]:
+    """The one selection rule of galleries: which candidates, in which order.
+
+    Parameters
+    ----------
+    counts : sequence of int
+        Nuclei counts of the candidate images, in their order (table order,
+        or image index order).
+    n : int, optional
+        How many. All candidates when ``n <= 0`` or ``n`` is at least their
+        number; otherwise a random sample without replacement
+        (``numpy.random.default_rng(seed).choice``), reproducible for the
+        same ``seed`` and candidates.
+    seed : int, optional
+        Seed of the sample.
+    ascending : bool, optional
+        Fewest nuclei first; by default the most first.
+
+    Returns
+    -------
+    list of int
+        Positions in ``counts``, sorted by count; ties keep the given order.
+    """
+    positions: Iterable[int] = range(len(counts))
+    if 0 < n < len(counts):
+        positions = np.sort(np.random.default_rng(seed).choice(len(counts), size=n,
+                                                               replace=False)).tolist()
+    sign = 1 if ascending else -1
+    return sorted(positions, key=lambda p: sign * counts[p])
 
 
 def gallery_selection(
@@ -57,21 +117,15 @@ def gallery_selection(
     seed: int = 11,
     ascending: bool = False,
 ) -> pd.DataFrame:
-    """Choose the images of a gallery and sort them by nuclei count.
+    """Choose the images of a results folder's gallery and sort them by nuclei count.
 
     Parameters
     ----------
     images : pandas.DataFrame
         An images table (``images.csv``): ``n_nuclei`` and ``error`` at least.
-    n : int, optional
-        How many images. All successful images when ``n <= 0`` or ``n`` is
-        at least their number; otherwise a random sample without replacement
-        (``numpy.random.default_rng(seed).choice``), reproducible for the
-        same ``seed`` and table.
-    seed : int, optional
-        Seed of the sample.
-    ascending : bool, optional
-        Sort from the fewest nuclei instead of the most.
+    n, seed, ascending :
+        See :func:`sample_by_count`; the candidates are the successful
+        images in table order.
 
     Returns
     -------
@@ -80,10 +134,8 @@ def gallery_selection(
         keep the table's order. Failed images are never chosen.
     """
     ok = images[successful(images)]
-    if 0 < n < len(ok):
-        picked = np.sort(np.random.default_rng(seed).choice(len(ok), size=n, replace=False))
-        ok = ok.iloc[picked]
-    return ok.sort_values("n_nuclei", ascending=ascending, kind="stable")
+    counts = ok["n_nuclei"].astype("int64").tolist()
+    return ok.iloc[sample_by_count(counts, n, seed=seed, ascending=ascending)]
 
 
 class GalleryOrder(NamedTuple):
@@ -122,17 +174,20 @@ def gallery_order(
         QC flags by image index (``';'``-separated); an image without an
         entry passes no QC filter but :data:`ANY_FLAG`.
     ascending : bool, optional
-        Fewest nuclei first; by default the most first. Ties: image order.
+        Fewest nuclei first; by default the most first.
 
     Returns
     -------
     GalleryOrder
+        Rows sorted by :func:`sample_by_count` (ties: image index order).
         Failed images are never shown.
     """
     flags = flags or {}
-    items = []
+    keys: list[int] = []
+    counts: list[int] = []
     n_ok = failed = top = 0
-    for i, r in results.items():
+    for i in sorted(results):
+        r = results[i]
         if not r.ok:
             failed += 1
             continue
@@ -147,18 +202,50 @@ def gallery_order(
             found = flags.get(i)
             if not found or (qc != FLAGGED and qc not in found.split(";")):
                 continue
-        items.append((n, i))
-    if ascending:
-        items.sort()
-    else:
-        items.sort(key=lambda t: (-t[0], t[1]))
-    return GalleryOrder([i for _, i in items], n_ok, failed, top)
+        keys.append(i)
+        counts.append(n)
+    rows = [keys[p] for p in sample_by_count(counts, 0, ascending=ascending)]
+    return GalleryOrder(rows, n_ok, failed, top)
+
+
+def gallery_sample(results: Mapping[int, ImageResult], shown: Iterable[int], n: int = 16, *,
+                   seed: int = 11, ascending: bool = False) -> list[int]:
+    """Images of a gallery export: those shown, or a seeded sample of ``n`` of them.
+
+    Parameters
+    ----------
+    results : mapping of int to ImageResult
+        A run's results by image index.
+    shown : iterable of int
+        The image indices a gallery shows (see :func:`gallery_order`).
+    n, seed, ascending :
+        See :func:`sample_by_count`; the candidates are the successful
+        images shown, in image index order, as :func:`gallery_selection`
+        takes a results folder's images in table order.
+
+    Returns
+    -------
+    list of int
+        Image indices, sorted by count (ties: image index order).
+    """
+    pool = sorted(int(i) for i in shown if i in results and results[i].ok)
+    counts = [len(results[i].coords) for i in pool]
+    return [pool[p] for p in sample_by_count(counts, n, seed=seed, ascending=ascending)]
+
+
+# --------------------------------------------------------------------------- 2. items
 
 
 def caption(row) -> str:
     """Caption of a gallery tile: ``'B02 s1: 214 nuclei'``.
 
     Uses the file name (without extension) when the well is blank.
+
+    Parameters
+    ----------
+    row : mapping
+        ``n_nuclei`` and ``path``; ``well`` and ``site`` when known (a row of
+        an images table, or a dict).
     """
     n = int(row["n_nuclei"])
     where = " ".join(str(row.get(k, "") or "") for k in ("well", "site")).strip()
@@ -167,14 +254,208 @@ def caption(row) -> str:
     return f"{where}: {n} {'nucleus' if n == 1 else 'nuclei'}"
 
 
+def result_caption(result: ImageResult, *, mark_edited: bool = False) -> str:
+    """Caption of one result of a run: :func:`caption` of its row.
+
+    Parameters
+    ----------
+    result : ImageResult
+    mark_edited : bool, optional
+        Add :data:`EDITED` when its nuclei were corrected by hand (the dock's
+        live view does; mosaics, like the command line's, do not).
+
+    Returns
+    -------
+    str
+        ``'<file name>: failed'`` for a failed image.
+    """
+    if not result.ok:
+        return f"{Path(result.path).stem}: failed"
+    text = caption({"n_nuclei": result.count, "well": result.meta.well,
+                    "site": result.meta.site, "path": result.path})
+    return text + EDITED if mark_edited and result.edited else text
+
+
+class GalleryItem(NamedTuple):
+    """One image of a gallery: where its pixels are, its nuclei and its caption."""
+
+    path: str  #: its file (or a label, for an image of an in-memory stack)
+    data: object  #: the run's in-memory images, or ``None``
+    index: int  #: image index in the run (the plane of ``data``)
+    coords: np.ndarray | None  #: nucleus centres, ``(N, 2)`` image pixels
+    caption: str
+
+
+def items_of_results(results: Mapping[int, ImageResult], indices: Iterable[int],
+                     data=None) -> list[GalleryItem]:
+    """The gallery items of some results of a run, with their captions (:func:`result_caption`).
+
+    Parameters
+    ----------
+    results : mapping of int to ImageResult
+    indices : iterable of int
+        Image indices, in gallery order.
+    data : array_like, optional
+        The run's in-memory images (see :func:`load_plane`).
+
+    Returns
+    -------
+    list of GalleryItem
+        With copies of the nuclei: the results may change while tiles are made.
+    """
+    items = []
+    for i in indices:
+        r = results[i]
+        items.append(GalleryItem(r.path, data, int(i), np.array(r.coords, copy=True),
+                                 result_caption(r)))
+    return items
+
+
+def items_of_table(results: Results, selection: pd.DataFrame) -> list[GalleryItem]:
+    """The gallery items of some rows of a results folder's images table.
+
+    Parameters
+    ----------
+    results : Results
+        A loaded results folder (:func:`~napari_nuclei_counter.core.results.tables.load_results`).
+    selection : pandas.DataFrame
+        Rows of ``results.images`` (see :func:`gallery_selection`).
+
+    Returns
+    -------
+    list of GalleryItem
+        In selection order, with :func:`caption` of each row.
+    """
+    by_path = {p: g[["y", "x"]].to_numpy() for p, g in results.nuclei.groupby("path", sort=False)}
+    return [GalleryItem(str(row["path"]), None, k, by_path.get(row["path"]), caption(row))
+            for k, (_, row) in enumerate(selection.iterrows())]
+
+
+# --------------------------------------------------------------------------- 3. tiles
+
+
+def _locate(path: str, folder) -> Path:
+    """``path``, or a file of the same name in ``folder`` or its parent when it moved."""
+    p = Path(path)
+    if split_scene(p)[0].exists() or folder is None:
+        return p
+    for cand in (Path(folder) / p.name, Path(folder).parent / p.name):
+        if cand.exists():
+            return cand
+    return p
+
+
+def load_plane(path: str, data, index: int, plane: PlaneChoice | None = None, *,
+               folder: str | os.PathLike | None = None) -> np.ndarray:
+    """The pixels of one image of a run: its file, or its plane of an in-memory stack.
+
+    Parameters
+    ----------
+    path : str
+        The result's path; read with :func:`~napari_nuclei_counter.core.io.images.read_image`
+        when it is a file.
+    data : array_like or None
+        The run's in-memory images (``(N, rows, cols)`` or ``(rows, cols)``),
+        used when ``path`` is not a file.
+    index : int
+        Image index in the run.
+    plane : PlaneChoice, optional
+        The run's channel and z choice, for multi-channel files and z-stacks.
+    folder : str or PathLike, optional
+        A results folder: a file that moved is also looked for there and in
+        its parent folder, by file name.
+
+    Returns
+    -------
+    ndarray, shape (rows, cols)
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a file and there is no ``data``.
+    """
+    p = _locate(path, folder) if path else None
+    if p is not None and (data is None or split_scene(p)[0].exists()):
+        return read_image(p, plane=plane)
+    if data is None:
+        raise FileNotFoundError("no file, and no in-memory images")
+    if getattr(data, "ndim", 0) >= 3:
+        return np.asarray(data[index])
+    return np.asarray(data)
+
+
+def image_thumbnail(path: str, data, index: int, coords, size: int,
+                    dot_radius: int = 2, plane: PlaneChoice | None = None, *,
+                    folder: str | os.PathLike | None = None) -> np.ndarray:
+    """Read one image of a run and draw its thumbnail with its nuclei.
+
+    Parameters
+    ----------
+    path, data, index, plane, folder :
+        See :func:`load_plane`.
+    coords : array_like, shape (N, 2)
+        Nucleus centres in image pixels.
+    size : int
+        Longest side of the thumbnail.
+    dot_radius : int, optional
+        Radius of the nucleus dots in thumbnail pixels.
+
+    Returns
+    -------
+    ndarray of uint8, shape (h, w, 3)
+    """
+    return thumbnail(load_plane(path, data, index, plane, folder=folder), coords, size=size,
+                     dot_radius=dot_radius)
+
+
+class Tile(NamedTuple):
+    """A gallery tile: its picture and its caption."""
+
+    picture: np.ndarray  #: uint8 ``(h, w, 3)``
+    caption: str
+    readable: bool = True  #: ``False``: a grey square stands in for the image
+
+
+def gallery_tile(item: GalleryItem, *, size: int = 200, dot_radius: int = 2,
+                 plane: PlaneChoice | None = None,
+                 folder: str | os.PathLike | None = None) -> Tile:
+    """Read an item's image and make its tile (any thread; the dock calls it in a worker).
+
+    Parameters
+    ----------
+    item : GalleryItem
+    size : int, optional
+        Longest side of the thumbnail.
+    dot_radius : int, optional
+        Radius of the nucleus dots in thumbnail pixels.
+    plane, folder :
+        See :func:`load_plane`.
+
+    Returns
+    -------
+    Tile
+        The thumbnail (:func:`image_thumbnail`) and the item's caption; for an
+        image that cannot be read, a grey ``size`` square
+        (:func:`~.thumbnails.blank_tile`) and the caption with
+        :data:`UNREADABLE`.
+    """
+    try:
+        picture = image_thumbnail(item.path, item.data, item.index, item.coords, size,
+                                  dot_radius, plane, folder=folder)
+    except _READ_ERRORS as exc:
+        log.warning("gallery: cannot read %s: %s", item.path or f"image {item.index}", exc)
+        return Tile(blank_tile(size), item.caption + UNREADABLE, readable=False)
+    return Tile(picture, item.caption)
+
+
 def gallery_tiles(
     results: Results,
     selection: pd.DataFrame,
     *,
     size: int = 200,
     folder: str | os.PathLike | None = None,
-) -> list[tuple[np.ndarray, str]]:
-    """Read the selected images and make their captioned thumbnails.
+) -> list[Tile]:
+    """Read the selected images of a results folder and make their tiles.
 
     Parameters
     ----------
@@ -190,124 +471,38 @@ def gallery_tiles(
 
     Returns
     -------
-    list of (ndarray, str)
-        ``(thumbnail, caption)`` in selection order. An image that can no
-        longer be read gets a grey square and says so in its caption.
+    list of Tile
+        In selection order (:func:`gallery_tile` of :func:`items_of_table`).
     """
-    by_path = {p: g[["y", "x"]].to_numpy() for p, g in results.nuclei.groupby("path", sort=False)}
-    tiles = []
-    for _, row in selection.iterrows():
-        text = caption(row)
-        try:
-            image = read_image(_locate(row["path"], folder), plane=results.plane)
-        except (OSError, ValueError, TypeError) as exc:
-            log.warning("gallery: cannot read %s: %s", row["path"], exc)
-            tiles.append((blank_tile(size), f"{text} (unreadable)"))
-            continue
-        tiles.append((thumbnail(image, by_path.get(row["path"]), size=size), text))
-    return tiles
+    return [gallery_tile(item, size=size, plane=results.plane, folder=folder)
+            for item in items_of_table(results, selection)]
 
 
-def _locate(path: str, folder) -> Path:
-    p = Path(path)
-    if split_scene(p)[0].exists() or folder is None:
-        return p
-    for cand in (Path(folder) / p.name, Path(folder).parent / p.name):
-        if cand.exists():
-            return cand
-    return p
-
-
-# --------------------------------------------------------------------------- images of a run
-
-
-def load_plane(path: str, data, index: int, plane: PlaneChoice | None = None) -> np.ndarray:
-    """The pixels of one image of a run: its file, or its plane of an in-memory stack.
-
-    Parameters
-    ----------
-    path : str
-        The result's path; read with :func:`~napari_nuclei_counter.core.io.images.read_image`
-        when it is a file.
-    data : array_like or None
-        The run's in-memory images (``(N, rows, cols)`` or ``(rows, cols)``),
-        used when ``path`` is not a file.
-    index : int
-        Image index in the run.
-    plane : PlaneChoice, optional
-        The run's channel and z choice, for multi-channel files and z-stacks.
-
-    Returns
-    -------
-    ndarray, shape (rows, cols)
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` is not a file and there is no ``data``.
-    """
-    if path and split_scene(path)[0].exists():
-        return read_image(path, plane=plane)
-    if data is None:
-        raise FileNotFoundError(f"{path}: not a file, and the in-memory images are gone")
-    if getattr(data, "ndim", 0) >= 3:
-        return np.asarray(data[index])
-    return np.asarray(data)
-
-
-def image_thumbnail(path: str, data, index: int, coords, size: int,
-                    dot_radius: int = 2, plane: PlaneChoice | None = None) -> np.ndarray:
-    """Read one image of a run and draw its thumbnail with its nuclei.
-
-    Parameters
-    ----------
-    path, data, index, plane :
-        See :func:`load_plane`.
-    coords : array_like, shape (N, 2)
-        Nucleus centres in image pixels.
-    size : int
-        Longest side of the thumbnail.
-    dot_radius : int, optional
-        Radius of the nucleus dots in thumbnail pixels.
-
-    Returns
-    -------
-    ndarray of uint8, shape (h, w, 3)
-    """
-    return thumbnail(load_plane(path, data, index, plane), coords, size=size,
-                     dot_radius=dot_radius)
-
-
-class GalleryItem(NamedTuple):
-    """One image of a gallery export: where its pixels are, its nuclei and its caption."""
-
-    path: str
-    data: object
-    index: int
-    coords: np.ndarray
-    caption: str
+# --------------------------------------------------------------------------- 4. render
 
 
 def save_gallery(items: Sequence[GalleryItem], path: str | os.PathLike, *, size: int = 200,
-                 columns: int = 4) -> Path:
-    """Make the thumbnails of some images of a run and save their captioned mosaic as a PNG.
+                 columns: int = 4, plane: PlaneChoice | None = None) -> Path:
+    """Make the tiles of some images of a run and save their captioned mosaic as a PNG.
 
     Reads the images: run it in a worker thread, not on a GUI thread.
 
     Parameters
     ----------
     items : sequence of GalleryItem
-        In mosaic order.
+        In mosaic order (see :func:`items_of_results`).
     path : str or PathLike
     size : int, optional
         Longest side of each thumbnail.
     columns : int, optional
         Thumbnails per row.
+    plane : PlaneChoice, optional
+        The run's channel and z choice.
 
     Returns
     -------
     Path
-        ``path``. An image that cannot be read gets a grey square.
+        ``path``.
 
     Raises
     ------
@@ -316,18 +511,8 @@ def save_gallery(items: Sequence[GalleryItem], path: str | os.PathLike, *, size:
     """
     if not items:
         raise ValueError("no image: nothing to export")
-    tiles = []
-    for item in items:
-        try:
-            picture = image_thumbnail(item.path, item.data, item.index, item.coords, size)
-        except (OSError, ValueError, TypeError, IndexError) as exc:
-            log.warning("gallery: cannot read image %d: %s", item.index, exc)
-            picture = blank_tile(size)
-        tiles.append((picture, item.caption))
+    tiles = [gallery_tile(item, size=size, plane=plane) for item in items]
     return save_png(render_gallery(tiles, columns=columns), path)
-
-
-# --------------------------------------------------------------------------- a results folder
 
 
 def gallery_from_results(
@@ -360,7 +545,7 @@ def gallery_from_results(
     Returns
     -------
     ndarray of uint8, shape (H, W, 3)
-        See :func:`~.render.render_gallery`.
+        See :func:`~.pictures.render_gallery`.
 
     Raises
     ------

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "COLORMAPS",
     "MISSING_RGB",
     "colormap",
     "colour_index",
@@ -61,8 +60,6 @@ _CV2_COLORMAPS = {
     "cividis": cv2.COLORMAP_CIVIDIS,
     "turbo": cv2.COLORMAP_TURBO,
 }
-#: Names accepted by :func:`colormap`.
-COLORMAPS = tuple(_CV2_COLORMAPS)
 _GALLERY_BG = (24, 24, 24)
 _CAPTION_RGB = (235, 235, 235)
 
@@ -270,7 +267,7 @@ def _draw_colour_bar(img, draw, font, lut: np.ndarray, rect: tuple,
 
 
 def render_gallery(
-    tiles: Sequence[tuple[np.ndarray, str]],
+    tiles: Sequence[Sequence],
     *,
     columns: int = 4,
     caption_height: int = 22,
@@ -285,8 +282,8 @@ def render_gallery(
     Parameters
     ----------
     tiles : sequence of (ndarray, str)
-        ``(thumbnail, caption)`` pairs; thumbnails are ``uint8`` RGB
-        ``(h, w, 3)`` (see :func:`~.thumbnails.thumbnail`) or grayscale ``(h, w)``.
+        ``(thumbnail, caption)`` pairs or :class:`~.gallery.Tile`; thumbnails are
+        ``uint8`` RGB ``(h, w, 3)`` (see :func:`~.thumbnails.thumbnail`) or grayscale ``(h, w)``.
     columns : int, optional
         Tiles per row (fewer when there are fewer tiles).
     caption_height : int, optional
@@ -312,7 +309,7 @@ def render_gallery(
         raise ValueError("tiles is empty: nothing to show")
     if int(columns) < 1:
         raise ValueError(f"columns must be at least 1, got {columns}")
-    pictures = [as_rgb(t) for t, _ in tiles]
+    pictures = [as_rgb(t[0]) for t in tiles]
     cell_h = max(p.shape[0] for p in pictures)
     cell_w = max(p.shape[1] for p in pictures)
     k = min(int(columns), len(pictures))
@@ -329,8 +326,8 @@ def render_gallery(
     img = Image.fromarray(mosaic)
     draw = ImageDraw.Draw(img)
     font = _font(max(8, caption_height - 9))
-    for i, (_, text) in enumerate(tiles):
-        text = _shorten(font, str(text), cell_w - 4)
+    for i, tile in enumerate(tiles):
+        text = _shorten(font, str(tile[1]), cell_w - 4)
         tw, th = _text_size(font, text)
         left, top, _, _ = font.getbbox(text)
         x = gap + (i % k) * step_x + (cell_w - tw) / 2 - left

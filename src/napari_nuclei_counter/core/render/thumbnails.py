@@ -3,7 +3,8 @@
 A thumbnail is contrast-stretched between two percentiles, shrunk (or
 enlarged) to a given longest side with the aspect kept, and has a filled dot
 at each detected nucleus. numpy and OpenCV only: the GUI turns the arrays
-into Qt images, :mod:`.render` puts them in a captioned mosaic.
+into Qt images, :mod:`.pictures` puts them in a captioned mosaic
+(:mod:`.gallery` says which images and makes their tiles).
 """
 
 from __future__ import annotations

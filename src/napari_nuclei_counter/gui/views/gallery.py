@@ -1,17 +1,20 @@
 """The "Nuclei gallery" dock: every processed image as a thumbnail, sorted by nuclei count.
 
-The gallery is virtualised: a ``QListView`` in icon mode over a
-:class:`~._thumbnail_model.ThumbnailModel` (thumbnails made off the GUI
-thread, a bounded cache), under a filter bar (:class:`~._gallery_filters.GalleryFilters`);
-which images pass and their order is
-:func:`~napari_nuclei_counter.core.render.gallery.gallery_order`'s.
+The dock is the GUI end of the core's gallery pipeline
+(:mod:`napari_nuclei_counter.core.render.gallery`): which images pass the
+filter bar (:class:`~.gallery_filters.GalleryFilters`) and their order are
+:func:`~napari_nuclei_counter.core.render.gallery.gallery_order`'s, captions
+and tiles are the core's, and only turning tiles into pixmaps and painting
+them is done here. The gallery is virtualised: a ``QListView`` in icon mode
+over a :class:`~.thumbnail_model.ThumbnailModel` (tiles made off the GUI
+thread, a bounded cache).
 
 The gallery shows the :class:`~napari_nuclei_counter.core.results.store.ResultsStore`
-it is given, or the viewer's (:func:`~._registry.store_for`): it fills in
-while a batch runs (refreshes are throttled), follows hand corrections and
-the well picked on the plate map, and moves the viewer to the image of a
-clicked thumbnail. "Export PNG…" writes the core's mosaic in a background
-thread (:class:`~._gallery_export.GalleryExporter`).
+it is given, or the viewer's (:func:`~napari_nuclei_counter.gui.registry.store_for`):
+it fills in while a batch runs (refreshes are throttled), follows hand
+corrections and the well picked on the plate map, and moves the viewer to the
+image of a clicked thumbnail. "Export PNG…" writes the core's mosaic in a
+background thread (:class:`~.gallery_export.GalleryExporter`).
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ class GalleryWidget(QWidget):
         Injected by napari.
     store : ResultsStore, optional
         The results to show; by default the viewer's
-        (:func:`~._registry.store_for`, which docks the detector if the viewer
+        (:func:`~napari_nuclei_counter.gui.registry.store_for`, which docks the detector if the viewer
         has no results store yet).
     thumbnail_size : int, optional
         Longest side of a thumbnail on screen, in pixels.
@@ -103,9 +106,8 @@ class GalleryWidget(QWidget):
             self._closed, functools.partial(store_snapshot, self.store, False), store_tables,
             weak_method(self, "_on_flags"), parent=self)
         self.exporter = GalleryExporter(
-            self.store, shown=self.order, caption_of=self.caption_of,
-            ascending=lambda: self.filters.ascending.isChecked(), closed=self._closed,
-            parent=self)
+            self.store, shown=self.order, ascending=lambda: self.filters.ascending.isChecked(),
+            closed=self._closed, parent=self)
         self._build(thumbnail_size)
         self._connect()
         self._follow_well(self.store.selected_well)
@@ -368,14 +370,14 @@ class GalleryWidget(QWidget):
     # ----------------------------------------------------------------- export
     def export_selection(self, n: int = 16, seed: int = 11) -> list[int]:
         """Images an export shows: all those shown, or a seeded sample of ``n``
-        (:meth:`GalleryExporter.selection <._gallery_export.GalleryExporter.selection>`)."""
+        (:meth:`GalleryExporter.selection <.gallery_export.GalleryExporter.selection>`)."""
         return self.exporter.selection(n, seed)
 
     def export_png(self, path: str | os.PathLike, n: int = 16, seed: int = 11, *,
                    size: int = 200, columns: int = 4) -> Path:
         """Save a captioned mosaic of the images shown as a PNG file, now (blocks).
 
-        See :meth:`GalleryExporter.export_png <._gallery_export.GalleryExporter.export_png>`;
+        See :meth:`GalleryExporter.export_png <.gallery_export.GalleryExporter.export_png>`;
         *Export PNG…* does the same in a background thread (:meth:`start_export`).
         """
         return self.exporter.export_png(path, n, seed, size=size, columns=columns)

@@ -1,14 +1,18 @@
 """The gallery's "Export PNG": a captioned mosaic of the images shown, written off the GUI thread.
 
-The images are chosen like the command line's gallery
-(:func:`~napari_nuclei_counter.core.render.gallery.gallery_selection`), what to draw
-is taken from the store on the GUI thread, and the reading, drawing and
-writing (:func:`~napari_nuclei_counter.core.render.gallery.save_gallery`) happen in
-a background thread.
+The core's gallery pipeline end to end, like the command line's ``gallery``:
+the images are chosen by
+:func:`~napari_nuclei_counter.core.render.gallery.gallery_sample`, taken from
+the store with their captions by
+:func:`~napari_nuclei_counter.core.render.gallery.items_of_results` on the GUI
+thread, and read, drawn and written by
+:func:`~napari_nuclei_counter.core.render.gallery.save_gallery` in a background
+thread.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -17,7 +21,7 @@ from pathlib import Path
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject
 
-from ...core.render.gallery import GalleryItem, gallery_selection, save_gallery
+from ...core.render.gallery import GalleryItem, gallery_sample, items_of_results, save_gallery
 from ...core.results.store import ResultsStore
 from .background import BackgroundQueue
 from .thumbnail_model import layer_data
@@ -33,8 +37,6 @@ class GalleryExporter(QObject):
     store : ResultsStore
     shown : callable
         ``shown() -> list of int``: the image indices the gallery shows.
-    caption_of : callable
-        ``caption_of(index) -> str``.
     ascending : callable
         ``ascending() -> bool``: the gallery's order.
     closed : threading.Event
@@ -42,39 +44,26 @@ class GalleryExporter(QObject):
     """
 
     def __init__(self, store: ResultsStore, *, shown: Callable[[], list[int]],
-                 caption_of: Callable[[int], str], ascending: Callable[[], bool],
-                 closed: threading.Event, parent: QObject | None = None) -> None:
+                 ascending: Callable[[], bool], closed: threading.Event,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.store = store
-        self._shown, self._caption_of, self._ascending = shown, caption_of, ascending
+        self._shown, self._ascending = shown, ascending
         self.queue = BackgroundQueue(closed, self)
 
     def selection(self, n: int = 16, seed: int = 11) -> list[int]:
-        """Images of :meth:`export_png`: those shown, or a sample of ``n`` of them.
+        """Images of :meth:`export_png`: those shown, or a seeded sample of ``n`` of them.
 
-        The sample is :func:`~napari_nuclei_counter.core.render.gallery.gallery_selection`'s:
-        ``numpy.random.default_rng(seed).choice`` without replacement among
-        the images shown in image order, then sorted by count like the
-        gallery.
+        :func:`~napari_nuclei_counter.core.render.gallery.gallery_sample`: the
+        command line's rule applied to the images shown, sorted like the gallery.
         """
-        import pandas as pd
-
-        shown = sorted(self._shown())
-        table = pd.DataFrame(
-            {"n_nuclei": pd.array([self.store.results[i].count for i in shown], dtype="Int64"),
-             "error": ""}, index=shown)
-        chosen = gallery_selection(table, int(n), seed=int(seed),
-                                   ascending=self._ascending())
-        return [int(i) for i in chosen.index]
+        return gallery_sample(self.store.results, self._shown(), int(n), seed=int(seed),
+                              ascending=self._ascending())
 
     def items(self, n: int = 16, seed: int = 11) -> list[GalleryItem]:
         """What :meth:`export_png` draws, taken from the store now (GUI thread, no file work)."""
-        data = layer_data(self.store.source)
-        items = []
-        for i in self.selection(n, seed):
-            r = self.store.results[i]
-            items.append(GalleryItem(r.path, data, i, r.coords.copy(), self._caption_of(i)))
-        return items
+        return items_of_results(self.store.results, self.selection(n, seed),
+                                layer_data(self.store.source))
 
     def export_png(self, path: str | os.PathLike, n: int = 16, seed: int = 11, *,
                    size: int = 200, columns: int = 4) -> Path:
@@ -110,7 +99,7 @@ class GalleryExporter(QObject):
         items = self.items(n, seed)
         if not items:
             raise ValueError("the gallery shows no image: nothing to export")
-        return save_gallery(items, path, size=size, columns=columns)
+        return save_gallery(items, path, size=size, columns=columns, plane=self.store.plane)
 
     def start(self, path: str | os.PathLike, n: int = 16, seed: int = 11) -> bool:
         """Export like :meth:`export_png` in a background thread; tell the outcome when done.
@@ -124,7 +113,8 @@ class GalleryExporter(QObject):
         if not items:
             show_warning("The gallery shows no image: nothing to export.")
             return False
-        self.queue.submit(save_gallery, (items, path), self._on_exported)
+        write = functools.partial(save_gallery, plane=self.store.plane)
+        self.queue.submit(write, (items, path), self._on_exported)
         return True
 
     def _on_exported(self, out, error, _seconds: float) -> None:

@@ -1,8 +1,8 @@
 """The "Plate map" dock: the plate's wells coloured by their nuclei count.
 
-The map (:class:`~._plate_canvas.PlateCanvas`) is painted from the per-well
+The map (:class:`~.plate_canvas.PlateCanvas`) is painted from the per-well
 table of a :class:`~napari_nuclei_counter.core.results.store.ResultsStore` (the one it
-is given, or the viewer's, :func:`~._registry.store_for`):
+is given, or the viewer's, :func:`~napari_nuclei_counter.gui.registry.store_for`):
 :func:`~napari_nuclei_counter.core.results.wells.well_table`, laid out by
 :func:`~napari_nuclei_counter.core.results.wells.plate_map_values`, recomputed in a
 background thread while results stream in. Hovering a well tells its numbers;
@@ -71,7 +71,7 @@ class PlateMapWidget(QWidget):
         Injected by napari.
     store : ResultsStore, optional
         The results to show; by default the viewer's
-        (:func:`~._registry.store_for`, which docks the detector if the viewer
+        (:func:`~napari_nuclei_counter.gui.registry.store_for`, which docks the detector if the viewer
         has no results store yet).
     cmap : str, optional
         Colour map of the wells.

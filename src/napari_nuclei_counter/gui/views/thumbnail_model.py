@@ -1,13 +1,16 @@
-"""The gallery's model: rows are image indices, thumbnails are made on demand off the GUI thread.
+"""The gallery's model: rows are image indices, tiles are made on demand off the GUI thread.
 
 :class:`ThumbnailModel` is a ``QAbstractListModel`` with no widgets: the
-gallery's ``QListView`` asks it for the rows it paints, and only those
-thumbnails are made, in numpy
-(:func:`~napari_nuclei_counter.core.render.gallery.image_thumbnail`), in a
-background thread that runs while there is work (a few at a time, the most
-recently asked-for first). A thumbnail becomes a ``QPixmap`` only here, and
-at most ``cache_size`` of them are kept (least recently used out first), so
-memory stays bounded on a plate of 10,000 images.
+gallery's ``QListView`` asks it for the rows it paints, and only those tiles
+are made, by the core's gallery pipeline
+(:func:`~napari_nuclei_counter.core.render.gallery.items_of_results`, then
+:func:`~napari_nuclei_counter.core.render.gallery.gallery_tile`: uint8 arrays,
+the command line's tiles), in a background thread that runs while there is
+work (a few at a time, the most recently asked-for first). Captions are the
+core's (:func:`~napari_nuclei_counter.core.render.gallery.result_caption`). A
+tile becomes a ``QPixmap`` only here, and at most ``cache_size`` of them are
+kept (least recently used out first), so memory stays bounded on a plate of
+10,000 images.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ import functools
 import logging
 import threading
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QAbstractListModel, QModelIndex, QObject, Qt
 from qtpy.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 
-from ...core.render.gallery import caption, image_thumbnail
+from ...core.render.gallery import UNREADABLE, Tile, gallery_tile, items_of_results, result_caption
+from ...core.render.thumbnails import blank_tile
 from ...core.results.store import ResultsStore
 from .background import BackgroundQueue
 
@@ -50,15 +53,13 @@ def to_pixmap(rgb: np.ndarray) -> QPixmap:
     return QPixmap.fromImage(image)
 
 
-def _tile(size: int, text: str, cross: bool = False) -> QPixmap:
+def _placeholder(size: int) -> QPixmap:
+    """The tile shown while an image's tile is made: a dark square with an ellipsis."""
     pix = QPixmap(size, size)
     pix.fill(QColor(45, 45, 48))
     painter = QPainter(pix)
     painter.setPen(QPen(QColor(150, 150, 150)))
-    if cross:
-        painter.drawLine(size // 4, size // 4, 3 * size // 4, 3 * size // 4)
-        painter.drawLine(size // 4, 3 * size // 4, 3 * size // 4, size // 4)
-    painter.drawText(pix.rect(), int(Qt.AlignmentFlag.AlignCenter), text)
+    painter.drawText(pix.rect(), int(Qt.AlignmentFlag.AlignCenter), "…")
     painter.end()
     return pix
 
@@ -67,9 +68,11 @@ class ThumbnailModel(QAbstractListModel):
     """Rows are image indices in display order; thumbnails are made on demand.
 
     ``data(index, DecorationRole)`` returns the cached pixmap of the image, or
-    :attr:`placeholder` while its thumbnail is made in the background (the
-    most recently asked-for first, a few at a time); ``dataChanged`` follows
-    when it is ready. At most ``cache_size`` pixmaps are kept.
+    :attr:`placeholder` while its tile is made in the background (the most
+    recently asked-for first, a few at a time); ``dataChanged`` follows when
+    it is ready. At most ``cache_size`` pixmaps are kept. An image that cannot
+    be read shows :attr:`broken` (the core's grey tile) and its caption says
+    ``(unreadable)``, as in the command line's gallery.
 
     Parameters
     ----------
@@ -102,9 +105,9 @@ class ThumbnailModel(QAbstractListModel):
         self.dot_radius = 1 if self.size < 240 else 2
         self.closed = closed or threading.Event()
         self.queue = BackgroundQueue(self.closed, self)
-        self.placeholder = _tile(self.size, "…")
-        self.broken = _tile(self.size, "unreadable", cross=True)
-        self.made = 0  #: thumbnails made so far (for tests and diagnostics)
+        self.placeholder = _placeholder(self.size)
+        self.broken = to_pixmap(blank_tile(self.size))
+        self.made = 0  #: thumbnails made so far, unreadable images not counted (for tests and diagnostics)
         self.flags: dict[int, str] = {}  #: QC flags by image index, for tooltips
         self._rows: list[int] = []
         self._row_of: dict[int, int] = {}
@@ -112,6 +115,7 @@ class ThumbnailModel(QAbstractListModel):
         self._waiting: OrderedDict[tuple, None] = OrderedDict()
         self._handed: set[tuple] = set()
         self._versions: dict[int, int] = {}
+        self._unreadable: set[int] = set()
         self._generation = 0
 
     # -- Qt model --------------------------------------------------------
@@ -167,15 +171,13 @@ class ThumbnailModel(QAbstractListModel):
 
     # -- texts -----------------------------------------------------------
     def caption_of(self, image: int) -> str:
-        """Caption of an image: ``'B02 s1: 214 nuclei'`` (``' (edited)'`` after a correction)."""
+        """Caption of an image: ``'B02 s1: 214 nuclei'`` (``' (edited)'`` after a correction,
+        ``' (unreadable)'`` when its pixels cannot be read)."""
         r = self.store.results.get(int(image))
         if r is None:
             return ""
-        if not r.ok:
-            return f"{Path(r.path).stem}: failed"
-        text = caption({"n_nuclei": r.count, "well": r.meta.well, "site": r.meta.site,
-                        "path": r.path})
-        return text + (" (edited)" if r.edited else "")
+        text = result_caption(r, mark_edited=True)
+        return text + UNREADABLE if int(image) in self._unreadable else text
 
     def tooltip_of(self, image: int) -> str:
         """Tooltip of an image: caption, position in the run, file, QC flags."""
@@ -232,38 +234,46 @@ class ThumbnailModel(QAbstractListModel):
         while self._waiting and len(keys) < free:
             keys.append(self._waiting.popitem(last=True)[0])
         data = layer_data(self.store.source)
+        make = functools.partial(gallery_tile, size=self.size, dot_radius=self.dot_radius,
+                                 plane=self.store.plane)
         for key in reversed(keys):  # in the order they were asked for
             _, image, _ = key
             r = self.store.results.get(image)
             if r is None or not r.ok:
                 continue
             self._handed.add(key)
-            coords = np.array(r.coords, copy=True)
-            self.queue.submit(image_thumbnail,
-                              (r.path, data, image, coords, self.size, self.dot_radius,
-                               self.store.plane),
-                              functools.partial(self._on_thumbnail, key))
+            (item,) = items_of_results(self.store.results, [image], data)
+            self.queue.submit(make, (item,), functools.partial(self._on_tile, key))
 
-    def _on_thumbnail(self, key: tuple, rgb, error, _seconds: float) -> None:
+    def _on_tile(self, key: tuple, tile: Tile | None, error, _seconds: float) -> None:
         self._handed.discard(key)
         generation, image, version = key
         if generation == self._generation:
             if error is not None:
                 log.warning("gallery: no thumbnail for image %d: %s", image, error)
-                pix = self.broken
+                readable = False
             else:
-                pix = to_pixmap(rgb)
-                self.made += 1
+                readable = tile.readable
+            self.made += readable
+            pix = to_pixmap(tile.picture) if readable else self.broken
             current = self._cache.get(image)
             if current is None or current[0] <= version:
                 self._cache[image] = (version, pix)
                 self._cache.move_to_end(image)
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
+                caption_changed = readable == (image in self._unreadable)
+                if readable:
+                    self._unreadable.discard(image)
+                else:
+                    self._unreadable.add(image)
                 row = self._row_of.get(image)
                 if row is not None:
                     idx = self.index(row)
-                    self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+                    roles = [Qt.ItemDataRole.DecorationRole]
+                    if caption_changed:
+                        roles += [Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole]
+                    self.dataChanged.emit(idx, idx, roles)
         self._hand_over()
 
     def invalidate(self, images) -> None:
@@ -285,6 +295,7 @@ class ThumbnailModel(QAbstractListModel):
         self._waiting.clear()
         self._handed.clear()
         self._versions.clear()
+        self._unreadable.clear()
         self.flags = {}
 
     @property
