@@ -20,3 +20,14 @@ def test_threshold_changes_reuse_the_blur_and_stay_exact():
     cache.detect(img, DetectionParams(3.0, 4, 1000.0), key="a")  # min_distance change
     cache.detect(img[:200], DetectionParams(3.0, 4, 1000.0), key="b")  # another image
     assert cache.recomputed == 4
+
+
+def test_preview_cache_resolves_an_automatic_threshold():
+    from napari_nuclei_counter.core.detect.thresholds import resolve_threshold
+
+    img, _ = make_nuclei_image(3, n_nuclei=60, shape=(256, 300))
+    params = DetectionParams(3.0, 5, 0.0, threshold_method="otsu")
+    fixed = resolve_threshold(img, params)
+    assert fixed.threshold_method is None and fixed.threshold_abs > 0
+    got = PreviewCache().detect(img, params)
+    np.testing.assert_array_equal(got.coords, detect(img, fixed, engine="reference").coords)

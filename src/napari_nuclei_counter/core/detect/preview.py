@@ -48,6 +48,10 @@ class PreviewCache:
             the array's identity.
         """
         img = as_grayscale_2d(image)
+        if params.threshold_method is not None:  # the image's own threshold (a full exact blur)
+            from .thresholds import resolve_threshold
+
+            params = resolve_threshold(img, params)
         k = (id(image) if key is None else key, img.shape, params.sigma, params.min_distance)
         with self._lock:
             if k != self._key or self._cands is None:
