@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import PLUGIN
 from napari_nuclei_counter.core.params import DetectionParams
 from napari_nuclei_counter.core.results.store import ResultsStore
 from napari_nuclei_counter.core.results.tables import ImageResult
 from napari_nuclei_counter.gui.detector.model import DetectorModel
 
-PLUGIN = "napari-nuclei-counter"
 OTSU = DetectionParams(2.5, 5, 123.0, threshold_method="otsu")
 
 

@@ -11,12 +11,12 @@ pytest.importorskip("qtpy")
 
 from qtpy.QtWidgets import QMainWindow
 
+from helpers import PLUGIN
 from napari_nuclei_counter import DetectionParams, detect
 from napari_nuclei_counter.core.sample import write_sample_plate
 
 pytestmark = pytest.mark.gui
 
-PLUGIN = "napari-nuclei-counter"
 PARAMS = DetectionParams(3.0, 5, 1000.0)
 
 

@@ -15,13 +15,13 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
+from helpers import PLUGIN
 from napari_nuclei_counter import DetectionParams
 from napari_nuclei_counter.gui.detector import points as _points
 from napari_nuclei_counter.gui.detector import points_build as _points_build
 
 pytestmark = pytest.mark.gui
 
-PLUGIN = "napari-nuclei-counter"
 PARAMS = DetectionParams(3.0, 5, 1000.0)
 _BUILD = _points_build.build_layer
 

@@ -15,12 +15,12 @@ pytest.importorskip("qtpy")
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication, QMessageBox
 
+from helpers import PLUGIN
 from napari_nuclei_counter import DetectionParams, detect
 from napari_nuclei_counter.gui.navigation import show_image
 
 pytestmark = pytest.mark.gui
 
-PLUGIN = "napari-nuclei-counter"
 PARAMS = DetectionParams(3.0, 5, 1000.0)
 
 

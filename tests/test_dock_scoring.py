@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
+from helpers import PLUGIN
 from napari_nuclei_counter.core.params import DetectionParams
 from napari_nuclei_counter.core.results.store import ResultsStore
 from napari_nuclei_counter.core.results.tables import ImageResult
@@ -27,7 +28,6 @@ from napari_nuclei_counter.gui.scoring.view import RESULTS
 
 pytestmark = pytest.mark.gui
 
-PLUGIN = "napari-nuclei-counter"
 GOOD = DetectionParams(3.0, 5, 1000.0)
 
 

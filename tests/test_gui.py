@@ -14,13 +14,12 @@ pytest.importorskip("qtpy")
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import Qt
 
-from helpers import link_copies, worker_pids
+from helpers import PLUGIN, link_copies, worker_pids
 from napari_nuclei_counter import DetectionParams, detect
 from napari_nuclei_counter.core.sample import write_sample_plate
 
 pytestmark = pytest.mark.gui
 
-PLUGIN = "napari-nuclei-counter"
 
 
 @pytest.fixture

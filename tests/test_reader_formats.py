@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import tifffile
 
+from helpers import PLUGIN
 from napari_nuclei_counter._reader import META_KEY, napari_get_reader, read_image_file
 from napari_nuclei_counter.core.sample import make_nuclei_image
-
-PLUGIN = "napari-nuclei-counter"
 
 
 @pytest.fixture(scope="module")
