@@ -1,6 +1,6 @@
 """Argument chores of the command line: negative numbers as values, options without effect.
 
-An adapter helper of :mod:`.cli` (no Qt, no napari).
+An adapter helper of :mod:`.app` (no Qt, no napari).
 """
 
 from __future__ import annotations

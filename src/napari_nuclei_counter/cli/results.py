@@ -1,4 +1,4 @@
-"""The command line's result commands: ``gallery``, ``platemap`` and ``sample`` (see :mod:`.cli`).
+"""The command line's result commands: ``gallery``, ``platemap`` and ``sample``.
 
 They may read a folder that a run is still writing into (they say so) and
 refuse a folder whose tables do not belong together (``load_results`` checks

@@ -1,6 +1,6 @@
 """Connecting to a Dask cluster for one run: a given client, a scheduler address, or a local cluster.
 
-An adapter over the core, used by :mod:`._dask`; Dask is imported only when a
+An adapter over the core, used by :mod:`.backend`; Dask is imported only when a
 run connects. Closing never raises, the caller's logs stay free of
 ``distributed``'s INFO chatter, and the nannies' environment variables do not
 stay behind in this process.

@@ -1,4 +1,4 @@
-"""Telling a lost Dask cluster from a slow one (an adapter over the core, used by :mod:`._dask`).
+"""Telling a lost Dask cluster from a slow one (an adapter over the core, used by :mod:`.backend`).
 
 A scheduler that was killed, or a cluster whose last worker died with its
 nanny, leaves the client's futures waiting forever. :class:`LostCheck`

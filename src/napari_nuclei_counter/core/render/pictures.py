@@ -5,7 +5,7 @@ PNGs and the docks' "Export PNG" both come from :func:`render_plate_map`,
 :func:`render_gallery` and :func:`save_png`. The plate map dock paints its
 live view with Qt, from the same colour maps (:func:`colormap`,
 :func:`colour_index`, :func:`text_ink`, :data:`MISSING_RGB`) and the same
-words (:mod:`.wells`). Text is drawn with Pillow's default font.
+words (:mod:`..results.wells`). Text is drawn with Pillow's default font.
 
 numpy, OpenCV and Pillow (imported when drawing); no Qt, no napari.
 """

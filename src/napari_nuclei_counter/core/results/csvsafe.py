@@ -2,7 +2,7 @@
 
 Two reversible escapes, applied to every text cell the writer puts into a CSV
 table (paths, plate/well/site/channel, errors) and undone by the project's
-own table readers (:mod:`.results`), so a name read back is exactly the name
+own table readers (:mod:`.tables`), so a name read back is exactly the name
 written:
 
 1. **Bytes and control characters.** A file name on Linux is bytes; Python
