@@ -3,6 +3,8 @@ core.render, core.gallery)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,13 @@ from napari_nuclei_counter.core.render.gallery import (
     caption,
     gallery_from_results,
     gallery_order,
+    gallery_sample,
     gallery_selection,
+    gallery_tile,
+    gallery_tiles,
+    items_of_results,
+    result_caption,
+    sample_by_count,
 )
 from napari_nuclei_counter.core.render.pictures import (
     MISSING_RGB,
@@ -21,7 +29,7 @@ from napari_nuclei_counter.core.render.pictures import (
     render_plate_map,
     save_png,
 )
-from napari_nuclei_counter.core.render.thumbnails import thumbnail
+from napari_nuclei_counter.core.render.thumbnails import blank_tile, thumbnail
 from napari_nuclei_counter.core.results.wells import (
     WELL_COLUMNS,
     colour_bar_labels,
@@ -350,7 +358,6 @@ def test_gallery_from_results(results_folder, tmp_path):
 
 
 def test_gallery_tiles_survive_moved_images(results_folder):
-    from napari_nuclei_counter.core.render.gallery import gallery_tiles
     from napari_nuclei_counter.core.results.tables import load_results
 
     res = load_results(results_folder)
@@ -385,3 +392,143 @@ def test_save_png_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]  # no temporary file left
     with pytest.raises(ValueError, match="uint8"):
         save_png(rgb.astype(np.float32), tmp_path / "b.png")
+
+
+# ----------------------------------------------------------------------------- one pipeline
+
+
+@pytest.fixture
+def run_and_folder(tmp_path):
+    """A run's results in memory (as a results store holds them) and the same run's folder.
+
+    14 images: the sample plate, a copy of its first image under another well (a tie in
+    counts) and a file that fails.
+    """
+    import shutil
+
+    from napari_nuclei_counter import DetectionParams, run_batch
+    from napari_nuclei_counter.core.results.writer import write_results
+    from napari_nuclei_counter.core.sample import write_sample_plate
+
+    params = DetectionParams(3.0, 5, 500.0)
+    paths = write_sample_plate(tmp_path / "plate (1)", rows="BC", columns=range(2, 5), sites=2,
+                               seed=5, shape=(128, 160))
+    twin = paths[0].with_name(paths[0].name.replace("_B02_", "_D07_"))
+    shutil.copy(paths[0], twin)
+    junk = tmp_path / "plate (1)" / "junk_w1.tif"
+    junk.write_bytes(b"not an image")
+    results = {r.index: r for r in run_batch([*paths, twin, junk], params, workers=0)}
+    assert sum(not r.ok for r in results.values()) == 1
+    folder = write_results(tmp_path / "results", sorted(results.values(), key=lambda r: r.index),
+                           params)
+    return results, folder
+
+
+def test_sample_by_count_is_the_documented_rule():
+    counts = [5, 50, 20, 7, 20]
+    assert sample_by_count(counts) == [1, 2, 4, 3, 0]  # ties (20, 20) in the given order
+    assert sample_by_count(counts, ascending=True) == [0, 3, 2, 4, 1]
+    assert sample_by_count(counts, 5) == sample_by_count(counts, 0) == sample_by_count(counts, 9)
+    picked = np.sort(np.random.default_rng(3).choice(5, size=2, replace=False)).tolist()
+    assert sample_by_count(counts, 2, seed=3) == sorted(picked, key=lambda p: -counts[p])
+    assert sample_by_count([], 4) == []
+
+
+@pytest.mark.parametrize("n, seed, ascending", [(0, 11, False), (0, 11, True), (5, 11, False),
+                                                (5, 3, True), (13, 11, False), (40, 1, False)])
+def test_a_store_and_its_folder_select_the_same_images(run_and_folder, n, seed, ascending):
+    from napari_nuclei_counter.core.results.tables import load_results
+
+    results, folder = run_and_folder
+    images = load_results(folder).images
+    from_folder = gallery_selection(images, n, seed=seed, ascending=ascending)["path"].tolist()
+    # the dock exporting every image it shows
+    from_store = gallery_sample(results, list(results), n, seed=seed, ascending=ascending)
+    assert [results[i].path for i in from_store] == from_folder
+    if n == 0:  # the dock's order without filters is the command line's `--n 0` order
+        rows = gallery_order(results, ascending=ascending).rows
+        assert [results[i].path for i in rows] == from_folder
+    assert len(from_folder) == (13 if n <= 0 or n >= 13 else n)
+
+
+def test_dock_filters_select_what_the_core_selects_on_the_table(run_and_folder):
+    from napari_nuclei_counter.core.results.tables import load_results
+
+    results, folder = run_and_folder
+    images = load_results(folder).images
+    n_nuclei = images["n_nuclei"].fillna(-1)  # the failed image: in no count range
+    counts = sorted(n_nuclei[n_nuclei >= 0])
+    low, high = counts[2], counts[9]
+    in_range = ((n_nuclei >= low) & (n_nuclei <= high)).sum()
+    for ascending in (False, True):
+        rows = gallery_order(results, low=low, high=high, ascending=ascending).rows
+        table = images[(n_nuclei >= low) & (n_nuclei <= high)]
+        expected = gallery_selection(table, 0, ascending=ascending)["path"].tolist()
+        assert [results[i].path for i in rows] == expected and len(rows) == in_range >= 8
+        rows = gallery_order(results, well="B03", ascending=ascending).rows
+        expected = gallery_selection(images[images["well"] == "B03"], 0,
+                                     ascending=ascending)["path"].tolist()
+        assert [results[i].path for i in rows] == expected and len(rows) == 2
+        # a sample of what the filters show: `nuclei-counter gallery` on those rows
+        shown = gallery_order(results, low=low, ascending=ascending).rows
+        table = images[n_nuclei >= low]
+        assert [results[i].path for i in gallery_sample(results, shown, 4, seed=7,
+                                                        ascending=ascending)] == \
+            gallery_selection(table, 4, seed=7, ascending=ascending)["path"].tolist()
+
+
+def test_a_store_and_its_folder_make_the_same_tiles_and_mosaic(run_and_folder):
+    from napari_nuclei_counter.core.results.tables import load_results
+
+    results, folder = run_and_folder
+    res = load_results(folder)
+    selection = gallery_selection(res.images, 6, seed=2)
+    from_folder = gallery_tiles(res, selection, size=80, folder=folder)
+    items = items_of_results(results, gallery_sample(results, list(results), 6, seed=2))
+    from_store = [gallery_tile(item, size=80) for item in items]
+    assert [t.caption for t in from_store] == [t.caption for t in from_folder] == [
+        caption(row) for _, row in selection.iterrows()]
+    for a, b in zip(from_store, from_folder, strict=True):
+        assert a.readable and b.readable
+        np.testing.assert_array_equal(a.picture, b.picture)
+    mosaic = gallery_from_results(folder, n=6, seed=2, size=80)
+    np.testing.assert_array_equal(render_gallery(from_store), mosaic)
+
+
+def test_captions_of_results(run_and_folder):
+    import dataclasses
+
+    results, _ = run_and_folder
+    r = results[0]
+    assert result_caption(r) == f"{r.meta.well} {r.meta.site}: {r.count} nuclei"
+    edited = dataclasses.replace(r, edited=True)
+    assert result_caption(edited) == result_caption(r)  # mosaics do not mark edits
+    assert result_caption(edited, mark_edited=True) == result_caption(r) + " (edited)"
+    (failed,) = [r for r in results.values() if not r.ok]
+    assert result_caption(failed) == "junk_w1: failed"
+
+
+def test_gallery_tile_of_memory_moved_and_missing_images(run_and_folder, tmp_path):
+    from napari_nuclei_counter.core.io.images import read_image
+
+    results, folder = run_and_folder
+    r = results[3]
+    pixels = read_image(r.path)
+    (item,) = items_of_results(results, [3])
+    expected = thumbnail(pixels, r.coords, size=64, dot_radius=1)
+    np.testing.assert_array_equal(gallery_tile(item, size=64, dot_radius=1).picture, expected)
+    # an in-memory stack: the item's plane of the run's data
+    stack = np.stack([np.zeros_like(pixels), pixels])
+    in_memory = item._replace(path="stack[1]", data=stack, index=1)
+    tile = gallery_tile(in_memory, size=64, dot_radius=1)
+    assert tile.readable and tile.caption == item.caption
+    np.testing.assert_array_equal(tile.picture, expected)
+    # a file moved into the results folder is found there
+    moved = folder / Path(r.path).name
+    Path(r.path).rename(moved)
+    np.testing.assert_array_equal(gallery_tile(item, size=64, dot_radius=1, folder=folder).picture,
+                                  expected)
+    # and without it: the grey square, and the caption says so
+    tile = gallery_tile(item, size=64)
+    assert not tile.readable and tile.caption == item.caption + " (unreadable)"
+    np.testing.assert_array_equal(tile.picture, blank_tile(64))
