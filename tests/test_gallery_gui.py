@@ -7,6 +7,7 @@ import logging
 import struct
 import types
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -633,3 +634,111 @@ def test_docked_from_the_plugin_manifest(make_napari_viewer, qtbot, plate):
                     and not plate_map.busy, timeout=10000)
     gallery.on_clicked(4)
     assert viewer.dims.current_step[0] == gallery.order()[4]
+
+
+# ------------------------------------------------------------ one pipeline with the core
+
+
+def _store_of_a_run(paths, params=PARAMS):
+    """A results store filled by the core's batch runner, as a run fills it; and its results."""
+    from napari_nuclei_counter import run_batch
+
+    results = sorted(run_batch(paths, params, workers=0), key=lambda r: r.index)
+    store = ResultsStore()
+    store.reset([str(p) for p in paths], [r.meta for r in results], params)
+    for r in results:
+        store.add(r)
+    return store, results
+
+
+def _rgb(pixmap: QPixmap) -> np.ndarray:
+    """The pixels of a pixmap as a uint8 ``(h, w, 3)`` array."""
+    from qtpy.QtGui import QImage
+
+    image = pixmap.toImage().convertToFormat(QImage.Format.Format_RGB888)
+    w, h = image.width(), image.height()
+    bits = image.constBits()
+    if hasattr(bits, "setsize"):
+        bits.setsize(image.sizeInBytes())
+    rows = np.frombuffer(bytes(bits), np.uint8).reshape(h, image.bytesPerLine())
+    return rows[:, :3 * w].reshape(h, w, 3).copy()
+
+
+def _png_rgb(path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def test_the_dock_shows_and_exports_the_cores_gallery(make_napari_viewer, qtbot, plate, tmp_path):
+    from napari_nuclei_counter.core.render.gallery import (
+        caption,
+        gallery_from_results,
+        gallery_selection,
+        gallery_tile,
+        items_of_results,
+    )
+    from napari_nuclei_counter.core.render.thumbnails import blank_tile
+    from napari_nuclei_counter.core.results.tables import load_results
+    from napari_nuclei_counter.core.results.writer import write_results
+
+    viewer = make_napari_viewer()
+    store, results = _store_of_a_run(plate)
+    folder = write_results(tmp_path / "results", results, PARAMS)
+    images = load_results(folder).images
+    gallery = GalleryWidget(viewer, store)
+    model = gallery.model
+
+    def paths(indices):
+        return [store.results[i].path for i in indices]
+
+    # order and captions: the core's selection of the run's saved tables
+    everything = gallery_selection(images, 0)
+    assert paths(gallery.order()) == everything["path"].tolist()
+    assert [gallery.caption_of(i) for i in gallery.order()] == [
+        caption(row) for _, row in everything.iterrows()]
+
+    # the dock's tiles are the core's tiles, turned into pixmaps
+    rows = (0, 5, 11)
+    for row in rows:
+        model.data(model.index(row), DECORATION)
+    qtbot.waitUntil(lambda: all(gallery.thumbnail_ready(gallery.order()[r]) for r in rows),
+                    timeout=10000)
+    for row in rows:
+        (item,) = items_of_results(store.results, [gallery.order()[row]])
+        tile = gallery_tile(item, size=model.size, dot_radius=model.dot_radius, plane=store.plane)
+        np.testing.assert_array_equal(_rgb(model.data(model.index(row), DECORATION)),
+                                      tile.picture)
+
+    # an image that cannot be read any more: the core's grey tile, and its caption says so
+    row = 8
+    lost = gallery.order()[row]
+    Path(store.results[lost].path).unlink()
+    model.data(model.index(row), DECORATION)
+    qtbot.waitUntil(lambda: gallery.thumbnail_ready(lost), timeout=10000)
+    assert model.data(model.index(row), DECORATION) is model.broken
+    np.testing.assert_array_equal(_rgb(model.broken), blank_tile(model.size))
+    assert model.data(model.index(row), DISPLAY) == caption(everything.iloc[row]) + " (unreadable)"
+
+    # the export without filters is the command line's `gallery` of the same run, pixel for
+    # pixel (the lost image too: a grey tile, "(unreadable)")
+    assert lost in gallery.export_selection(0)
+    for n, seed in ((5, 11), (0, 11)):
+        out = gallery.export_png(tmp_path / f"dock{n}.png", n=n, seed=seed)
+        np.testing.assert_array_equal(_png_rgb(out), gallery_from_results(folder, n=n, seed=seed))
+
+    # filters: exactly the core's selection of the matching rows, in the same order,
+    # and an export samples them as the command line samples a table of those rows
+    counts = sorted(images["n_nuclei"])
+    low = counts[4]
+    gallery.filters.ascending.setChecked(True)
+    gallery.set_count_range(low, None)
+    table = images[images["n_nuclei"] >= low]
+    assert paths(gallery.order()) == gallery_selection(table, 0, ascending=True)["path"].tolist()
+    assert paths(gallery.export_selection(5, seed=3)) == gallery_selection(
+        table, 5, seed=3, ascending=True)["path"].tolist()
+    gallery.set_count_range(0, None)
+    gallery.set_well("C03")
+    table = images[images["well"] == "C03"]
+    assert paths(gallery.order()) == gallery_selection(table, 0, ascending=True)["path"].tolist()
