@@ -20,6 +20,7 @@ from qtpy.QtCore import QEvent, QPoint, Qt
 from qtpy.QtGui import QHelpEvent, QPixmap
 from qtpy.QtWidgets import QApplication, QToolTip
 
+from helpers import PLUGIN
 from napari_nuclei_counter import DetectionParams
 from napari_nuclei_counter.core.io.discovery import ImageMeta
 from napari_nuclei_counter.core.results.store import ResultsStore
@@ -32,7 +33,6 @@ from napari_nuclei_counter.gui.views.plate_map import PlateMapWidget
 
 pytestmark = pytest.mark.gui
 
-PLUGIN = "napari-nuclei-counter"
 PARAMS = DetectionParams(3.0, 5, 500.0)
 DECORATION = Qt.ItemDataRole.DecorationRole
 DISPLAY = Qt.ItemDataRole.DisplayRole
