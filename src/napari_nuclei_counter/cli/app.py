@@ -1,12 +1,13 @@
 """The ``nuclei-counter`` command line (an adapter over the core; no Qt, no napari).
 
-Exit status: 0 when every image succeeded, 1 when some images failed (the
-tables are still written), 2 for usage and setup errors before any image
-ran (a missing folder, a pattern that matches nothing, an invalid parameter,
-an output folder in use or not writable, an unreachable scheduler), 3 for a
-run stopped by its environment or an unexpected error (a lost cluster, a
-full disk; the tables of what was done are kept, ``--resume`` finishes),
-130 when interrupted with Ctrl+C (the tables hold what was done). Errors are
+Exit status: 0 when every image succeeded, 1 when some images failed or
+some of the input could not be listed (the tables are still written), 2
+for usage and setup errors before any image ran (a missing folder, a
+pattern that matches nothing, an invalid parameter, an output folder in
+use or not writable, an unreachable scheduler), 3 for a run stopped by its
+environment or an unexpected error (a lost cluster, a full disk; the
+tables of what was done are kept, ``--resume`` finishes), 130 when
+interrupted with Ctrl+C (the tables hold what was done). Errors are
 one sentence; ``--debug`` shows the traceback.
 """
 
@@ -24,6 +25,7 @@ from .._version import __version__
 from ..core.detect.detection import ENGINES
 from ..core.io.discovery import BBBC021_PATTERN
 from ..core.io.images import PlaneChoice
+from ..core.io.planes import MAX_PIXELS
 from ..core.results.writer import run_command
 from ..core.run.backends import default_workers, start_workers_early
 from ..core.run.errors import RunError, RunStopped
@@ -59,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Detect nuclei in every image of INPUT that matches --pattern and write "
             "images.csv (one row per image), nuclei.csv (one row per nucleus) and run.json "
             "(parameters, versions, times) into --out. Exit status: 0 all images done, "
-            "1 some images failed (their rows say why), 2 usage or setup error, 3 stopped by "
-            "its environment (lost cluster, disk full; resumable), 130 interrupted."
+            "1 some images failed (their rows say why) or could not be listed, 2 usage or "
+            "setup error, 3 stopped by its environment (lost cluster, disk full; resumable), 130 interrupted."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -105,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop and retry workers that return no result for this long (0 = no "
                         "watchdog); default: 120 s before the first image, then the larger of "
                         "60 s and 20x the median image time")
+    d.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse images with more pixels than this (height x width, times the "
+                        "planes of a --z projection), checked from the file's header before "
+                        f"decoding; default {MAX_PIXELS:,} (2**28); 0 = no limit")
     d.add_argument("--break-lock", action="store_true",
                    help="take over an output folder locked by a run on another host (only when "
                         "that run is gone; a stale lock of this host is taken over anyway)")
@@ -187,6 +193,8 @@ def _cmd_detect(args) -> int:
         raise UsageError("--workers must be 0 or more")
     if args.stall_timeout is not None and not args.stall_timeout >= 0:
         raise UsageError("--stall-timeout must be 0 (off) or a number of seconds")
+    if args.max_pixels is not None and args.max_pixels < 0:
+        raise UsageError("--max-pixels must be 0 (no limit) or a number of pixels")
     warn_without_effect(args)
     if args.regex is not None:
         import re
@@ -226,7 +234,8 @@ def _cmd_detect(args) -> int:
               channel=args.channel, z=args.z,
               resume=args.resume, parquet=args.parquet, cancel=stop.event, progress=progress,
               info={"command": run_command("cli")},
-              break_lock=args.break_lock, stall_timeout=args.stall_timeout)
+              break_lock=args.break_lock, stall_timeout=args.stall_timeout,
+              max_pixels=args.max_pixels)
     try:
         run.prepare()
     except RunError as exc:
@@ -261,7 +270,10 @@ def _cmd_detect(args) -> int:
         f"{s.n_done} images, {s.n_nuclei} nuclei, {s.n_failed} failed, "
         f"{s.seconds:.1f} s ({s.n_new / max(s.seconds, 1e-9):.1f} images/s); tables in {s.out}\n"
     )
-    return ExitCode.FAILED if s.n_failed else ExitCode.OK
+    if run.listing_errors:  # named as warnings before the run; the exit says it too
+        sys.stderr.write(f"{len(run.listing_errors)} listing problem(s) (see the warnings "
+                         "above): some images of the input were not read\n")
+    return ExitCode.FAILED if s.n_failed or run.listing_errors else ExitCode.OK
 
 
 def _import_table_modules() -> None:

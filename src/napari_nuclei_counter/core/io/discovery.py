@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ __all__ = [
     "ImageMeta",
     "NAME_SCHEMES",
     "find_images",
+    "list_folder",
     "name_scheme",
     "natural_key",
     "parse_metadata",
@@ -67,6 +70,8 @@ NAME_SCHEMES: dict[str, str] = {
 }
 _COMPILED = {name: re.compile(rx) for name, rx in NAME_SCHEMES.items()}
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ImageMeta:
@@ -104,8 +109,14 @@ class ImageMeta:
 
 
 def natural_key(text: str) -> list:
-    """Sort key that orders ``s2`` before ``s10`` (case-insensitive)."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+    """Sort key that orders ``s2`` before ``s10`` (case-insensitive).
+
+    Runs of decimal digits (of any script) compare as numbers; every other
+    character, superscripts and other digit-like signs included, as text.
+    The key alternates text and numbers, so any two keys compare.
+    """
+    parts = re.split(r"(\d+)", text)
+    return [int(t) if i % 2 and t.isdecimal() else t.lower() for i, t in enumerate(parts)]
 
 
 def _normalise_well(well: str) -> str:
@@ -180,11 +191,7 @@ def find_images(
 ) -> list[Path]:
     """List the images in a folder that match a glob pattern, naturally sorted.
 
-    Matching is on the file name, case-insensitive (``*.tif`` also finds
-    ``.TIF``). Symbolic links are listed like files, dangling ones included,
-    so that a broken link shows up as an error for that image rather than
-    silently vanishing. Folder names with spaces or parentheses need no
-    quoting. Hidden files (``.name``) are skipped.
+    :func:`list_folder` without its warnings: they are logged.
 
     Parameters
     ----------
@@ -207,29 +214,93 @@ def find_images(
     NotADirectoryError
         If ``folder`` is not a folder.
     """
+    found, warnings = list_folder(folder, pattern, recursive=recursive)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return found
+
+
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:  # a name too long, a loop of links: listed, its read says why
+        return False
+
+
+def list_folder(
+    folder: str | os.PathLike,
+    pattern: str = BBBC021_PATTERN,
+    *,
+    recursive: bool = False,
+    skip: Collection[str | os.PathLike] = (),
+) -> tuple[list[Path], list[str]]:
+    """The images in a folder that match a glob pattern, and what could not be listed.
+
+    Matching is on the file name, case-insensitive (``*.tif`` also finds
+    ``.TIF``). Symbolic links are listed like files, dangling ones included,
+    so that a broken link shows up as an error for that image rather than
+    silently vanishing. Folder names with spaces or parentheses need no
+    quoting. Hidden files (``.name``) are skipped. A sub-folder that cannot
+    be read (no permission, a path longer than the system allows) gives a
+    warning that names it: its images are not silently missing.
+
+    Parameters
+    ----------
+    folder : str or PathLike
+        Folder to search.
+    pattern : str, optional
+        Glob for file names, default ``'*_w1*.tif'`` (BBBC021 DAPI channel).
+    recursive : bool, optional
+        Also search sub-folders (symlinked folders are not followed, to avoid loops).
+    skip : collection of path, optional
+        Files and folders never listed (a run's own output folder and tables),
+        compared as absolute paths.
+
+    Returns
+    -------
+    found : list of Path
+        Sorted by natural order of the path relative to ``folder``.
+    warnings : list of str
+        One sentence per folder that could not be listed.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``folder`` does not exist.
+    NotADirectoryError
+        If ``folder`` is not a folder.
+    """
     root = Path(folder).expanduser()
     if not root.exists():
         raise FileNotFoundError(f"folder not found: {root}")
     if not root.is_dir():
         raise NotADirectoryError(f"not a folder: {root}")
     pat = pattern.lower()
+    skipped = {os.path.abspath(s) for s in skip}
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    warnings: list[str] = []
+
+    def unlisted(exc: OSError) -> None:
+        where = exc.filename if exc.filename is not None else root
+        warnings.append(f"cannot list the folder {where} ({exc.strerror or exc}): "
+                        "the images in it are not counted")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlisted):
         base = Path(dirpath)
-        # an OME-Zarr image is a folder: listed like a file when it matches, never entered
-        found.extend(base / d for d in dirnames if not d.startswith(".")
-                     and fnmatch.fnmatchcase(d.lower(), pat) and is_zarr_image(base / d))
         dirnames[:] = [d for d in dirnames if not d.startswith(".")
-                       and not d.lower().endswith(".zarr")]
+                       and os.path.abspath(base / d) not in skipped]
+        # an OME-Zarr image is a folder: listed like a file when it matches, never entered
+        found.extend(base / d for d in dirnames
+                     if fnmatch.fnmatchcase(d.lower(), pat) and is_zarr_image(base / d))
+        dirnames[:] = [d for d in dirnames if not d.lower().endswith(".zarr")]
         for name in filenames:
             if name.startswith(".") or not fnmatch.fnmatchcase(name.lower(), pat):
                 continue
             p = base / name
-            if p.is_dir():
+            if _is_dir(p) or os.path.abspath(p) in skipped:
                 continue
             found.append(p)
         if not recursive:
             break
     found.sort(key=lambda p: natural_key(str(p.relative_to(root))))
-    return found
-
+    return found, warnings

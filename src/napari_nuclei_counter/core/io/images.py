@@ -8,6 +8,13 @@ and ND2, CZI, LIF through bioio (the ``formats`` extra).
 
 A file holding several scenes (series, positions) gives one image per scene,
 named ``FILE#SCENE`` (0-based): :func:`split_scene` takes such a name apart.
+A file on disk whose own name is such a name (``a.ome.tif#1`` beside a
+two-scene ``a.ome.tif``) makes the name ambiguous: both are refused, each
+with an error that says so (:func:`scene_collision`).
+
+Sizes are checked from headers before decoding: an image needing more than
+``max_pixels`` pixels (default :data:`.planes.MAX_PIXELS`, 2**28) is refused
+with an error that names ``--max-pixels``.
 """
 
 from __future__ import annotations
@@ -23,10 +30,10 @@ import numpy as np
 
 from ..detect.detection import as_grayscale_2d
 from .planes import PlaneChoice, select_plane
-from .readers import ImageInfo, describe, read_plane
+from .readers import ImageInfo, describe, read_plane, scene_count
 
 __all__ = ["ImageInfo", "PlaneChoice", "atomic_write", "describe_image", "read_image",
-           "scene_path", "select_plane", "split_scene"]
+           "scene_collision", "scene_path", "select_plane", "split_scene"]
 
 _SCENE = re.compile(r"^(?P<file>.+)#(?P<scene>\d+)$")
 
@@ -48,6 +55,22 @@ def split_scene(path: str | os.PathLike) -> tuple[Path, int | None]:
     return p, None
 
 
+def scene_collision(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is ambiguous, or ``None``: a file named like a scene of another file.
+
+    ``a.ome.tif#1`` names scene 1 of ``a.ome.tif``; when a file of that very
+    name also exists, neither can be told from the other.
+    """
+    m = _SCENE.match(os.fspath(path))
+    if not m:
+        return None
+    literal, base, scene = Path(path), Path(m["file"]), int(m["scene"])
+    if not (os.path.lexists(literal) and base.is_file() and scene < scene_count(base)):
+        return None
+    return (f"the name {literal.name} is both a file and scene {scene} of {base.name}: rename "
+            f"the file {literal.name} (a name ending in # and a number is a scene's)")
+
+
 def _check_exists(p: Path) -> None:
     """Refuse what cannot be an image before opening it (a FIFO would block the reader)."""
     try:
@@ -66,7 +89,7 @@ def _check_exists(p: Path) -> None:
 
 
 def read_image(path: str | os.PathLike, *, plane: PlaneChoice | None = None,
-               reuse_buffer: bool = False) -> np.ndarray:
+               reuse_buffer: bool = False, max_pixels: int | None = None) -> np.ndarray:
     """Read one grayscale image as a 2-D array (any supported format).
 
     Parameters
@@ -80,6 +103,10 @@ def read_image(path: str | os.PathLike, *, plane: PlaneChoice | None = None,
         Read into a per-thread buffer that the next call overwrites (what a
         batch worker wants: no fresh memory, and its page faults, per image).
         Only for callers that are done with the image before the next read.
+    max_pixels : int, optional
+        The most pixels decoded for this image (height x width, times the
+        planes of a projection), checked from the header before decoding;
+        default :data:`.planes.MAX_PIXELS` (2**28); 0 for no limit.
 
     Returns
     -------
@@ -92,7 +119,10 @@ def read_image(path: str | os.PathLike, *, plane: PlaneChoice | None = None,
     """
     p, scene = split_scene(path)
     _check_exists(p)
-    return as_grayscale_2d(read_plane(p, plane, scene or 0, reuse_buffer))
+    collision = scene_collision(path)
+    if collision:
+        raise ValueError(collision)
+    return as_grayscale_2d(read_plane(p, plane, scene or 0, reuse_buffer, max_pixels))
 
 
 def describe_image(path: str | os.PathLike) -> ImageInfo:

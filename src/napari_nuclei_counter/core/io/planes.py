@@ -5,15 +5,50 @@
 says in one sentence what to choose when the file holds more than one plane.
 Every reader (:mod:`.readers`) uses it, so the choice means the same for
 every format.
+
+A reader may hand :func:`select_plane` a lazy array (anything with ``shape``,
+``dtype`` and indexing that returns an ndarray: a TIFF's pages, a Zarr array):
+the plane is chosen from the shape, the pixels it needs are counted against
+:data:`MAX_PIXELS` and only then read, so a z-stack of 2,000 planes decodes one.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PlaneChoice", "select_plane"]
+__all__ = ["MAX_PIXELS", "PlaneChoice", "check_pixels", "select_plane"]
+
+#: the most pixels decoded for one image (height x width x planes read), unless a
+#: reader is given ``max_pixels``: far above any microscope field (16,384 x 16,384),
+#: far below what a lying header can ask for; 0 means no limit
+MAX_PIXELS = 2**28
+
+
+def check_pixels(n: int, max_pixels: int | None = None, what: str = "the image") -> None:
+    """Refuse to decode ``n`` pixels when they are more than the limit.
+
+    Parameters
+    ----------
+    n : int
+        Pixels that decoding would produce (from the file's header).
+    max_pixels : int, optional
+        The limit; default :data:`MAX_PIXELS`; 0 means no limit.
+    what : str, optional
+        What is decoded, for the message.
+
+    Raises
+    ------
+    ValueError
+        One sentence that names the option to raise the limit.
+    """
+    limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
+    if limit > 0 and n > limit:
+        raise ValueError(f"{what} has {n:,} pixels to decode, more than the limit of "
+                         f"{limit:,}: raise it with --max-pixels (max_pixels= in Python) "
+                         "if the file is genuine")
 
 
 @dataclass(frozen=True)
@@ -59,58 +94,77 @@ def _channel_index(channel: str, names: list[str], n: int) -> int:
     raise ValueError(f"no channel named {channel!r}: {n} channels ({listed})")
 
 
-def select_plane(data: np.ndarray, axes: str, choice: PlaneChoice | None = None,
-                 names: list[str] | None = None) -> np.ndarray:
+def select_plane(data, axes: str, choice: PlaneChoice | None = None,
+                 names: list[str] | None = None, *, max_pixels: int | None = None
+                 ) -> np.ndarray:
     """The 2-D plane of ``data`` that ``choice`` picks.
 
     Parameters
     ----------
-    data : ndarray
+    data : ndarray or lazy array
+        An array, or anything with ``shape`` and indexing by a tuple of ints
+        and slices that returns an ndarray (only the chosen plane is read).
     axes : str
         tifffile's axes of ``data`` (``'CYX'``, ``'ZCYX'``, ``'IYX'`` for plain pages, ...).
     choice : PlaneChoice, optional
     names : list of str, optional
         Channel names, for choosing by name and for messages.
+    max_pixels : int, optional
+        The most pixels read (height x width x planes of a projection);
+        default :data:`MAX_PIXELS`, 0 for no limit.
 
     Raises
     ------
     ValueError
         When the file holds several channels or planes and nothing (or
-        something unknown) was chosen; the message says what to do.
+        something unknown) was chosen, or when the plane is larger than
+        ``max_pixels``; the message says what to do.
     """
     choice = choice or PlaneChoice()
     names = list(names or [])
     axes = axes.upper()
-    keep = [i for i, a in enumerate(axes) if data.shape[i] != 1 or a in "YX"]
-    data = data.reshape([data.shape[i] for i in keep])
-    axes = "".join(axes[i] for i in keep)
-    if "C" in axes:
-        k = axes.index("C")
-        n = data.shape[k]
+    shape = tuple(int(n) for n in data.shape)
+    if len(axes) != len(shape):
+        raise ValueError(f"the file's metadata names the axes {axes!r} for an array of "
+                         f"{len(shape)} dimensions")
+    index: list = [slice(None)] * len(shape)
+    kept = []  # positions of the axes the plane keeps
+    for i, a in enumerate(axes):
+        if shape[i] == 1 and a not in "YX":
+            index[i] = 0
+        else:
+            kept.append(i)
+    c = next((i for i in kept if axes[i] == "C"), None)
+    if c is not None:
+        n = shape[c]
         if choice.channel is None:
             listed = f" ({', '.join(names[:n])})" if names else ""
             raise ValueError(f"{n} channels{listed}: choose one with --channel")
-        data = np.take(data, _channel_index(choice.channel, names, n), axis=k)
-        axes = axes[:k] + axes[k + 1:]
-    stack = next((a for a in "ZIQ" if a in axes), None)
+        index[c] = _channel_index(choice.channel, names, n)
+        kept.remove(c)
+    stack = next((i for a in "ZIQ" for i in kept if axes[i] == a), None)
+    project = None
     if stack is not None:
-        k = axes.index(stack)
-        n = data.shape[k]
+        n = shape[stack]
         if choice.z is None:
-            what = (f"a z-stack of {n} planes" if stack == "Z" else
+            what = (f"a z-stack of {n} planes" if axes[stack] == "Z" else
                     f"{n} pages without axis metadata")
             raise ValueError(f"{what}: choose --z max, --z mean or a plane with --z INDEX")
         z = str(choice.z).lower()
-        if z == "max":
-            data = data.max(axis=k)
-        elif z == "mean":
-            data = data.mean(axis=k)
+        if z in ("max", "mean"):
+            project = z
         elif int(z) < n:
-            data = np.take(data, int(z), axis=k)
+            index[stack] = int(z)
+            kept.remove(stack)
         else:
             raise ValueError(f"plane {z} does not exist: {n} planes, numbered from 0")
-        axes = axes[:k] + axes[k + 1:]
-    if "T" in axes:
-        raise ValueError(f"a time series of {data.shape[axes.index('T')]} frames: save the "
-                         "frames as separate files")
-    return data
+    t = next((i for i in kept if axes[i] == "T"), None)
+    if t is not None:
+        raise ValueError(f"a time series of {shape[t]} frames: save the frames as separate "
+                         "files")
+    check_pixels(math.prod(shape[i] for i in kept if axes[i] != "S"), max_pixels)
+    out = np.asarray(data[tuple(index)])
+    if project is not None:
+        k = kept.index(stack)
+        out = out.max(axis=k) if project == "max" else out.mean(axis=k)
+    return out

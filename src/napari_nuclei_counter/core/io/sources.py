@@ -5,6 +5,12 @@ dock's folder mode) into one name per image: a file; ``FILE#SCENE`` for each
 scene of a file holding several (OME-TIFF series, ND2/CZI positions); the
 folder of each field of an OME-Zarr plate. It also warns when the matched
 files span several channels by name (``w1`` and ``w2``).
+
+What the input names but cannot be listed or read as named (a sub-folder
+that cannot be read, a plate's missing well, a path in plate metadata that
+leads outside the plate, scenes that repeat another scene's pixels, a file
+whose name is also a scene's) is an *error of the listing*: a warning that
+names it, and a run that lists any ends with a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -12,13 +18,14 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .discovery import find_images, parse_metadata
-from .images import scene_path
-from .plates import is_hcs_plate, plate_fields
-from .readers import is_zarr_image, scene_count
+from .discovery import list_folder, parse_metadata
+from .images import scene_collision, scene_path
+from .plates import is_hcs_plate, plate_listing
+from .readers import is_zarr_image, scene_info
 
 __all__ = ["ImageList", "list_images"]
 
@@ -37,18 +44,29 @@ class ImageList:
         ``'folder'``, ``'file'``, ``'plate'`` (OME-Zarr HCS) or ``'zarr'`` (one OME-Zarr image).
     warnings : list of str
         Things the user should know before the run (also logged).
+    errors : list of str
+        The warnings that say something the input names is not read (a
+        folder that cannot be listed, a missing well, ...): a run with any
+        is not a complete run.
     """
 
     labels: list[str]
     kind: str
     warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
-def _with_scenes(paths: list[Path], scenes: bool = True) -> list[str]:
+def _with_scenes(paths: list[Path], scenes: bool, errors: list[str]) -> list[str]:
     out = []
     for p in paths:
-        n = scene_count(p) if scenes else 1
-        out.extend([str(p)] if n <= 1 else [scene_path(p, s) for s in range(n)])
+        n, notes = scene_info(p) if scenes else (1, ())
+        errors.extend(f"{p}: {note}" for note in notes)
+        if n <= 1:
+            out.append(str(p))
+            continue
+        names = [scene_path(p, s) for s in range(n)]
+        errors.extend(why for why in map(scene_collision, names) if why)
+        out.extend(names)
     return out
 
 
@@ -65,7 +83,8 @@ def _channel_warning(labels: list[str], pattern: str) -> str | None:
 
 
 def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = False,
-                scenes: bool = True, resolve: bool = True) -> ImageList:
+                scenes: bool = True, resolve: bool = True,
+                skip: Collection[str | os.PathLike] = ()) -> ImageList:
     """The images of ``path``: a folder (files matching ``pattern``), a file, or a plate.
 
     Parameters
@@ -82,6 +101,9 @@ def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = Fals
     resolve : bool, optional
         Names from the absolute, resolved path (as the result tables hold
         them); ``False``: from ``path`` as given.
+    skip : collection of path, optional
+        Files and folders of a folder never listed: a run's output folder and
+        its tables, when it lies in the input folder.
 
     Raises
     ------
@@ -94,14 +116,24 @@ def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = Fals
     p = p.resolve() if resolve else p
     if not p.exists():
         raise FileNotFoundError(f"input folder not found: {p}")
+    errors: list[str] = []
     if is_hcs_plate(p):
-        return ImageList([str(f) for f in plate_fields(p)], "plate")
-    if is_zarr_image(p):
-        return ImageList([str(p)], "zarr")
-    if p.is_file():
-        return ImageList(_with_scenes([p], scenes), "file")
-    labels = _with_scenes(find_images(p, pattern, recursive=recursive), scenes)
-    warning = _channel_warning(labels, pattern)
-    if warning:
+        fields, errors = plate_listing(p)
+        found = ImageList([str(f) for f in fields], "plate")
+    elif is_zarr_image(p):
+        found = ImageList([str(p)], "zarr")
+    elif p.is_file():
+        found = ImageList(_with_scenes([p], scenes, errors), "file")
+    else:
+        skip = [Path(s).expanduser().resolve() if resolve else s for s in skip]
+        paths, errors = list_folder(p, pattern, recursive=recursive, skip=skip)
+        labels = _with_scenes(paths, scenes, errors)
+        found = ImageList(labels, "folder")
+        warning = _channel_warning(labels, pattern)
+        if warning:
+            found.warnings.append(warning)
+    found.errors = errors
+    found.warnings[:0] = errors
+    for warning in found.warnings:
         log.warning("%s", warning)
-    return ImageList(labels, "folder", [warning] if warning else [])
+    return found

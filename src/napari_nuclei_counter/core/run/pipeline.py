@@ -38,7 +38,7 @@ from ..results.tables import ImageResult
 from ..results.writer import ResultsWriter, run_command
 from .backends import default_workers, make_backend
 from .errors import BackendLost, RunError, RunStopped, environment_error
-from .lock import OutputLock
+from .lock import LOCK_NAME, OutputLock
 from .resume import load_partial_results, resume_state
 from .tasks import run_arrays, run_paths
 
@@ -127,6 +127,10 @@ class Run:
     stall_timeout : float, optional
         Seconds without any result before the watchdog kills the workers of
         the tasks in flight (see :mod:`.watchdog`); default automatic.
+    max_pixels : int, optional
+        The most pixels decoded for one image, checked from its header; a
+        larger image is that image's error. Default
+        :data:`~napari_nuclei_counter.core.io.planes.MAX_PIXELS` (2**28); 0 for no limit.
 
     Raises
     ------
@@ -150,7 +154,7 @@ class Run:
                  parquet: bool = False, info: dict | None = None,
                  chunksize: int | None = None, cancel: threading.Event | None = None,
                  progress: Progress | None = None, break_lock: bool = False,
-                 stall_timeout: float | None = None) -> None:
+                 stall_timeout: float | None = None, max_pixels: int | None = None) -> None:
         self.source = source
         self.params = params or DetectionParams()
         self.backend = make_backend(backend, workers)
@@ -174,6 +178,9 @@ class Run:
         self.arrays: list[np.ndarray] | None = None  #: in-memory images, if that is the source
         self.done: set[int] = set()  #: images done before (resume)
         self.warnings: list[str] = []  #: what the user should know about the input
+        #: what the input names but the listing could not read (also in ``warnings``)
+        self.listing_errors: list[str] = []
+        self.max_pixels = max_pixels
         self.summary: RunSummary | None = None
         self._writer: ResultsWriter | None = None
         self._lock = OutputLock(self.out, break_lock=break_lock) if self.out is not None else None
@@ -217,10 +224,12 @@ class Run:
         if isinstance(src, (str, os.PathLike)):
             path = Path(src).expanduser()
             try:
-                found = list_images(path, self.pattern, recursive=self.recursive)
+                found = list_images(path, self.pattern, recursive=self.recursive,
+                                    skip=_own_files(self.out))
             except (FileNotFoundError, ValueError) as exc:
                 raise RunError(str(exc)) from None
             self.labels, self.warnings = found.labels, found.warnings
+            self.listing_errors = found.errors
             if not self.labels:
                 if found.kind == "plate":
                     raise RunError(f"the OME-Zarr plate {path} lists no fields of view")
@@ -326,7 +335,17 @@ class Run:
             return run_arrays(self.arrays, self.labels, self.params, backend, **opts)
         items = [(i, self.labels[i]) for i in todo]
         return run_paths(items, self.params, self.backend, regex=self.regex, plane=self.plane,
-                         **opts)
+                         max_pixels=self.max_pixels, **opts)
+
+
+def _own_files(out: Path | None) -> list[Path]:
+    """What a run writes into ``out``: never listed as input, when ``out`` is the input folder."""
+    if out is None:
+        return []
+    names = ("images.csv", "nuclei.csv", "wells.csv", "run.json", "run.partial.json",
+             "images.partial.csv", "nuclei.partial.csv", "images.parquet", "nuclei.parquet",
+             LOCK_NAME)
+    return [out / name for name in names]
 
 
 def _raise_plainly(exc: BaseException, out) -> None:

@@ -26,14 +26,18 @@ __all__ = ["run_arrays", "run_paths"]
 
 def run_paths(items: list[tuple[int, str]], params: DetectionParams, backend: Backend, *,
               engine: str = "fast", regex: str | None = None, plane: PlaneChoice | None = None,
-              chunksize: int | None = None,
-              cancel: threading.Event | None = None) -> Iterator[ImageResult]:
-    """Detect nuclei in files; yield one result per ``(index, path)`` item as it completes."""
+              chunksize: int | None = None, cancel: threading.Event | None = None,
+              max_pixels: int | None = None) -> Iterator[ImageResult]:
+    """Detect nuclei in files; yield one result per ``(index, path)`` item as it completes.
+
+    ``max_pixels`` bounds the pixels decoded per image (see
+    :func:`~napari_nuclei_counter.core.io.images.read_image`).
+    """
 
     def failed(item, message):
         return ImageResult(item[0], item[1], parse_metadata(item[1], regex), error=message)
 
-    yield from schedule(items, process_chunk, (params, engine, regex, plane), backend,
+    yield from schedule(items, process_chunk, (params, engine, regex, plane, max_pixels), backend,
                         failed=failed,
                         chunksize=chunksize, cancel=cancel)
 

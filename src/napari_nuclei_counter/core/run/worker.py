@@ -54,22 +54,26 @@ def _measure(index: int, label: str, load, params: DetectionParams, engine: str,
 
 
 def process_image(index: int, path: str, params: DetectionParams, engine: str = "fast",
-                  regex: str | None = None, plane: PlaneChoice | None = None) -> ImageResult:
+                  regex: str | None = None, plane: PlaneChoice | None = None,
+                  max_pixels: int | None = None) -> ImageResult:
     """Read and detect one image file; any failure becomes the result's ``error``."""
     try:
         st = os.stat(split_scene(path)[0])  # a scene's identity is its file's
         size, mtime = st.st_size, st.st_mtime
     except OSError:  # missing or a broken link: read_image says so
         size = mtime = None
-    return _measure(index, str(path), lambda: read_image(path, plane=plane, reuse_buffer=True), params,
-                    engine, parse_metadata(path, regex), file_size=size, file_mtime=mtime)
+    def load():
+        return read_image(path, plane=plane, reuse_buffer=True, max_pixels=max_pixels)
+
+    return _measure(index, str(path), load, params, engine, parse_metadata(path, regex),
+                    file_size=size, file_mtime=mtime)
 
 
 def process_chunk(items: Sequence[tuple[int, str]], params: DetectionParams, engine: str = "fast",
-                  regex: str | None = None, plane: PlaneChoice | None = None
-                  ) -> list[ImageResult]:
+                  regex: str | None = None, plane: PlaneChoice | None = None,
+                  max_pixels: int | None = None) -> list[ImageResult]:
     """Worker entry point: process ``(index, path)`` pairs in order."""
-    return [process_image(i, p, params, engine, regex, plane) for i, p in items]
+    return [process_image(i, p, params, engine, regex, plane, max_pixels) for i, p in items]
 
 
 def detect_array(index: int, label: str, image, params: DetectionParams,
