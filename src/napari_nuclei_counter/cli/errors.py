@@ -22,7 +22,10 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["ExitCode", "Stopped", "UsageError"]
+__all__ = ["SEED_MAX", "ExitCode", "Stopped", "UsageError", "check_range"]
+
+#: the largest ``--seed`` (numpy seeds are non-negative; 32 bits are plenty)
+SEED_MAX = 2**32 - 1
 
 
 class ExitCode(IntEnum):
@@ -41,3 +44,20 @@ class UsageError(Exception):
 
 class Stopped(Exception):
     """A run stopped by its environment (what was done is kept): exit status 3."""
+
+
+def check_range(option: str, value, low, high, unit: str = "") -> None:
+    """Refuse ``value`` of ``option`` outside ``[low, high]`` with one sentence (exit 2).
+
+    Every size option of the command line is bounded, so that a typo such as
+    ``--size 20000`` is refused at once instead of filling the memory.
+
+    Raises
+    ------
+    UsageError
+        Naming the option, its range and the value given.
+    """
+    ok = value is not None and low <= value <= high  # False for NaN
+    if not ok:
+        unit = f" {unit}" if unit else ""
+        raise UsageError(f"{option} must be between {low:,} and {high:,}{unit}, got {value}")

@@ -15,15 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import warnings
 from pathlib import Path
 
 from ..core.detect.detection import ENGINES
-from ..core.params import DetectionParams
+from ..core.params import DetectionParams, read_preset
 from ..core.results.columns import EVALUATION
-from .errors import ExitCode, UsageError
+from .errors import ExitCode, UsageError, check_range
 
 __all__ = ["add_parameter_options", "add_parsers", "find_truth", "params_from_args", "run"]
 
@@ -32,6 +33,12 @@ log = logging.getLogger("napari_nuclei_counter")
 TRUTH_SUFFIXES = ("", "_labels", "_label", "_mask", "_masks")
 TRUTH_EXTENSIONS = (".tif", ".tiff", ".png", ".csv")
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+#: bounds of the size options (README, "When things go wrong")
+SIGMA_MAX = 1000.0
+MIN_DISTANCE_MAX = 10_000
+MATCH_RADIUS_MAX = 10_000.0
+WORKERS_MAX = 1024
 
 
 def threshold_value(text: str):
@@ -80,9 +87,10 @@ def params_from_args(args) -> DetectionParams:
     data = DetectionParams().to_dict()
     if getattr(args, "preset", None):
         try:
-            data.update(DetectionParams.from_json(
-                Path(args.preset).read_text(encoding="utf-8")).to_dict())
-        except (OSError, ValueError, TypeError) as exc:
+            data.update(read_preset(Path(args.preset).expanduser()).to_dict())
+        except OSError as exc:
+            raise UsageError(f"cannot use preset {args.preset}: {exc.strerror or exc}") from None
+        except (ValueError, TypeError) as exc:
             raise UsageError(f"cannot use preset {args.preset}: {exc}") from None
     for key, opt in (("sigma", "sigma"), ("min_distance", "min_distance"),
                      ("threshold_abs", "threshold")):
@@ -96,9 +104,25 @@ def params_from_args(args) -> DetectionParams:
             if key == "threshold_abs":
                 data.pop("threshold_method", None)
     try:
-        return DetectionParams.from_dict(data)
+        params = DetectionParams.from_dict(data)
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
+    # a kernel or a window this large only fills the memory: refused before any image
+    if params.sigma > SIGMA_MAX:
+        raise UsageError(f"--sigma must be more than 0 and at most {SIGMA_MAX:g} pixels, "
+                         f"got {params.sigma:g}")
+    check_range("--min-distance", params.min_distance, 1, MIN_DISTANCE_MAX, "pixels")
+    return params
+
+
+def check_scoring_options(args) -> None:
+    """Refuse ``--match-radius`` and ``--workers`` outside their ranges (exit 2)."""
+    radius = args.match_radius
+    if radius is not None and not 0 < radius <= MATCH_RADIUS_MAX:
+        raise UsageError(f"--match-radius must be more than 0 and at most "
+                         f"{MATCH_RADIUS_MAX:,g} pixels, got {radius:g}")
+    if getattr(args, "workers", None) is not None:
+        check_range("--workers", args.workers, 0, WORKERS_MAX)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -155,6 +179,8 @@ def parse_region(text: str | None):
         x0, x1 = (float(v) for v in xs.split(":"))
     except ValueError:
         raise UsageError(f"--region must look like Y0:Y1,X0:X1 (pixels), got {text!r}") from None
+    if not all(math.isfinite(v) for v in (y0, y1, x0, x1)):
+        raise UsageError(f"--region must be finite numbers of pixels, got {text!r}")
     if y1 <= y0 or x1 <= x0:
         raise UsageError(f"--region: Y1 must exceed Y0 and X1 exceed X0, got {text!r}")
     return (y0, y1, x0, x1)
@@ -263,6 +289,7 @@ def cmd_evaluate(args) -> int:
     from ..core.scoring.evaluate import evaluate_image, total
 
     params = params_from_args(args)
+    check_scoring_options(args)
     region = parse_region(args.region)
     images = list_images(args)
     rows, scores = [], []
@@ -299,6 +326,7 @@ def cmd_evaluate(args) -> int:
 def cmd_tune(args) -> int:
     from ..core.scoring.tune import tune, write_tuning
 
+    check_scoring_options(args)
     region = parse_region(args.region)
     images = list_images(args)
     loaded = list(_load(args, images))
@@ -306,8 +334,6 @@ def cmd_tune(args) -> int:
     if not usable:
         _say("total: no image has truth; nothing to tune")
         return ExitCode.USAGE
-    if args.workers is not None and args.workers < 0:
-        raise UsageError("--workers must be 0 or more")
 
     def progress(done, planned):
         if sys.stderr.isatty():

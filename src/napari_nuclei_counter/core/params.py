@@ -5,11 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import stat
 from dataclasses import asdict, dataclass, fields
 from numbers import Integral, Real
 from typing import Any
 
-__all__ = ["DetectionParams", "BBBC021_PRESET"]
+__all__ = ["BBBC021_PRESET", "PRESET_MAX_BYTES", "DetectionParams", "read_preset"]
+
+#: the largest preset file read (a preset is a few lines of JSON)
+PRESET_MAX_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,18 @@ class DetectionParams:
 
     @classmethod
     def from_json(cls, text: str) -> DetectionParams:
-        """Parse parameters from a JSON object string."""
-        data = json.loads(text)
+        """Parse parameters from a JSON object string.
+
+        Raises
+        ------
+        ValueError
+            For text that is not JSON, JSON nested too deep to parse, or not
+            an object of known parameters.
+        """
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ValueError("the JSON is nested too deep to be parameters") from None
         if not isinstance(data, dict):
             raise ValueError("parameters JSON must be an object")
         return cls.from_dict(data)
@@ -112,6 +127,41 @@ class DetectionParams:
     def digest(self) -> str:
         """Return a short stable hash of the parameters (for caches and resume)."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+def read_preset(path: str | os.PathLike) -> DetectionParams:
+    """Read a preset file (the dock's Save preset, or ``tune``'s ``preset.json``).
+
+    Only a regular file is read, and at most :data:`PRESET_MAX_BYTES` of it:
+    a FIFO, a device such as ``/dev/zero`` or a huge file is refused at once
+    instead of hanging or filling the memory.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be opened.
+    ValueError
+        When it is not a regular file, is too large, or does not hold
+        parameters (the message says which).
+    """
+    # O_NONBLOCK: opening a FIFO does not wait for a writer (it is refused next)
+    fd = os.open(os.fspath(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        chunks, size = [], 0
+        while size <= PRESET_MAX_BYTES and (block := os.read(fd, PRESET_MAX_BYTES + 1 - size)):
+            chunks.append(block)
+            size += len(block)
+    finally:
+        os.close(fd)
+    if size > PRESET_MAX_BYTES:
+        raise ValueError(f"larger than {PRESET_MAX_BYTES // 1024} KiB, too large for a preset")
+    try:
+        text = b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    return DetectionParams.from_json(text)
 
 
 #: the automatic threshold methods (core.thresholds.AUTO_THRESHOLDS; no import: params is the base)

@@ -45,10 +45,13 @@ __all__ = [
     "UNREADABLE",
     "GalleryItem",
     "GalleryOrder",
+    "GalleryTooLarge",
+    "MAX_GALLERY_PIXELS",
     "Tile",
     "caption",
     "gallery_from_results",
     "gallery_order",
+    "gallery_pixels",
     "gallery_sample",
     "gallery_selection",
     "gallery_tile",
@@ -66,6 +69,8 @@ log = logging.getLogger(__name__)
 
 #: QC filters of :func:`gallery_order` besides a flag name: no filter, any flag
 ANY_FLAG = "any"
+#: the largest gallery picture, in pixels (about 400 MB of RGB)
+MAX_GALLERY_PIXELS = 1 << 27
 FLAGGED = "flagged"
 #: added to the caption of an image whose pixels cannot be read
 UNREADABLE = " (unreadable)"
@@ -515,6 +520,18 @@ def save_gallery(items: Sequence[GalleryItem], path: str | os.PathLike, *, size:
     return save_png(render_gallery(tiles, columns=columns), path)
 
 
+class GalleryTooLarge(ValueError):
+    """A gallery whose picture would exceed :data:`MAX_GALLERY_PIXELS`."""
+
+
+def gallery_pixels(n_tiles: int, *, size: int, columns: int, caption_height: int = 22,
+                   gap: int = 4) -> int:
+    """Pixels of the picture :func:`~.pictures.render_gallery` makes of ``n_tiles`` tiles of ``size``."""
+    k = max(1, min(columns, n_tiles))
+    m = -(-n_tiles // k)
+    return (k * size + (k + 1) * gap) * (m * (size + caption_height) + (m + 1) * gap)
+
+
 def gallery_from_results(
     folder: str | os.PathLike,
     *,
@@ -553,6 +570,8 @@ def gallery_from_results(
         If ``images.csv`` is missing.
     ValueError
         If no image of the folder was processed successfully.
+    GalleryTooLarge
+        If the picture would exceed :data:`MAX_GALLERY_PIXELS`.
     """
     from ..results.tables import load_results
 
@@ -560,5 +579,10 @@ def gallery_from_results(
     selection = gallery_selection(results.images, n, seed=seed, ascending=ascending)
     if selection.empty:
         raise ValueError(f"no successfully processed image in {folder}")
+    pixels = gallery_pixels(len(selection), size=size, columns=columns)
+    if pixels > MAX_GALLERY_PIXELS:
+        raise GalleryTooLarge(f"a gallery of {len(selection):,} images of {size} pixels, "
+                              f"{columns} per row, would be {pixels:,} pixels, more than the "
+                              f"{MAX_GALLERY_PIXELS:,} allowed")
     tiles = gallery_tiles(results, selection, size=size, folder=folder)
     return render_gallery(tiles, columns=columns)
