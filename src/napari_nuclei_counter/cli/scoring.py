@@ -286,6 +286,7 @@ def cmd_evaluate(args) -> int:
     from ..core.io.discovery import parse_metadata
     from ..core.io.images import atomic_write
     from ..core.results.csvsafe import write_csv
+    from ..core.results.writer import remove_stale_parts
     from ..core.scoring.evaluate import evaluate_image, total
 
     params = params_from_args(args)
@@ -317,6 +318,7 @@ def cmd_evaluate(args) -> int:
                "region": args.region}
     with atomic_write(out / "evaluation.json", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)
+    remove_stale_parts(out, ("evaluation.csv", "evaluation.json"))
     _say(_totals_line(t, len(scores), len(rows)))
     if not scores:
         return ExitCode.USAGE
@@ -324,6 +326,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_tune(args) -> int:
+    from ..core.results.writer import remove_stale_parts
     from ..core.scoring.tune import tune, write_tuning
 
     check_scoring_options(args)
@@ -344,6 +347,7 @@ def cmd_tune(args) -> int:
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     preset, csv = write_tuning(res, args.out)
+    remove_stale_parts(args.out, ("preset.json", "tuning.csv"))
     for params, f1 in res.runners_up[:3]:
         _say(f"runner-up: sigma {params.sigma:g}, min_distance {params.min_distance}, "
               f"threshold {params.threshold_abs:g}: f1 {f1:.3f}")

@@ -19,8 +19,8 @@ from pathlib import Path
 from ..run.errors import RunError
 from ..run.lock import describe_holder, lock_holder
 
-__all__ = ["FINAL_TABLES", "SCHEMA", "DamagedTable", "InconsistentResults", "check_folder", "file_digest",
-           "table_entry"]
+__all__ = ["FINAL_TABLES", "RUN_JSON_MAX_BYTES", "SCHEMA", "DamagedTable", "InconsistentResults",
+           "check_folder", "file_digest", "read_run_json", "table_entry"]
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,57 @@ SCHEMA = 2
 FINAL_TABLES = ("images.csv", "nuclei.csv", "wells.csv")
 
 
+#: the largest ``run.json`` read (one is a few kilobytes)
+RUN_JSON_MAX_BYTES = 16 << 20
+
+
 class DamagedTable(RunError):
     """A table file that cannot be read as a table (garbage bytes, no header, extra fields)."""
 
 
 class InconsistentResults(RunError):
     """A results folder whose tables do not belong together (see :func:`check_folder`)."""
+
+
+def read_run_json(path: Path) -> dict:
+    """A run's ``run.json`` (or ``run.partial.json``), checked to be a run description.
+
+    Raises
+    ------
+    InconsistentResults
+        When it cannot be read, is too large, is not a JSON object, or its
+        ``schema``, ``tables`` or ``parameters`` entries have the wrong types.
+    """
+    path = Path(path)
+    where = f"{path.name} in {path.parent}"
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(RUN_JSON_MAX_BYTES + 1)
+    except OSError as exc:
+        raise InconsistentResults(f"{where} cannot be read ({exc.strerror or exc})") from None
+    if len(data) > RUN_JSON_MAX_BYTES:
+        raise InconsistentResults(f"{where} is damaged (larger than "
+                                  f"{RUN_JSON_MAX_BYTES >> 20} MiB)")
+    try:
+        run = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise InconsistentResults(f"{where} is damaged (JSON nested too deep)") from None
+    except ValueError:  # UnicodeDecodeError is one too
+        raise InconsistentResults(f"{where} is damaged (not JSON)") from None
+    if not isinstance(run, dict):
+        raise InconsistentResults(f"{where} is damaged (not a JSON object)")
+    schema = run.get("schema")
+    if schema is not None and (isinstance(schema, bool) or not isinstance(schema, int)):
+        raise InconsistentResults(f"{where} is damaged (its schema {schema!r} is not a whole "
+                                  "number)")
+    tables = run.get("tables")
+    if tables is not None and not (isinstance(tables, dict)
+                                   and all(isinstance(e, dict) for e in tables.values())):
+        raise InconsistentResults(f"{where} is damaged (its tables entry is not a mapping of "
+                                  "table names to sizes and checksums)")
+    if "parameters" in run and not isinstance(run["parameters"], dict):
+        raise InconsistentResults(f"{where} is damaged (its parameters are not a JSON object)")
+    return run
 
 
 def file_digest(path: Path) -> tuple[int, str]:
@@ -90,15 +135,11 @@ def check_folder(folder, *, verify: bool = True) -> list[str]:
     run_path = folder / "run.json"
     if not run_path.exists() or not (folder / "images.csv").exists():
         return notes
-    try:
-        run = json.loads(run_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InconsistentResults(f"run.json in {folder} cannot be read ({type(exc).__name__}); "
-                                  "the folder's tables cannot be checked") from None
-    schema = run.get("schema") if isinstance(run, dict) else None
+    run = read_run_json(run_path)
+    schema = run.get("schema")
     if schema is None:
         return notes  # written before checksums: nothing to compare
-    if not isinstance(schema, int) or schema > SCHEMA:
+    if schema > SCHEMA:
         raise InconsistentResults(f"the tables in {folder} have format {schema!r}, newer than "
                                   f"this version reads ({SCHEMA}); update napari-nuclei-counter")
     for name, entry in (run.get("tables") or {}).items():

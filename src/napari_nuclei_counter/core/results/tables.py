@@ -8,7 +8,6 @@ tables' columns, building the tables from results, and reading the files that
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import warnings
@@ -21,6 +20,7 @@ import numpy as np
 
 from ..io.discovery import ImageMeta
 from ..params import DetectionParams
+from ..run.errors import RunError
 from .columns import IMAGES, NUCLEI, WELLS
 from .wells import well_table
 
@@ -35,6 +35,7 @@ __all__ = [
     "PARTIAL",
     "ImageResult",
     "Results",
+    "ResultsNotReady",
     "finish_images",
     "images_table",
     "load_results",
@@ -177,8 +178,28 @@ def _read_csv_lines(path: Path, required: tuple = ("path",), **kwargs) -> pd.Dat
 
 
 def read_images_csv(path: Path) -> pd.DataFrame:
-    """Read ``images.csv`` (or its streaming file), its columns typed (:data:`.columns.IMAGES`)."""
-    return IMAGES.typed(_read_csv_lines(path, dtype=str))
+    """Read ``images.csv`` (or its streaming file), its columns typed (:data:`.columns.IMAGES`).
+
+    Raises
+    ------
+    ~.integrity.DamagedTable
+        For a file that is not such a table, or whose counts are not whole
+        numbers of nuclei (e.g. ``1e300`` or ``-3``).
+    """
+    from .integrity import DamagedTable
+
+    df = _read_csv_lines(path, dtype=str)
+    try:
+        with warnings.catch_warnings():  # numpy's warning of a cast that then fails
+            warnings.simplefilter("ignore", RuntimeWarning)
+            typed = IMAGES.typed(df)
+        counts = typed["n_nuclei"]
+        if bool((counts.dropna() < 0).any()):
+            raise ValueError("negative count")
+    except (ValueError, TypeError, OverflowError):
+        raise DamagedTable(f"{Path(path).name} in {Path(path).parent} is damaged: counts or "
+                           "columns that are not whole numbers") from None
+    return typed
 
 
 def read_nuclei_csv(path: Path) -> pd.DataFrame:
@@ -234,21 +255,38 @@ class Results:
         return PlaneChoice(None if channel is None else str(channel), None if z is None else str(z))
 
 
+class ResultsNotReady(RunError):
+    """A results folder whose run has not written its first row yet (not a damaged one)."""
+
+
+def _has_a_line(path: Path) -> bool:
+    """Whether a file holds at least one complete line (a streaming table's header)."""
+    with open(path, "rb") as fh:
+        return b"\n" in fh.read(1 << 16)
+
+
 def load_results(folder: str | os.PathLike) -> Results:
     """Load a results folder written by the CLI, the plugin or :class:`ResultsWriter`.
 
-    A run that was killed before it finished is read from its streaming
-    files (``images.partial.csv``, ``nuclei.partial.csv``).
+    A run that was killed before it finished, or that is still going, is read
+    from its streaming files (``images.partial.csv``, ``nuclei.partial.csv``).
 
     Raises
     ------
     FileNotFoundError
         If neither ``images.csv`` nor ``images.partial.csv`` is there.
+    ResultsNotReady
+        If the run writing into the folder has not written its tables' header
+        yet (it has just started, or was stopped at once).
+    ~.integrity.InconsistentResults, ~.integrity.DamagedTable
+        If ``run.json`` or a table is damaged, or the tables do not belong
+        together (one sentence each).
     """
     import pandas as pd
 
+    from ..run.lock import describe_holder, lock_holder
     from .csvsafe import decode_columns
-    from .integrity import check_folder
+    from .integrity import DamagedTable, InconsistentResults, check_folder, read_run_json
 
     folder = Path(folder)
     for note in check_folder(folder):  # raises InconsistentResults for a mixed set
@@ -257,20 +295,43 @@ def load_results(folder: str | os.PathLike) -> Results:
     images_path = folder / ("images.csv" if final else PARTIAL["images.csv"])
     if not images_path.exists():
         raise FileNotFoundError(f"no images.csv in {folder}")
+    if not final and not _has_a_line(images_path):
+        holder = lock_holder(folder)
+        if holder is not None and not holder.get("stale"):
+            raise ResultsNotReady(f"a run is still writing into {folder} "
+                                  f"({describe_holder(holder)}) and has no result yet; "
+                                  "try again in a moment")
+        raise ResultsNotReady(f"the run into {folder} stopped before it wrote any result; "
+                              "run 'nuclei-counter detect ... --resume' to finish it")
     images = read_images_csv(images_path)
     if not final:
         images = finish_images(images)
     nuclei_path = folder / ("nuclei.csv" if final else PARTIAL["nuclei.csv"])
-    nuclei = (read_nuclei_csv(nuclei_path) if nuclei_path.exists()
+    nuclei = (read_nuclei_csv(nuclei_path)
+              if nuclei_path.exists() and (final or _has_a_line(nuclei_path))
               else pd.DataFrame(columns=NUCLEI_COLUMNS))
     run = {}
     for name in ("run.json", "run.partial.json"):
         if (folder / name).exists():
-            run = json.loads((folder / name).read_text(encoding="utf-8"))
+            run = read_run_json(folder / name)
             break
-    params = DetectionParams.from_dict(run["parameters"]) if "parameters" in run else DetectionParams()
+    try:
+        params = (DetectionParams.from_dict(run["parameters"]) if "parameters" in run
+                  else DetectionParams())
+    except (ValueError, TypeError) as exc:
+        raise InconsistentResults(f"{name} in {folder} is damaged (its parameters: "
+                                  f"{exc})") from None
     wells_path = folder / "wells.csv"
-    wells = (decode_columns(pd.read_csv(wells_path, dtype={c: str for c in WELLS.strings},
-                                        keep_default_na=False), WELLS.text)
-             if final and wells_path.exists() else well_table(images))
+    if final and wells_path.exists():
+        try:
+            wells = decode_columns(pd.read_csv(wells_path, dtype={c: str for c in WELLS.strings},
+                                               keep_default_na=False), WELLS.text)
+            if not {"plate", "well"} <= set(wells.columns):
+                raise ValueError("no plate or well column")
+        except (ValueError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            raise DamagedTable(f"wells.csv in {folder} is damaged and cannot be read as a "
+                               "table; delete it to have it computed again from "
+                               "images.csv") from None
+    else:
+        wells = well_table(images)
     return Results(images, nuclei, run, params, wells)

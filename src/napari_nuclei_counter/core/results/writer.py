@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
+import re
+import socket
 import sys
 import time
 from collections.abc import Iterable
@@ -34,8 +37,17 @@ from .parquet import write_parquet
 from .tables import PARTIAL, ImageResult, finish_images, read_images_csv
 from .wells import well_table
 
-__all__ = ["WIDGET_COMMAND", "ResultsWriter", "finish_tables", "nuclei_lines", "run_command",
-           "write_parquet", "write_results"]
+__all__ = ["RUN_FILES", "WIDGET_COMMAND", "ResultsWriter", "finish_tables", "nuclei_lines",
+           "remove_stale_parts", "run_command", "write_parquet", "write_results"]
+
+log = logging.getLogger(__name__)
+
+#: the files a run writes atomically into its folder (their temporary files are removed)
+RUN_FILES = ("images.csv", "nuclei.csv", "wells.csv", "run.json", "run.partial.json",
+             "images.partial.csv", "nuclei.partial.csv", "images.parquet", "nuclei.parquet")
+
+#: a temporary file of an unlocked folder older than this is stale, in seconds
+STALE_PART_SECONDS = 600.0
 
 #: ``run.json``'s ``command`` for a run started from the napari dock
 WIDGET_COMMAND = "napari-nuclei-counter widget"
@@ -94,6 +106,61 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def remove_stale_parts(folder, names=RUN_FILES, *, locked: bool | None = None) -> list[Path]:
+    """Remove temporary files that a killed atomic write of the tool left in ``folder``.
+
+    Only the tool's own temporary files are touched: ``.NAME.XXXXXXXX.part``
+    (:func:`~napari_nuclei_counter.core.io.images.atomic_write`'s names) for
+    ``NAME`` in ``names``; any other file stays. In a folder whose lock this
+    process holds no other writer can be at work, so every such file is
+    stale; otherwise only those untouched for :data:`STALE_PART_SECONDS`.
+
+    Parameters
+    ----------
+    folder : path
+    names : sequence of str, optional
+        The files whose temporary files may be removed.
+    locked : bool, optional
+        Whether this process holds the folder's lock; read from the lock file
+        when not given.
+
+    Returns
+    -------
+    list of Path
+        The files removed. Errors are logged, never raised.
+    """
+    from ..run.lock import lock_holder
+
+    folder = Path(folder)
+    if locked is None:
+        holder = lock_holder(folder) or {}
+        locked = holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+    pattern = re.compile("|".join(rf"\.{re.escape(n)}\.[a-z0-9_]{{8}}\.part" for n in names))
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        log.debug("cannot list %s: %s", folder, exc)
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if not locked and now - entry.stat(follow_symlinks=False).st_mtime < STALE_PART_SECONDS:
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError as exc:
+            log.debug("cannot remove %s: %s", entry.path, exc)
+    if removed:
+        log.info("removed %d temporary file(s) of an interrupted write in %s", len(removed),
+                 folder)
+    return removed
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -136,6 +203,7 @@ class ResultsWriter:
         self.parquet = parquet
         self.started = _now()
         self._skip = set(done)
+        remove_stale_parts(self.out_dir)  # of a run killed while it wrote a table
         self.n_done = len(self._skip)
         self.n_failed = 0
         self.n_nuclei = 0
@@ -268,6 +336,7 @@ class ResultsWriter:
         self._write_run(self.out_dir / "run.json", complete=complete, final=True, tables=tables)
         (self.out_dir / PARTIAL["images.csv"]).unlink(missing_ok=True)
         (self.out_dir / "run.partial.json").unlink(missing_ok=True)
+        remove_stale_parts(self.out_dir)
         return self.out_dir
 
     def _recount(self) -> None:

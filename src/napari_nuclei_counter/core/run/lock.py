@@ -51,13 +51,17 @@ def _start_ticks(pid: int) -> int | None:
         return None
 
 
+#: the largest process id a system gives (Linux: at most 2**22; a signed 32-bit pid_t)
+_PID_MAX = 2**31 - 1
+
+
 def _alive(pid: int, ticks: int | None) -> bool:
-    """Whether ``pid`` is still the process that took the lock."""
-    if pid <= 0:
+    """Whether ``pid`` is still the process that took the lock (never for an impossible pid)."""
+    if not 0 < pid <= _PID_MAX:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:  # another user's process: alive
         return True
@@ -76,24 +80,46 @@ def lock_holder(folder) -> dict | None:
     """
     path = Path(folder) / LOCK_NAME
     try:
-        text = path.read_text(encoding="utf-8")
+        info = _read_lock(path)
     except FileNotFoundError:
         return None
-    except OSError:
-        return {}
-    try:
-        info = json.loads(text)
-        if not isinstance(info, dict):
-            raise ValueError
-    except ValueError:
+    if not info:
         return {}
     same_host = info.get("host") == socket.gethostname()
     try:
         pid = int(info.get("pid", 0))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a pid of inf
         pid = 0
     info["stale"] = bool(same_host and not _alive(pid, info.get("ticks")))
     return info
+
+
+#: the largest lock file read (a lock holds a few hundred bytes)
+_LOCK_MAX_BYTES = 64 * 1024
+
+
+def _read_lock(path: Path) -> dict:
+    """A lock file's content; ``{}`` when it is not a small JSON object.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no lock file.
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(_LOCK_MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        return {}
+    if len(data) > _LOCK_MAX_BYTES:
+        return {}
+    try:
+        info = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def describe_holder(info: dict) -> str:
@@ -195,10 +221,10 @@ class OutputLock:
         except FileNotFoundError:
             return
         try:
-            moved = json.loads(aside.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            moved = _read_lock(aside)
+        except FileNotFoundError:
             moved = {}
-        if info and isinstance(moved, dict) and moved.get("token") != info.get("token"):
+        if info and moved.get("token") != info.get("token"):
             # a new holder's lock got moved (it took over between our read and
             # rename): put it back, unless yet another lock exists by now
             try:
@@ -213,10 +239,9 @@ class OutputLock:
         if token is None:
             return
         try:
-            info = json.loads(self.path.read_text(encoding="utf-8"))
-            if info.get("token") == token:
+            if _read_lock(self.path).get("token") == token:
                 self.path.unlink()
-        except (OSError, ValueError, AttributeError) as exc:
+        except OSError as exc:
             log.debug("lock of %s already gone: %s", self.folder, exc)
 
     def __enter__(self) -> OutputLock:

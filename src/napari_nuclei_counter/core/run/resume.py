@@ -8,7 +8,6 @@ results back (the dock shows them).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter
@@ -21,7 +20,7 @@ from ..io.images import split_scene
 from ..params import DetectionParams
 from ..results.columns import IMAGES, NUCLEI
 from ..results.csvsafe import write_csv
-from ..results.integrity import SCHEMA, DamagedTable, InconsistentResults, check_folder
+from ..results.integrity import SCHEMA, DamagedTable, InconsistentResults, check_folder, read_run_json
 from ..results.tables import PARTIAL, ImageResult, pd_isna, read_images_csv, read_nuclei_csv
 
 __all__ = ["load_partial_results", "resume_state"]
@@ -78,7 +77,11 @@ def resume_state(out_dir, params: DetectionParams, paths: list[str], *,
     if not (images_path.exists() and nuclei_path.exists() and run_path.exists()):
         return set()
     try:
-        run = json.loads(run_path.read_text(encoding="utf-8"))
+        run = read_run_json(run_path)
+    except InconsistentResults as exc:
+        raise InconsistentResults(f"cannot resume: {exc}; run without --resume to start afresh "
+                                  "(or choose another --out)") from None
+    try:
         same = DetectionParams.from_dict(run["parameters"]).digest() == params.digest()
         # the whole key (engine, regex, channel, z) and the tables' format:
         # anything that changes a row; runs before the key start afresh
