@@ -106,7 +106,6 @@ def test_sparse_matching_scores_every_prefix_as_the_dense_one(sample_images, mon
      "--match-radius"),
     (["evaluate", "{plate}", "--truth", "{plate}", "--out", "{tmp}/t", "--region", "0:inf,0:9"],
      "--region"),
-    (["detect", "{plate}", "--out", "{tmp}/d", "--sigma", "1e6"], "--sigma"),
     (["detect", "{plate}", "--out", "{tmp}/d", "--min-distance", "1000000000"], "--min-distance"),
 ])
 def test_every_size_option_out_of_range_is_refused_at_once_in_one_sentence_exit_2(

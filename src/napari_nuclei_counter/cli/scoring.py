@@ -35,7 +35,6 @@ TRUTH_EXTENSIONS = (".tif", ".tiff", ".png", ".csv")
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
 #: bounds of the size options (README, "When things go wrong")
-SIGMA_MAX = 1000.0
 MIN_DISTANCE_MAX = 10_000
 MATCH_RADIUS_MAX = 10_000.0
 WORKERS_MAX = 1024
@@ -107,10 +106,7 @@ def params_from_args(args) -> DetectionParams:
         params = DetectionParams.from_dict(data)
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
-    # a kernel or a window this large only fills the memory: refused before any image
-    if params.sigma > SIGMA_MAX:
-        raise UsageError(f"--sigma must be more than 0 and at most {SIGMA_MAX:g} pixels, "
-                         f"got {params.sigma:g}")
+    # (a sigma beyond an image is that image's row error: the detection checks it)
     check_range("--min-distance", params.min_distance, 1, MIN_DISTANCE_MAX, "pixels")
     return params
 
