@@ -15,6 +15,7 @@ from magicgui.widgets import ComboBox
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, Signal
 
+from .layout import compact_combo
 from .model import DetectorModel
 
 __all__ = ["ChannelPicker", "channel_choices", "z_choices"]
@@ -71,6 +72,7 @@ class ChannelPicker(QObject):
                                         "DAPI, Hoechst)")
         self.z = ComboBox(label="z", choices=z_choices(1),
                           tooltip="For z-stacks: a projection of all planes, or one plane")
+        compact_combo(self.channel.native)
         self.info = None  #: the description of the first file, when known
         self._request = 0
         self._path: str | None = None

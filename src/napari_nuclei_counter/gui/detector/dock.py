@@ -14,18 +14,20 @@ into widgets and layers.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 from typing import TYPE_CHECKING
 
 from magicgui.widgets import Container
 from napari.qt.threading import create_worker
-from qtpy.QtWidgets import QVBoxLayout, QWidget
-from superqt import QCollapsible
+from qtpy.QtCore import QSize
+from qtpy.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
 from ..registry import store_for
 from ..scoring.panel import ScoringPanel
 from ..views.shared import stop_on_close
+from .layout import FitWidthScrollArea, collapsible
 from .model import DetectorModel
 from .parameters import ParametersPanel
 from .points import RESULTS_LAYER
@@ -84,27 +86,70 @@ class NucleiCounterWidget(QWidget):
         create_worker(_import_distributed, _start_thread=True)
 
     def _lay_out(self) -> None:
-        """One form of the parts' rows (labels aligned), then the sections under it."""
+        """Two tabs over a footer: *Detect* (scrolls) and *Results*; *Run* and the status under both.
+
+        The dock is as narrow as its widest row and as short as a few rows, so
+        that napari's canvas keeps most of a laptop's window: the *Detect* tab
+        (the form of the parts' rows, the presets, *Advanced* and *Are my
+        counts right?*) scrolls; the results table has a tab of its own, the
+        dock's full height; *Run*, the progress and the status line stay in
+        sight under both tabs.
+        """
         controls = Container(widgets=[
             *self.source_panel.top_widgets, *self.parameters.widgets, *self.preview.widgets,
-            *self.source_panel.widgets, *self.run_panel.widgets,
+            *self.source_panel.widgets,
         ], labels=True)
-        controls.margins = (4, 4, 4, 0)
+        controls.margins = (0, 0, 0, 0)
         #: scores the preview's detections (or the run's result of the image on screen)
         #: against a Labels or Points layer, suggests and estimates parameters
-        self.scoring_box = QCollapsible("Are my counts right?", expandedIcon="▾",
-                                        collapsedIcon="▸")
-        self.scoring_box.addWidget(self.scoring)
+        self.scoring_box = collapsible("Are my counts right?", self.scoring)
+        detect = QWidget()
+        column = QVBoxLayout(detect)
+        column.setContentsMargins(4, 4, 4, 4)
+        column.addWidget(controls.native)
+        column.addLayout(self.parameters.presets)
+        column.addWidget(self.run_panel.advanced)
+        column.addWidget(self.scoring_box)
+        column.addStretch(1)
+        results = QWidget()
+        column = QVBoxLayout(results)
+        column.setContentsMargins(4, 4, 4, 4)
+        column.addWidget(self.results_panel.empty)
+        column.addWidget(self.results_panel.table, stretch=1)
+        column.addLayout(self.results_panel.buttons)
+        #: *Detect* and *Results*
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.detect_tab = FitWidthScrollArea(detect)
+        self.tabs.addTab(self.detect_tab, "Detect")
+        self.results_tab = results
+        self.tabs.addTab(results, "Results")
+        footer = Container(widgets=self.run_panel.widgets, labels=False)
+        footer.margins = (4, 0, 4, 0)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(controls.native)
-        layout.addWidget(self.run_panel.advanced)
-        layout.addLayout(self.parameters.presets)
-        layout.addWidget(self.scoring_box)
-        layout.addWidget(self.results_panel.table, stretch=1)
-        layout.addLayout(self.results_panel.buttons)
-        layout.addStretch(0)
+        layout.setContentsMargins(0, 0, 0, 4)
+        layout.addWidget(self.tabs, stretch=1)
+        layout.addWidget(footer.native)
         self.controls = controls
+        self.footer = footer
+        self.store.subscribe(self._on_store_event)
+        self.destroyed.connect(functools.partial(self.store.unsubscribe, self._on_store_event))
+        self._on_store_event("reset", None)
+
+    def _on_store_event(self, event: str, indices) -> None:
+        """The *Results* tab's title counts the images; a new run's table comes to the front."""
+        if event != "reset":
+            return
+        n = len(self.store.labels)
+        self.tabs.setTabText(self.tabs.indexOf(self.results_tab),
+                             f"Results ({n})" if n else "Results")
+        if n:
+            self.tabs.setCurrentWidget(self.results_tab)
+
+    def sizeHint(self) -> QSize:
+        """As narrow as the widest row: the dock opens at its minimum width."""
+        hint = super().sizeHint()
+        return QSize(self.minimumSizeHint().width(), hint.height())
 
     @property
     def settled(self) -> bool:

@@ -9,6 +9,7 @@ from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from ...core.io.discovery import find_images
+from .layout import compact_file_edit, wrap_label
 from .model import DetectorModel
 
 __all__ = ["FolderPicker"]
@@ -38,12 +39,14 @@ class FolderPicker(QObject):
         self.model = model
         self.folder = FileEdit(label="folder", mode="d",
                                tooltip="Folder of images to process (not loaded into memory)")
+        compact_file_edit(self.folder)
         if model.folder is not None:
             self.folder.value = model.folder
         self.pattern = LineEdit(label="pattern", value=model.pattern,
                                 tooltip="File-name pattern, case-insensitive; the default is "
                                         "BBBC021's DAPI channel w1")
         self.match_label = Label(value="")
+        wrap_label(self.match_label.native)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(MATCH_DELAY_MS)

@@ -5,6 +5,9 @@ choice) in a worker thread; a spin box steps through the matched files, so
 parameters can be tuned on a few of them before the run. The layer is
 ``model.folder_layer``; a run on the folder takes it over as its stack (and
 sets ``model.folder_layer`` to ``None``); no file is read while a run goes on.
+After the run, the stack is ``model.folder_layer``: choosing a file of it
+moves the viewer to that image instead of reading it again, and a file not
+in it is shown in a new ``folder preview`` layer (the stack is left alone).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from magicgui.widgets import Label, SpinBox
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject
 
+from ..._reader import META_KEY
+from .layout import ElidedText
 from .model import DetectorModel
 
 __all__ = ["FOLDER_PREVIEW_LAYER", "FolderPreview"]
@@ -53,12 +58,15 @@ class FolderPreview(QObject):
         self.step = SpinBox(label="preview file", min=0, max=0, value=0,
                             tooltip="Which matched file the preview shows (0 = the first)")
         self.name = Label(value="")
+        self._name_text = ElidedText(self.name.native)  # a long file name is elided, not clipped
         self.active = False  #: folder mode is on
+        self._own = None  # the layer this part made (the others it neither hides nor removes)
         self._request = 0
         for w in self.widgets:
             w.visible = False
         self.step.changed.connect(self.load)
         model.events.running.connect(self._on_running)
+        model.events.folder_layer.connect(self._on_folder_layer)
 
     @property
     def widgets(self) -> list:
@@ -82,7 +90,7 @@ class FolderPreview(QObject):
         for w in self.widgets:
             w.visible = active and bool(self.paths)
         layer = self.layer
-        if layer is not None:
+        if layer is not None and layer is self._own:
             layer.visible = active
         if active and self.paths and layer is None:
             self.load()
@@ -99,6 +107,10 @@ class FolderPreview(QObject):
         if self.active and load:
             self.load()
 
+    def _on_folder_layer(self, layer) -> None:
+        if layer is not self._own:
+            self._own = None  # a run took it as its stack: not a file's layer any more
+
     def _on_running(self, running: bool) -> None:
         if running:
             self._request += 1  # a read in flight must not bring a layer back after the run
@@ -109,20 +121,37 @@ class FolderPreview(QObject):
             return
         self._request += 1
         path = str(self.paths[int(self.step.value)])
-        self.name.value = Path(path).name
+        self._name_text.set_text(Path(path).name)
+        if self._step_stack(path):
+            return
         worker = create_worker(_read, path, self.model.channel, self.model.z, self._request)
         worker.returned.connect(self._on_read)
         worker.errored.connect(self._on_error)
         worker.start()
 
+    def _step_stack(self, path: str) -> bool:
+        """Show ``path`` in the run's stack, if the folder's layer is one that holds it."""
+        layer = self.layer
+        if layer is None or layer is self._own or layer.data.ndim != 3:
+            return False
+        paths = layer.metadata.get(META_KEY, {}).get("paths") or []
+        if path not in paths:
+            return False
+        step = list(self.viewer.dims.current_step)
+        step[self.viewer.dims.ndim - layer.data.ndim] = paths.index(path)
+        self.viewer.dims.current_step = tuple(step)
+        return True
+
     def _on_error(self, exc: Exception) -> None:
-        self.name.value = f"cannot read: {exc}"
+        self._name_text.set_text(f"cannot read: {exc}")
 
     def _on_read(self, out) -> None:
         request, path, image = out
         if request != self._request or not self.active or self.paused:
             return
         layer = self.layer
+        if layer is not None and layer is not self._own:
+            layer = None  # the run's stack stays as it is: the file gets a layer of its own
         if layer is not None and layer.data.shape == image.shape \
                 and layer.data.dtype == image.dtype:
             layer.data = image
@@ -130,6 +159,7 @@ class FolderPreview(QObject):
             if layer is not None:
                 self.viewer.layers.remove(layer)
             layer = self.viewer.add_image(image, name=FOLDER_PREVIEW_LAYER, colormap="gray")
+            self._own = layer
         lo, hi = np.percentile(image, [0.5, 99.8]) if image.size else (0, 1)
         if hi > lo:
             layer.contrast_limits = (float(lo), float(hi))

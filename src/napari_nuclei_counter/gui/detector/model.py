@@ -49,7 +49,8 @@ class DetectorModel:
     image_layer : napari.layers.Image or None
         The image layer to preview and to run on (``source == 'image layer'``).
     folder_layer : napari.layers.Image or None
-        The layer that shows one file of the folder (``source == 'folder'``).
+        The layer that shows the folder (``source == 'folder'``): one file of
+        it, or after a run on the folder the run's stack of its files.
     folder : pathlib.Path or None
         The folder of images.
     pattern : str
@@ -79,7 +80,8 @@ class DetectorModel:
     edited : bool
         The results shown were corrected by hand since they were last saved.
     status : str
-        The dock's status line.
+        The dock's status line. A line about the parameters (:meth:`say_about_params`)
+        is cleared when they change afterwards.
 
     Signals
     -------
@@ -121,6 +123,8 @@ class DetectorModel:
         self.events.source.connect(self._on_source, priority=100)
         self.events.image_layer.connect(self._on_image_layer, priority=100)
         self.events.folder_layer.connect(self._on_folder_layer, priority=100)
+        self._params_note = ""  # the status line while it speaks of the parameters shown
+        self.events.params.connect(self._on_params_changed, priority=100)
 
     # ------------------------------------------------------------ the target
     @property
@@ -138,6 +142,22 @@ class DetectorModel:
     def _on_folder_layer(self) -> None:
         if self.folder_run:
             self.target_changed.emit(self.target)
+
+    # ---------------------------------------------------------------- status
+    def say_about_params(self, text: str) -> None:
+        """Put ``text``, a sentence about the current :attr:`params`, in the status line.
+
+        It stays until the parameters change (a slider, a typed value, a
+        preset): then it would describe values no longer shown, and the
+        status line is cleared.
+        """
+        self.status = text
+        self._params_note = text
+
+    def _on_params_changed(self) -> None:
+        note, self._params_note = self._params_note, ""
+        if note and self.status == note:
+            self.status = ""
 
     # ----------------------------------------------------------- run options
     @property

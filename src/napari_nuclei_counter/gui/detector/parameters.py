@@ -10,11 +10,12 @@ from magicgui.widgets import FloatSlider, Slider
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import QObject, QTimer
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton
+from qtpy.QtWidgets import QFileDialog, QPushButton
 
 from ..._reader import META_KEY
 from ...core.params import BBBC021_PRESET, DetectionParams
 from ..navigation import current_plane
+from .layout import button_grid
 from .model import DetectorModel
 from .settings import save_settings, saved_params
 
@@ -60,15 +61,14 @@ class ParametersPanel(QObject):
                                      tooltip="A centre must be brighter than this after "
                                              "blurring, in the image's intensity units "
                                              "(0-65535 for 16-bit, 0-255 for 8-bit images).")
-        self.presets = QHBoxLayout()
         self.bbbc_button = QPushButton("BBBC021")
         self.bbbc_button.setToolTip("sigma 4 px, min distance 6 px, threshold 1000")
         self.defaults_button = QPushButton("Defaults")
         self.save_preset_button = QPushButton("Save preset…")
         self.load_preset_button = QPushButton("Load preset…")
-        for b in (self.bbbc_button, self.defaults_button, self.save_preset_button,
-                  self.load_preset_button):
-            self.presets.addWidget(b)
+        #: the preset buttons, two by two
+        self.presets = button_grid([self.bbbc_button, self.defaults_button,
+                                    self.save_preset_button, self.load_preset_button])
         self._save_timer = QTimer(self)
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(SAVE_DELAY_MS)
@@ -139,7 +139,7 @@ class ParametersPanel(QObject):
         if plane is not None:
             note = self.fit_threshold_range(np.asarray(plane))
             if note:
-                self.model.status = note
+                self.model.say_about_params(note)
 
     def fit_threshold_range(self, plane: np.ndarray) -> str:
         """Fit the threshold slider to an image's range.

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 from magicgui.widgets import CheckBox, Label
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QObject
+from qtpy.QtCore import QObject, QTimer
 
 from ..._reader import META_KEY
 from ...core.detect.detection import as_grayscale_2d, detect
@@ -24,6 +24,7 @@ from ...core.detect.preview import PreviewCache
 from ...core.detect.thresholds import resolve_threshold
 from ...core.params import DetectionParams
 from ..navigation import current_plane
+from .layout import wrap_label
 from .model import DetectorModel
 
 __all__ = ["PREVIEW_LAYER", "PreviewPanel"]
@@ -102,6 +103,7 @@ class PreviewPanel(QObject):
                               tooltip="Show the detections on the image on screen "
                                       "while you move the sliders")
         self.label = Label(value=model.preview_text)
+        wrap_label(self.label.native)
         self.cache = PreviewCache()
         self.worker = None  #: the preview worker while one computes
         self.request = 0  #: number of the latest request
@@ -111,6 +113,11 @@ class PreviewPanel(QObject):
         self._image_key = None  # its key
         self._drawn_for = None  # (key, params) of the rings drawn on this thread
         self.drawn = 0  #: previews drawn (for tests and benchmarks)
+        self._rings_held = False  # the rings were hidden for the results: a new target keeps that
+        self._top = QTimer(self)  # after napari has handled an insertion, the rings go on top
+        self._top.setSingleShot(True)
+        self._top.setInterval(0)
+        self._top.timeout.connect(self.keep_rings_on_top)
         self.check.changed.connect(self._on_check)
         model.events.preview.connect(self._on_preview)
         model.events.preview_text.connect(self._on_text)
@@ -120,6 +127,7 @@ class PreviewPanel(QObject):
         model.target_changed.connect(self._on_target, priority=-90)
         model.target_reloaded.connect(self._on_reloaded)
         viewer.dims.events.current_step.connect(self.schedule)
+        viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self._on_target(model.target)
 
     @property
@@ -148,7 +156,23 @@ class PreviewPanel(QObject):
                 and tuple(layer.axis_labels[:1]) != ("image",):
             layer.axis_labels = ("image", *layer.axis_labels[1:])  # the slider's name
 
+    def _on_layer_inserted(self, event=None) -> None:
+        self._top.start()
+
+    def keep_rings_on_top(self) -> None:
+        """Move the ``nuclei preview`` rings above every other layer (an image would hide them)."""
+        layers = self.viewer.layers
+        if PREVIEW_LAYER not in layers:
+            return
+        index = layers.index(PREVIEW_LAYER)
+        if index != len(layers) - 1:
+            layers.move(index, len(layers))
+
     def _on_target(self, layer) -> None:
+        # rings hidden because a run's results arrived stay hidden for the results' layer
+        # until a slider moves; the preview line says so
+        rings = self.viewer.layers[PREVIEW_LAYER] if PREVIEW_LAYER in self.viewer.layers else None
+        self._rings_held = bool(rings is not None and not rings.visible and self.model.preview)
         if layer is None:
             self.model.preview_text = ("Choose a folder of images." if self.model.folder_run
                                        else "Open an image or a folder of images (File > Open).")
@@ -173,6 +197,7 @@ class PreviewPanel(QObject):
 
     def schedule(self, *_) -> None:
         """Ask for a preview of the current plane and parameters (starts at once if it can)."""
+        self._rings_held = False  # a slider moved: the rings show what it does
         if self.model.preview and self._layer() is not None:
             self.start()
 
@@ -263,7 +288,8 @@ class PreviewPanel(QObject):
         if threshold is not None:
             where += f", {threshold[0]} threshold {threshold[1]:g}"
         self.drawn += 1
-        self._show_text(f"Preview: {det.count} nuclei{where} ({format_ms(seconds)})")
+        held = " · rings hidden: move a slider to show them" if self._rings_held else ""
+        self._show_text(f"Preview: {det.count} nuclei{where} ({format_ms(seconds)}){held}")
 
     def _on_cached(self, out) -> None:
         """The cache holds a plane's candidates: threshold-only moves are answered at once."""
@@ -303,12 +329,12 @@ class PreviewPanel(QObject):
                 self.viewer.layers.remove(pts)
             else:
                 pts.data = coords
-                pts.visible = True
+                pts.visible = not self._rings_held
                 return
         if not len(coords) and layer is None:
             return
         self.viewer.add_points(coords, ndim=coords.shape[1], name=PREVIEW_LAYER, size=11,
                                face_color="transparent", border_color="yellow",
-                               border_width=0.15, symbol="ring")
+                               border_width=0.15, symbol="ring", visible=not self._rings_held)
         if layer is not None and layer in self.viewer.layers:  # keep the image selected
             self.viewer.layers.selection.active = layer

@@ -6,12 +6,13 @@ import functools
 from pathlib import Path
 
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtCore import QObject, QTimer
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QPushButton
+from qtpy.QtCore import QObject, Qt, QTimer
+from qtpy.QtWidgets import QFileDialog, QLabel, QPushButton
 
 from ...core.results.store import ResultsStore
 from ...core.results.writer import run_command, write_results
 from ..navigation import show_image
+from .layout import button_grid, wrap_label
 from .model import DetectorModel
 from .points import PointsSync
 from .run_panel import confirm_replace
@@ -39,8 +40,10 @@ class ResultsPanel(QObject):
     ----------
     table : QTableView
         One row per image of the run; a click shows that image.
-    buttons : QHBoxLayout
-        The row of buttons under it.
+    empty : QLabel
+        Says there is nothing to show yet (in the table's place).
+    buttons : QGridLayout
+        The buttons under it, two by two.
     points : PointsSync
 
     Parameters
@@ -71,9 +74,12 @@ class ResultsPanel(QObject):
                                        "(a tab beside this one)")
         self.plate_button = QPushButton("Plate map")
         self.plate_button.setToolTip("Wells coloured by nuclei count (a tab beside this one)")
-        self.buttons = QHBoxLayout()
-        for b in (self.gallery_button, self.plate_button, self.save_button, self.clear_button):
-            self.buttons.addWidget(b)
+        self.buttons = button_grid([self.gallery_button, self.plate_button, self.save_button,
+                                    self.clear_button])
+        self.empty = QLabel("No results yet: tune on the Detect tab, then press Run.", parent)
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        wrap_label(self.empty)
+        self.empty.setVisible(not store.labels)
         self.points = PointsSync(viewer, store, model)
         self._points_timer = QTimer(self)
         self._points_timer.setInterval(POINTS_INTERVAL_MS)
@@ -109,6 +115,7 @@ class ResultsPanel(QObject):
         self.save_button.setEnabled(has)
         self.clear_button.setEnabled(has and not self.model.running)
         self.table.setVisible(bool(self.store.labels))
+        self.empty.setVisible(not self.store.labels)
 
     def _on_table_clicked(self, index) -> None:
         show_image(self.viewer, self.store, index.row())

@@ -16,18 +16,17 @@ from pathlib import Path
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
+    ComboBox,
     Container,
     FileEdit,
     Label,
     LineEdit,
     PushButton,
-    RadioButtons,
     SpinBox,
 )
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject
 from qtpy.QtWidgets import QMessageBox
-from superqt import QCollapsible
 
 from ..._reader import META_KEY
 from ...core.io.discovery import ImageMeta
@@ -37,6 +36,7 @@ from ...core.results.writer import run_command
 from ...core.run.backends import default_workers
 from ...core.run.pipeline import Run
 from ...dask_backend.choice import choose_backend
+from .layout import collapsible, compact_file_edit, wrap_label
 from .model import BACKENDS, DetectorModel
 from .preview import PREVIEW_LAYER
 from .progress import RunProgress
@@ -120,17 +120,18 @@ class RunPanel(QObject):
         self._replaced = False  # the running run has delivered results (the store holds them)
         self._run_layer_next = None  # the image layer of the run going on
         self._summary: str | None = None  # the run's summary while its layer is built
+        self._on_folder = False  # the run going on (or the last one) is a folder's
         self.run_button = PushButton(text="Run")
         self.progress = RunProgress()
         self.status = Label(value=model.status)
+        wrap_label(self.status.native)
         self.workers = SpinBox(label="workers", min=0, max=max(64, default_workers()),
                                value=model.workers,
                                tooltip="Worker processes (default: all cores); 0 = in this "
                                        "process, for debugging")
-        self.backend = RadioButtons(label="run with", choices=list(BACKENDS),
-                                    value=model.backend, orientation="horizontal",
-                                    tooltip="Worker processes on this computer, or a Dask "
-                                            "cluster (for images on a shared file system)")
+        self.backend = ComboBox(label="run with", choices=list(BACKENDS), value=model.backend,
+                                tooltip="Worker processes on this computer, or a Dask "
+                                        "cluster (for images on a shared file system)")
         self.scheduler = LineEdit(label="scheduler", value=model.scheduler,
                                   tooltip="Address of a running Dask scheduler, e.g. "
                                           "tcp://10.0.0.5:8786; empty: a local Dask cluster")
@@ -138,14 +139,15 @@ class RunPanel(QObject):
                                tooltip="Optional: a folder where the tables are written as "
                                        "the run goes (like the command line), so a long run "
                                        "can be resumed")
-        self.resume_check = CheckBox(text="resume: skip images already done there",
+        compact_file_edit(self.output)
+        self.resume_check = CheckBox(text="resume: skip images done there",
                                      tooltip="Skip images already processed in that folder "
                                              "with the same parameters (same file size and "
                                              "time)")
         self.advanced_controls = Container(widgets=[self.workers, self.backend, self.scheduler,
                                                     self.output, self.resume_check], labels=True)
-        self.advanced = QCollapsible("Advanced", expandedIcon="▾", collapsedIcon="▸")
-        self.advanced.addWidget(self.advanced_controls.native)
+        self.advanced_controls.margins = (0, 0, 0, 0)
+        self.advanced = collapsible("Advanced", self.advanced_controls.native)
         bind(self.workers, model, "workers", int)
         bind(self.backend, model, "backend")
         bind(self.scheduler, model, "scheduler", str)
@@ -222,6 +224,7 @@ class RunPanel(QObject):
             return None
         run, layer, layer_name = made
         self._replaced = False
+        self._on_folder = self.model.folder_run
         self._run_layer_next = layer
         worker = self.runner.start(run, layer_name=layer_name, cancel_on=self.destroyed.connect)
         self.run_button.text = "Cancel"
@@ -332,6 +335,20 @@ class RunPanel(QObject):
     def _on_run_finished(self, run: Run | None) -> None:
         self.model.running = False  # the nuclei layer and the buttons follow
         self.run_button.text = "Run"
+        try:
+            self._report(run)
+        finally:
+            self._show_folder()
+
+    def _show_folder(self) -> None:
+        """After a run on the folder, its stack is what folder mode shows and previews."""
+        layer = self._run_layer_next
+        if (self._on_folder and self.model.folder_run and self.model.folder_layer is None
+                and layer is not None and layer in self.viewer.layers):
+            self.model.folder_layer = layer
+
+    def _report(self, run: Run | None) -> None:
+        """The status line, the progress line and a warning for failed images, as a run ends."""
         if run is None:
             self.model.status = "The run stopped with an error."
             self.progress.finish("stopped with an error")

@@ -10,6 +10,7 @@ from qtpy.QtCore import QObject
 from .channels import ChannelPicker
 from .folder import FolderPicker
 from .folder_preview import FOLDER_PREVIEW_LAYER, FolderPreview
+from .layout import compact_combo
 from .model import SOURCES, DetectorModel
 
 __all__ = ["SourcePanel"]
@@ -52,6 +53,7 @@ class SourcePanel(QObject):
         self.folder_picker = FolderPicker(model, self)
         self.channels = ChannelPicker(model, self)
         self.folder_preview = FolderPreview(viewer, model, self)
+        compact_combo(self.image_combo.native)
         self.image_combo.changed.connect(self._on_combo)
         self.source.changed.connect(self._on_source_field)
         self.folder_picker.matched.connect(self._on_folder_matched)

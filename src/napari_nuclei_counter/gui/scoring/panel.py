@@ -28,7 +28,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -38,6 +37,7 @@ from qtpy.QtWidgets import (
 
 from ...core.params import DetectionParams
 from ...core.results.store import ResultsStore
+from ..detector.layout import button_grid, compact_combo, wrap_label
 from ..detector.model import DetectorModel
 from ..detector.preview import PREVIEW_LAYER
 from ..navigation import current_index, current_plane
@@ -177,14 +177,16 @@ class ScoringPanel(QWidget):
                                         "(no annotations needed)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
-        buttons = QHBoxLayout()
-        for b in (self.score_button, self.suggest_button, self.estimate_button,
-                  self.cancel_button):
-            buttons.addWidget(b)
+        for combo in (self.truth_combo, self.region_combo, self.source_combo):
+            compact_combo(combo)
+        # Score and Cancel side by side, the longer two a row each: the dock stays narrow
+        buttons = button_grid([self.score_button, self.cancel_button])
+        buttons.addWidget(self.suggest_button, 1, 0, 1, 2)
+        buttons.addWidget(self.estimate_button, 2, 0, 1, 2)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
         self.result_label = QLabel("")
-        self.result_label.setWordWrap(True)
+        wrap_label(self.result_label)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
@@ -468,7 +470,7 @@ class ScoringPanel(QWidget):
 
     def _apply(self, params: DetectionParams, label: str) -> None:
         self.model.params = params
-        self.model.status = f"Parameters: {label}"
+        self.model.say_about_params(f"Parameters: {label}")
         self.params_set.emit(params, label)
 
     def show_markers(self, outcome: ScoreOutcome, image_layer, index: int = 0):
