@@ -1,13 +1,15 @@
 """Take the README's screenshots from a real napari window.
 
-Run under a screen (or ``xvfb-run -a -s "-screen 0 1600x1000x24"``)::
+Run under a screen at least 1920x1080 (or ``xvfb-run -a -s "-screen 0 2000x1200x24"``)::
 
     python docs/screenshots.py
 
 Writes ``docs/images/preview.png`` (tuning on the live preview),
-``docs/images/run.png`` (after a run on the sample plate) and
-``docs/images/layout-1366x768.png`` (the same window on a 1366x768 screen,
-the gallery and the plate map as tabs beside the detector).
+``docs/images/dock-1280x800.png`` (a 1280x800 window, the *Detect* tab with
+*Advanced* and *Are my counts right?* open), ``docs/images/run.png`` (after a
+run on the sample plate), ``docs/images/dock-1920x1080.png`` (a 1920x1080
+window, the *Results* tab) and ``docs/images/layout-1366x768.png`` (a
+1366x768 window, the gallery and the plate map as tabs beside the detector).
 """
 
 from __future__ import annotations
@@ -56,6 +58,18 @@ def main() -> None:
     _wait(lambda: widget.preview.label.value.startswith("Preview:") and widget.preview.idle)
     _settle()
     viewer.screenshot(str(OUT / "preview.png"), canvas_only=False)
+    # a laptop's window, every section of the Detect tab open
+    viewer.window.resize(1280, 800)
+    widget.run_panel.advanced.expand(animate=False)
+    widget.scoring_box.expand(animate=False)
+    viewer.reset_view()
+    _settle(1.0)
+    viewer.screenshot(str(OUT / "dock-1280x800.png"), canvas_only=False)
+    widget.run_panel.advanced.collapse(animate=False)
+    widget.scoring_box.collapse(animate=False)
+    viewer.window.resize(1500, 950)
+    viewer.scene.camera.zoom = 1.6
+    viewer.scene.camera.center = (0, 500, 640)
     widget.preview.check.value = False
     widget.run_panel.start_run()
     _wait(lambda: not widget.run_panel.running)
@@ -63,6 +77,11 @@ def main() -> None:
     widget.results_panel.table.selectRow(14)
     _settle(1.0)
     viewer.screenshot(str(OUT / "run.png"), canvas_only=False)
+    # a desktop's window: the Results tab, the table the dock's full height
+    viewer.window.resize(1920, 1080)
+    viewer.reset_view()
+    _settle(1.0)
+    viewer.screenshot(str(OUT / "dock-1920x1080.png"), canvas_only=False)
     # a small laptop screen: the views open as tabs beside the detector
     viewer.window.resize(1366, 768)
     widget.results_panel.open_plate_map()

@@ -6,6 +6,8 @@ import time
 
 from magicgui.widgets import Container, Label, ProgressBar
 
+from .layout import wrap_label
+
 __all__ = ["RunProgress", "describe_progress", "format_seconds"]
 
 
@@ -56,6 +58,7 @@ class RunProgress:
     def __init__(self) -> None:
         self.bar = ProgressBar(value=0, min=0, max=1, label="progress")
         self.label = Label(value="")
+        wrap_label(self.label.native)  # a long line wraps instead of widening the dock
         self.widget = Container(widgets=[self.bar, self.label], labels=False)
         self.widget.margins = (0, 0, 0, 0)
         self.widget.visible = False

@@ -177,7 +177,7 @@ class ScoringPanel(QWidget):
                                         "(no annotations needed)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
-        for combo in (self.truth_combo, self.region_combo, self.source_combo):
+        for combo in (self.truth_combo, self.region_combo):  # layer names: any length
             compact_combo(combo)
         # Score and Cancel side by side, the longer two a row each: the dock stays narrow
         buttons = button_grid([self.score_button, self.cancel_button])
