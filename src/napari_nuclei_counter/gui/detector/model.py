@@ -18,7 +18,7 @@ from typing import Any
 from psygnal import Signal, evented
 
 from ...core.io.discovery import BBBC021_PATTERN
-from ...core.params import DetectionParams
+from ...core.params import DetectionParams, read_preset
 from ...core.results.store import ResultsStore
 from ...core.run.backends import default_workers
 
@@ -186,12 +186,17 @@ class DetectorModel:
     def load_preset(self, path: str | Path) -> DetectionParams:
         """Read a JSON preset into :attr:`params` and return it.
 
+        Only a regular file of at most 64 KiB is read, as for the command
+        line's ``--preset`` (:func:`~napari_nuclei_counter.core.params.read_preset`).
+
         Raises
         ------
+        OSError
+            For a file that cannot be opened (nothing is changed).
         ValueError
             For a file that is not a valid preset (nothing is changed).
         """
-        params = DetectionParams.from_json(Path(path).read_text(encoding="utf-8"))
+        params = read_preset(path)
         self.params = params
         return params
 
