@@ -7,8 +7,12 @@ pattern that matches nothing, an invalid parameter, an output folder in
 use or not writable, an unreachable scheduler), 3 for a run stopped by its
 environment or an unexpected error (a lost cluster, a full disk; the
 tables of what was done are kept, ``--resume`` finishes), 130 when
-interrupted with Ctrl+C (the tables hold what was done). Errors are
-one sentence; ``--debug`` shows the traceback.
+interrupted with Ctrl+C, SIGTERM or SIGHUP (the tables hold what was done).
+Errors are one sentence; ``--debug`` shows the traceback.
+
+A run never depends on its messages: a console that cannot be written (a
+full disk behind ``2>file``, ``2>/dev/full``, a closed stream, a terminal
+gone) loses the messages, never the run (:func:`entry`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from .._version import __version__
@@ -29,7 +34,7 @@ from ..core.io.planes import MAX_PIXELS
 from ..core.results.writer import run_command
 from ..core.run.backends import default_workers, start_workers_early
 from ..core.run.errors import RunError, RunStopped
-from ..core.run.pipeline import Run
+from ..core.run.pipeline import PREVIOUS_RUN, Run
 from ..dask_backend.choice import choose_backend
 from . import scoring as cli_scoring
 from .args import join_negative_numbers, warn_without_effect
@@ -210,21 +215,15 @@ def _cmd_detect(args) -> int:
                                 "pip install 'napari-nuclei-counter[dask]'")
     backend = choose_backend(args.backend, workers=args.workers, scheduler=args.scheduler)
     if args.backend == "process" and args.workers != 0:
-        start_workers_early()  # workers import in parallel with the folder listing
+        with _hangup_ignored_by_workers():
+            start_workers_early()  # workers import in parallel with the folder listing
         # the final tables need pandas (0.2 s to import): import it while the
         # workers start, when this process has nothing else to do
         threading.Thread(target=_import_table_modules, name="import-pandas", daemon=True).start()
-    # Ctrl+C and SIGTERM (a batch system ending the job) ask the run to stop;
-    # no exception lands in the middle of writing a row. A second Ctrl+C is
-    # an ordinary KeyboardInterrupt.
+    # Ctrl+C, SIGTERM (a batch system ending the job) and SIGHUP (the terminal
+    # closed) ask the run to stop (see _StopRequest)
     stop = _StopRequest()
-    bar = None
-
-    def progress(result, done, total):
-        bar.update(1)
-        if not result.ok:
-            bar.write(f"failed: {result.path}: {result.error}", file=sys.stderr)
-
+    bar = _Bar(disable=args.quiet)
     try:
         PlaneChoice(args.channel, args.z)
     except ValueError as exc:
@@ -232,7 +231,7 @@ def _cmd_detect(args) -> int:
     run = Run(args.input, params, backend=backend, workers=args.workers, engine=args.engine,
               regex=args.regex, pattern=args.pattern, recursive=args.recursive, out=args.out,
               channel=args.channel, z=args.z,
-              resume=args.resume, parquet=args.parquet, cancel=stop.event, progress=progress,
+              resume=args.resume, parquet=args.parquet, cancel=stop.event, progress=bar.progress,
               info={"command": run_command("cli")},
               break_lock=args.break_lock, stall_timeout=args.stall_timeout,
               max_pixels=args.max_pixels)
@@ -240,10 +239,21 @@ def _cmd_detect(args) -> int:
         run.prepare()
     except RunError as exc:
         raise UsageError(str(exc)) from None
+    stop.run = run
+    previous = _handle_signals(stop)
+    try:  # the lock is given back however this ends (iterating to the end does it too)
+        return _run_detect(run, args, stop, bar)
+    finally:
+        run.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_detect(run: Run, args, stop: _StopRequest, bar: _Bar) -> int:
+    """Iterate a prepared run with a progress bar; say how it went; return the exit status."""
     if args.resume:
         sys.stderr.write(f"resuming: {len(run.done)} of {run.n_images} images already done\n")
-    bar = _progress(run.n_images, disable=args.quiet, initial=len(run.done))
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    bar.start(run.n_images, initial=len(run.done))
     results = iter(run)
     try:
         for _ in results:
@@ -258,13 +268,10 @@ def _cmd_detect(args) -> int:
         raise UsageError(str(exc)) from exc
     finally:
         results.close()  # after a second Ctrl+C: the tables are written now
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         bar.close()
     s = run.summary
     if s.cancelled:
-        sys.stderr.write(f"interrupted: {s.n_done} of {s.n_images} images done; "
-                         f"tables written to {s.out}\n")
+        sys.stderr.write(_stopped_message(s, stop.signal_name()) + "\n")
         return ExitCode.INTERRUPTED
     sys.stderr.write(
         f"{s.n_done} images, {s.n_nuclei} nuclei, {s.n_failed} failed, "
@@ -293,23 +300,131 @@ def _require(module: str, message: str) -> None:
         raise UsageError(message)
 
 
+#: the signals that ask a run to stop: Ctrl+C, a batch system ending the job, the terminal closed
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
+@contextmanager
+def _hangup_ignored_by_workers():
+    """Worker processes started inside this block ignore SIGHUP.
+
+    A closed terminal sends SIGHUP to the whole process group: the workers
+    must not die of it (their server and multiprocessing's resource tracker
+    would report lost workers); this process stops the run and its workers.
+    The workers' process server is started here, and every worker is forked
+    from it with its dispositions. SIGINT the workers ignore themselves;
+    SIGTERM they must not ignore, it is how a pool stops them.
+    """
+    if not hasattr(signal, "SIGHUP"):
+        yield
+        return
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # an ignored signal survives exec
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
+def _handle_signals(stop: _StopRequest) -> dict:
+    """Install ``stop`` for :data:`STOP_SIGNALS`; return the handlers it replaced.
+
+    A signal ignored when the command started stays ignored: ``nohup`` (SIGHUP),
+    a background job of a script (SIGINT).
+    """
+    previous = {}
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue
+        previous[sig] = signal.signal(sig, stop)
+    return previous
+
+
 class _StopRequest:
-    """Signal handler: the first signal asks the batch to stop, a second Ctrl+C interrupts."""
+    """Signal handler of a run: stop it, and never interrupt the writing of its tables.
+
+    The first signal (Ctrl+C, SIGTERM or SIGHUP) sets :attr:`event`, the
+    run's ``cancel``: the run stops within a fraction of a second and writes
+    the tables of what was done. A second Ctrl+C raises ``KeyboardInterrupt``
+    to stop waiting at once (e.g. for an image in progress), except while the
+    run writes a row or its final tables (``Run.writing``): an exception there
+    would leave them half-written, so the signal is only noted, and the run,
+    already stopping, finishes its tables. SIGTERM and SIGHUP never raise.
+    """
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.run: Run | None = None
+        self.first: int | None = None  #: the signal that stopped the run
+        self._noted = False
 
     def __call__(self, signum, frame) -> None:
-        if self.event.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        first = self.first is None
+        if first:
+            self.first = signum
         self.event.set()
+        if first or signum != signal.SIGINT:
+            return
+        if self.run is not None and self.run.writing:
+            self._note("still writing the tables of what was done; they are complete in a "
+                       "moment\n")
+            return
+        raise KeyboardInterrupt
+
+    def _note(self, text: str) -> None:
+        # os.write: the interrupted code may be inside a write to sys.stderr,
+        # and a text stream cannot be re-entered
+        if self._noted:
+            return
+        self._noted = True
+        try:
+            os.write(2, text.encode())
+        except OSError:
+            pass
+
+    def signal_name(self) -> str:
+        """``'Ctrl+C'``, ``'SIGTERM'``, ...: what stopped the run."""
+        if self.first is None or self.first == signal.SIGINT:
+            return "Ctrl+C"
+        return signal.Signals(self.first).name
 
 
-def _progress(total: int, disable: bool, initial: int = 0):
-    from tqdm import tqdm
+def _stopped_message(s, by: str) -> str:
+    """What a stopped run left in its folder, claiming only what happened."""
+    done = f"interrupted ({by}): {s.n_done} of {s.n_images} images done"
+    if s.tables_written:
+        return f"{done}; tables written to {s.out}; --resume finishes the run"
+    earlier = s.out / PREVIOUS_RUN
+    kept = (f"; the earlier run's tables are in {earlier}"
+            if (earlier / "run.json").exists() or (earlier / "images.csv").exists() else "")
+    return (f"{done}; stopped while it wrote the final tables, which are not written: {s.out} "
+            "holds the streaming files (*.partial.csv) of what was done; run the same command "
+            f"again with --resume to finish{kept}")
 
-    return tqdm(total=total, initial=initial, unit="img", desc="detecting", file=sys.stderr,
-                disable=disable, dynamic_ncols=True, smoothing=0.1)
+
+class _Bar:
+    """The progress bar of ``detect`` (tqdm on stderr), and the run's ``progress`` callback."""
+
+    def __init__(self, disable: bool) -> None:
+        self.disable = disable
+        self._bar = None
+
+    def start(self, total: int, initial: int = 0) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, initial=initial, unit="img", desc="detecting",
+                         file=sys.stderr, disable=self.disable, dynamic_ncols=True,
+                         smoothing=0.1)
+
+    def progress(self, result, done: int, total: int) -> None:
+        """``Run(progress=...)``: one image done; a failed one is named."""
+        self._bar.update(1)
+        if not result.ok:
+            self._bar.write(f"failed: {result.path}: {result.error}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _quiet_cluster_internals(record: logging.LogRecord) -> bool:
@@ -351,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             log.exception("traceback")
         parser.exit(ExitCode.STOPPED, f"{prefix}{exc}\n")
+    except KeyboardInterrupt:  # before a run started (a run handles its own)
+        parser.exit(ExitCode.INTERRUPTED, f"{prefix}interrupted (Ctrl+C)\n")
     except Exception as exc:  # one sentence, the traceback with --debug
         if args.debug:
             raise
@@ -367,6 +484,7 @@ def entry() -> None:
     renamed, so the batch commands flush the console and leave with
     ``os._exit``. ``gui`` exits the ordinary way, for Qt and napari.
     """
+    _console_never_stops_the_run()
     code = main()
     if sys.argv[1:2] == ["gui"]:
         sys.exit(code)
@@ -377,6 +495,61 @@ def entry() -> None:
         except (OSError, ValueError):  # a closed or broken pipe: nothing left to say
             pass
     os._exit(code)
+
+
+class _TolerantStream:
+    """A console stream whose write errors are dropped: a run never depends on its messages."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):  # full, closed, broken: the message is lost, not the run
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _console_never_stops_the_run() -> None:
+    """Make stdout and stderr safe to write whatever they are connected to.
+
+    A standard stream closed when the command started (``2>&-``) is opened
+    on the null device: otherwise the next file opened (a table) would take
+    its number, and messages would be written into it. Then ``sys.stdout``
+    and ``sys.stderr`` drop their write errors (a full disk, ``/dev/full``,
+    a terminal gone): the run goes on, writes its tables and exits with its
+    own status.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        stream = getattr(sys, name)
+        if stream is None:  # closed at start-up: Python made no stream for it
+            stream = open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
+                          closefd=False)
+        if not isinstance(stream, _TolerantStream):
+            setattr(sys, name, _TolerantStream(stream))
 
 
 if __name__ == "__main__":  # pragma: no cover

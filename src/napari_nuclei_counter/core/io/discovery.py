@@ -6,7 +6,7 @@ import fnmatch
 import logging
 import os
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,6 +227,41 @@ def _is_dir(p: Path) -> bool:
         return False
 
 
+def _walk(root: Path, onerror: Callable[[OSError], None]
+          ) -> Iterator[tuple[str, list[str], list[str]]]:
+    """:func:`os.walk` from the top down, without following links, at any depth.
+
+    Yields ``(folder, sub-folders, files)`` as :func:`os.walk` does, and the
+    caller may prune the sub-folders in place. A loop instead of a recursion:
+    folders nested thousands deep are walked as any other (Python 3.11's
+    :func:`os.walk` recurses once per level). A folder that cannot be listed
+    is handed to ``onerror``; so is one whose path grew longer than the system
+    allows, which is how the walk of a deep tree ends.
+    """
+    stack = [os.fspath(root)]
+    while stack:
+        top = stack.pop()
+        dirnames: list[str] = []
+        filenames: list[str] = []
+        links: set[str] = set()
+        try:
+            with os.scandir(top) as entries:
+                for entry in entries:
+                    try:
+                        is_dir = entry.is_dir()
+                        if is_dir and entry.is_symlink():
+                            links.add(entry.name)
+                    except OSError:  # as os.walk: listed as a file
+                        is_dir = False
+                    (dirnames if is_dir else filenames).append(entry.name)
+        except OSError as exc:
+            onerror(exc)
+            continue
+        yield top, dirnames, filenames
+        # in reverse, so that the stack gives them back in listing order
+        stack.extend(os.path.join(top, d) for d in reversed(dirnames) if d not in links)
+
+
 def list_folder(
     folder: str | os.PathLike,
     pattern: str = BBBC021_PATTERN,
@@ -285,7 +320,7 @@ def list_folder(
         warnings.append(f"cannot list the folder {where} ({exc.strerror or exc}): "
                         "the images in it are not counted")
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unlisted):
+    for dirpath, dirnames, filenames in _walk(root, unlisted):
         base = Path(dirpath)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")
                        and os.path.abspath(base / d) not in skipped]

@@ -164,6 +164,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs):
     An error (or an interruption) inside the block leaves any previous
     ``path`` untouched and removes the temporary file.
 
+    The temporary file is ``.NAME.XXXXXXXX.part`` in the same folder; for a
+    name so long that this would exceed the system's limit on a name, ``NAME``
+    is cut short, so that any name the system accepts can be written.
+
     Parameters
     ----------
     path : str or PathLike
@@ -172,7 +176,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".part", dir=path.parent)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual mode
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
@@ -186,3 +190,22 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs):
         except FileNotFoundError:
             pass
         raise
+
+
+#: bytes a temporary name adds to the name it stands for: ``.`` + ``.XXXXXXXX`` + ``.part``
+_TEMPORARY_EXTRA = 1 + 1 + 8 + len(".part")
+
+
+def _temporary_prefix(path: Path) -> str:
+    """``.NAME.`` for :func:`atomic_write`'s temporary file, within the folder's name limit."""
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no such query here: the usual limit
+        limit = 255
+    if limit is None or limit <= _TEMPORARY_EXTRA:
+        limit = 255
+    name = os.fsencode(path.name)
+    if len(name) + _TEMPORARY_EXTRA > limit:
+        # cut at a byte; a character cut in two stays a valid name (fsdecode escapes it)
+        name = name[:limit - _TEMPORARY_EXTRA]
+    return f".{os.fsdecode(name)}."

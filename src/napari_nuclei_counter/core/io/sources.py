@@ -110,12 +110,24 @@ def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = Fals
     FileNotFoundError
         When ``path`` does not exist.
     ValueError
-        For a plate whose metadata is malformed.
+        For a plate whose metadata is malformed, and for an input that cannot
+        be read at all: a folder that cannot be listed, a loop of symbolic
+        links, a path longer than the system allows.
     """
     p = Path(path).expanduser()
-    p = p.resolve() if resolve else p
-    if not p.exists():
+    try:
+        p = p.resolve() if resolve else p
+        exists = p.exists()
+    except (OSError, RuntimeError) as exc:  # a loop of links (RuntimeError before 3.13)
+        raise ValueError(f"cannot read the input {p} ({_why(exc)})") from None
+    if not exists:
         raise FileNotFoundError(f"input folder not found: {p}")
+    if p.is_dir():
+        try:
+            with os.scandir(p):
+                pass
+        except OSError as exc:
+            raise ValueError(f"cannot read the input folder {p} ({_why(exc)})") from None
     errors: list[str] = []
     if is_hcs_plate(p):
         fields, errors = plate_listing(p)
@@ -137,3 +149,10 @@ def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = Fals
     for warning in found.warnings:
         log.warning("%s", warning)
     return found
+
+
+def _why(exc: BaseException) -> str:
+    """The reason of an error reading the input, in the system's words."""
+    if isinstance(exc, RuntimeError):
+        return "a loop of symbolic links"
+    return getattr(exc, "strerror", None) or str(exc)

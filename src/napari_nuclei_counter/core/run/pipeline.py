@@ -15,6 +15,16 @@ a list of paths, or images in memory) becomes labels and metadata;
 memory for arrays, Dask; see :mod:`.scheduler`); the **streaming writer**
 records each result as it arrives, in the thread that iterates; the **final
 tables** are written when the iteration ends, also after a cancel.
+
+An output folder always shows the latest run: when a run starts writing into
+a folder that holds the final tables of an earlier run, those tables move
+into its ``previous-run`` sub-folder (:data:`PREVIOUS_RUN`), so that a run
+stopped before its final tables are written (killed, or interrupted while it
+wrote them) is read from its streaming files, as a run that stopped, never
+as the earlier run's result. They are removed once the new run's final
+tables are in place. ``Run.writing`` says when the run is writing its tables:
+a front end's signal handler must not raise an exception into it then
+(the command line defers a second Ctrl+C).
 """
 
 from __future__ import annotations
@@ -42,12 +52,21 @@ from .lock import LOCK_NAME, OutputLock
 from .resume import load_partial_results, resume_state
 from .tasks import run_arrays, run_paths
 
-__all__ = ["Run", "RunError", "RunSummary"]
+__all__ = ["PREVIOUS_RUN", "Run", "RunError", "RunSummary"]
 
 log = logging.getLogger(__name__)
 
 #: ``progress(result, done, total)`` after each image
 Progress = Callable[[ImageResult, int, int], None]
+
+#: the sub-folder of an output folder that holds the earlier run's final
+#: tables while a new run writes into the folder
+PREVIOUS_RUN = "previous-run"
+
+#: an earlier run's final tables, moved aside when a new run starts; the table
+#: readers look for first goes first, ``run.json`` last
+_FINAL_FILES = ("images.csv", "nuclei.csv", "wells.csv", "images.parquet", "nuclei.parquet",
+                "run.json")
 
 
 @dataclass
@@ -66,7 +85,12 @@ class RunSummary:
         Images processed by this run (not done before).
     cancelled : bool
     out : Path or None
-        The output folder, if tables were written.
+        The output folder, if the run had one.
+    tables_written : bool
+        Whether the final tables were written into ``out``. ``False`` when
+        the run was interrupted while it wrote them (or had no ``out``): the
+        folder then holds the streaming files of what was done, which
+        ``--resume`` finishes.
     """
 
     n_images: int
@@ -77,6 +101,7 @@ class RunSummary:
     n_new: int
     cancelled: bool
     out: Path | None
+    tables_written: bool = False
 
 
 class Run:
@@ -185,6 +210,10 @@ class Run:
         self._writer: ResultsWriter | None = None
         self._lock = OutputLock(self.out, break_lock=break_lock) if self.out is not None else None
         self._prepared = False
+        #: ``True`` while the run writes into its tables (a row, the final
+        #: tables): an exception raised into the run then could leave them
+        #: half-written, so a signal handler must not raise one
+        self.writing = False
 
     # ------------------------------------------------------------ preparing
     def prepare(self) -> None:
@@ -226,7 +255,7 @@ class Run:
             try:
                 found = list_images(path, self.pattern, recursive=self.recursive,
                                     skip=_own_files(self.out))
-            except (FileNotFoundError, ValueError) as exc:
+            except (OSError, ValueError) as exc:  # FileNotFoundError, an unreadable input
                 raise RunError(str(exc)) from None
             self.labels, self.warnings = found.labels, found.warnings
             self.listing_errors = found.errors
@@ -250,6 +279,8 @@ class Run:
         info = {"command": run_command(), **self.info, "engine": self.engine,
                 "backend": self.backend.name, "workers": self.workers, "names": self._names(),
                 **self.plane.as_dict(), "resume_key": key}
+        # after resume_state: it has copied what it keeps into the streaming files
+        set_aside_earlier_tables(self.out)
         self._writer = ResultsWriter(self.out, self.params, len(self.labels), info,
                                      done=self.done, parquet=self.parquet)
 
@@ -289,10 +320,13 @@ class Run:
         writer, counted = self._writer, _Counter(self.done)
         log.info("%d images (%d done before), %s", len(self.labels), len(self.done), self.params)
         finished, failed, lost = False, False, None
+        written = False
         try:
             for result in self._schedule(todo):
                 if writer is not None:
+                    self.writing = True
                     writer.add(result)
+                    self.writing = False
                 counted.add(result)
                 if self.progress is not None:
                     self.progress(result, counted.n_done, len(self.labels))
@@ -307,6 +341,7 @@ class Run:
             failed = True
             raise
         finally:
+            self.writing = True
             try:
                 if writer is not None and failed:
                     writer.abort()  # the streaming files stay for --resume; the error shows
@@ -316,13 +351,15 @@ class Run:
                     except OSError as exc:
                         writer.abort()
                         _raise_plainly(exc, self.out)
-                    counted = writer
+                    counted, written = writer, True
+                    remove_earlier_tables(self.out)
             finally:
+                self.writing = False
                 self.close()
                 self.summary = RunSummary(
                     len(self.labels), counted.n_done, counted.n_failed, counted.n_nuclei,
                     time.perf_counter() - t0, len(todo), not finished,
-                    self.out if writer is not None else None)
+                    self.out if writer is not None else None, written)
         if lost is not None:
             where = (f"; the tables of what was done are in {self.out}: run the same command "
                      "again with --resume to finish" if writer is not None else "")
@@ -344,8 +381,58 @@ def _own_files(out: Path | None) -> list[Path]:
         return []
     names = ("images.csv", "nuclei.csv", "wells.csv", "run.json", "run.partial.json",
              "images.partial.csv", "nuclei.partial.csv", "images.parquet", "nuclei.parquet",
-             LOCK_NAME)
+             LOCK_NAME, PREVIOUS_RUN)
     return [out / name for name in names]
+
+
+def set_aside_earlier_tables(out: Path) -> list[str]:
+    """Move the final tables of an earlier run in ``out`` into ``out/previous-run``.
+
+    Called when a run starts writing into ``out`` (holding its lock): from
+    then on the folder's top level holds only this run's files, so a run that
+    stops before its final tables are written is never read as the earlier
+    run's result. A set moved aside before (by a run that did not finish) is
+    replaced only by a complete newer one.
+
+    Returns
+    -------
+    list of str
+        The names moved.
+    """
+    present = [name for name in _FINAL_FILES if os.path.lexists(out / name)]
+    if not present:
+        return []
+    keep = out / PREVIOUS_RUN
+    if os.path.lexists(keep) and not keep.is_dir():
+        raise RunError(f"{keep} is not a folder: this program keeps the earlier run's tables "
+                       "there while a new run writes; move it away or choose another --out")
+    keep.mkdir(exist_ok=True)
+    if "images.csv" in present:  # a whole newer set: nothing of an older one stays beside it
+        for name in _FINAL_FILES:
+            if name not in present:
+                (keep / name).unlink(missing_ok=True)
+    for name in present:
+        os.replace(out / name, keep / name)
+    log.info("the tables of the earlier run in %s moved to %s until this run's are written",
+             out, keep)
+    return present
+
+
+def remove_earlier_tables(out: Path) -> None:
+    """Remove what :func:`set_aside_earlier_tables` kept, once the new final tables are in place.
+
+    Only the tool's own files go; the folder itself only when nothing else is
+    left in it. Errors are logged, never raised: the run's tables are written.
+    """
+    keep = out / PREVIOUS_RUN
+    if not keep.is_dir() or keep.is_symlink():
+        return
+    try:
+        for name in _FINAL_FILES:
+            (keep / name).unlink(missing_ok=True)
+        keep.rmdir()
+    except OSError as exc:
+        log.debug("cannot remove %s: %s", keep, exc)
 
 
 def _raise_plainly(exc: BaseException, out) -> None:
