@@ -8,13 +8,20 @@ XVFB := $(shell [ -z "$$DISPLAY" ] && command -v xvfb-run >/dev/null && echo 'xv
 
 .PHONY: demo test bench clean
 
+# the demo installs what the plugin needs (napari, Qt); the tests install theirs on top
+$(BIN)/.demo: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[all]"
+	touch $@
+
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e ".[testing]"
-	touch $@
+	touch $@ $(BIN)/.demo
 
-demo: $(BIN)/.installed
+demo: $(BIN)/.demo
 	$(BIN)/nuclei-counter gui --sample
 
 # lint first (ruff, configured in pyproject.toml), then the whole test suite
