@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from helpers import EXE, link_copies
 
+from helpers import EXE, link_copies
 from napari_nuclei_counter.core.io.discovery import list_folder
 from napari_nuclei_counter.core.io.images import atomic_write
 from napari_nuclei_counter.core.results.integrity import check_folder
@@ -329,40 +329,63 @@ def test_an_input_that_cannot_be_read_is_one_sentence_and_exit_2(tmp_path, kind)
     assert "input" in sentence and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
+def _nest(top: Path, name: str, depth: int) -> None:
+    """``top/name/name/...``, ``depth`` deep, in relative steps (a full path may be too long)."""
+    here = os.getcwd()
+    try:
+        os.chdir(top)
+        for _ in range(depth):
+            os.mkdir(name)
+            os.chdir(name)
+    finally:
+        os.chdir(here)
+
+
+def _remove_nested(top: Path) -> None:
+    """Remove what :func:`_nest` made, files included, without recursion (pytest's rmtree recurses)."""
+    here = os.getcwd()
+    names = []
+    try:
+        os.chdir(top)
+        while subs := [e.name for e in os.scandir(".") if e.is_dir(follow_symlinks=False)]:
+            os.chdir(subs[0])
+            names.append(subs[0])
+        while names:
+            for entry in os.scandir("."):
+                os.unlink(entry.name)
+            os.chdir("..")
+            os.rmdir(names.pop())
+    finally:
+        os.chdir(here)
+
+
 def test_folders_nested_1100_deep_are_listed_without_recursion(tmp_path):
     image = _plate(tmp_path / "in")[0]
     deep = tmp_path / "deep"
     deep.mkdir()
-    here = os.getcwd()
-    try:  # relative steps: the full path grows past what one system call takes
-        os.chdir(deep)
-        for _ in range(1100):
-            os.mkdir("d")
-            os.chdir("d")
-        shutil.copy(image, "Week1_22123_C02_s1_w1deep.tif")
+    _nest(deep, "d", 1100)
+    try:
+        bottom = deep.joinpath(*["d"] * 1100)
+        shutil.copy(image, bottom / "Week1_22123_C02_s1_w1deep.tif")
+        found, warnings = list_folder(deep, "*.tif", recursive=True)
+        assert [p.name for p in found] == ["Week1_22123_C02_s1_w1deep.tif"] and not warnings
+        p = cli("detect", deep, "--recursive", "--pattern", "*.tif", "--out", tmp_path / "out",
+                "--quiet")
+        assert p.returncode == 0, p.stderr
+        assert len(pd.read_csv(tmp_path / "out" / "images.csv")) == 1
     finally:
-        os.chdir(here)
-    found, warnings = list_folder(deep, "*.tif", recursive=True)
-    assert [p.name for p in found] == ["Week1_22123_C02_s1_w1deep.tif"] and not warnings
-    p = cli("detect", deep, "--recursive", "--pattern", "*.tif", "--out", tmp_path / "out",
-            "--quiet")
-    assert p.returncode == 0, p.stderr
-    assert len(pd.read_csv(tmp_path / "out" / "images.csv")) == 1
+        _remove_nested(deep)
 
 
 def test_folders_nested_past_the_path_limit_are_a_warning_not_a_crash(tmp_path):
     deep = tmp_path / "deep"
     deep.mkdir()
-    here = os.getcwd()
+    _nest(deep, "d" * 120, 40)  # 40 x 121 bytes: past the 4096 of a path
     try:
-        os.chdir(deep)
-        for _ in range(40):  # 40 x 120 bytes: past the 4096 of a path
-            os.mkdir("d" * 120)
-            os.chdir("d" * 120)
+        found, warnings = list_folder(deep, "*.tif", recursive=True)
+        assert found == [] and len(warnings) == 1 and "File name too long" in warnings[0]
     finally:
-        os.chdir(here)
-    found, warnings = list_folder(deep, "*.tif", recursive=True)
-    assert found == [] and len(warnings) == 1 and "File name too long" in warnings[0]
+        _remove_nested(deep)
 
 
 @pytest.mark.parametrize("plate, well", [
