@@ -406,3 +406,31 @@ def test_plate_metadata_of_the_wrong_types_is_one_sentence(tmp_path, plate, well
     p = cli("detect", root, "--out", tmp_path / "out", "--quiet")
     assert p.returncode == 2, p.stderr
     one_sentence(p)
+
+
+def test_a_final_write_interrupted_anyway_is_reported_as_not_written(tmp_path, monkeypatch):
+    """A library user's Ctrl+C inside the final write: the summary and the message say so."""
+    from napari_nuclei_counter.cli.app import _stopped_message
+    from napari_nuclei_counter.core.results import writer
+    from napari_nuclei_counter.core.run.pipeline import Run
+
+    folder = tmp_path / "in"
+    _plate(folder)
+    out = tmp_path / "out"
+    assert cli("detect", folder, "--out", out, "--threshold", 2000, "--quiet").returncode == 0
+
+    def interrupted(*args, **kwargs):  # the streaming files are flushed and closed by then
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "finish_tables", interrupted)
+    run = Run(folder, out=out, workers=0)
+    with pytest.raises(KeyboardInterrupt):
+        list(run)
+    s = run.summary
+    assert not s.tables_written and s.n_done == 2
+    assert not (out / LOCK_NAME).exists()
+    message = _stopped_message(s, "Ctrl+C")
+    assert "not written" in message and str(out / PREVIOUS_RUN) in message
+    assert "tables written" not in message
+    monkeypatch.undo()
+    _is_this_runs_result(out, 1000.0)  # the streaming files of this run, not the earlier tables
