@@ -85,8 +85,9 @@ def test_a_full_disk_stops_the_run_keeps_tables_and_resumes(tmp_path, sample_ima
         p = cli("detect", folder, "--out", out, "--workers", 1, "--threshold", 0)
         assert p.returncode == 3, p.stderr
         assert "is full" in one_sentence(p) and "--resume" in one_sentence(p)
-        # nothing half-written: the previous tables are as they were, and consistent
-        assert {n: (out / n).read_bytes() for n in before} == before
+        # nothing half-written: the previous tables are set aside whole, never shown as
+        # this run's
+        assert {n: (out / "previous-run" / n).read_bytes() for n in before} == before
         check_folder(out)
         # space freed: --resume finishes
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)

@@ -38,7 +38,7 @@ from ..core.run.pipeline import PREVIOUS_RUN, Run
 from ..dask_backend.choice import choose_backend
 from . import scoring as cli_scoring
 from .args import join_negative_numbers, warn_without_effect
-from .errors import ExitCode, Stopped, UsageError
+from .errors import ExitCode, Stopped, UsageError, check_range
 from .results import _cmd_gallery, _cmd_platemap, _cmd_sample
 
 __all__ = ["main", "build_parser", "entry"]
@@ -194,10 +194,11 @@ def _cmd_gui(args) -> int:
 
 def _cmd_detect(args) -> int:
     params = cli_scoring.params_from_args(args)
-    if args.workers is not None and args.workers < 0:
-        raise UsageError("--workers must be 0 or more")
-    if args.stall_timeout is not None and not args.stall_timeout >= 0:
-        raise UsageError("--stall-timeout must be 0 (off) or a number of seconds")
+    if args.workers is not None:
+        check_range("--workers", args.workers, 0, 1024)
+    if args.stall_timeout is not None and not 0 <= args.stall_timeout <= 86_400:
+        raise UsageError("--stall-timeout must be 0 (off) or a number of seconds up to 86,400, "
+                         f"got {args.stall_timeout:g}")
     if args.max_pixels is not None and args.max_pixels < 0:
         raise UsageError("--max-pixels must be 0 (no limit) or a number of pixels")
     warn_without_effect(args)

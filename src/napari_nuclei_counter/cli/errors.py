@@ -14,7 +14,7 @@ code meaning
      ``evaluate``, ``tune``: no image had truth)
 3    the run was stopped by its environment (a lost cluster, a full disk) or an
      unexpected error; the tables of what was done are kept, ``--resume`` finishes
-130  interrupted with Ctrl+C; the tables hold what was done
+130  interrupted with Ctrl+C, SIGTERM or SIGHUP; the tables hold what was done
 ==== ================================================================================
 """
 

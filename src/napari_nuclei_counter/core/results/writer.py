@@ -174,8 +174,9 @@ class ResultsWriter:
     the disk at least every second (a nucleus row before its image's row), so
     a run killed outright loses at most a second of work and ``--resume``
     finishes it. :meth:`close` (also after Ctrl+C or SIGTERM) adds the
-    per-plate QC flags and moves the tables into place atomically; any
-    previous tables stay untouched until then.
+    per-plate QC flags and moves the tables into place atomically. An
+    earlier run's final tables are moved to ``previous-run/`` by the run
+    pipeline when the run starts, and removed once these are in place.
 
     Parameters
     ----------

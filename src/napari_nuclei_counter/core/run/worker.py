@@ -152,10 +152,13 @@ def prepare_worker(main_pid: int | None = None, nice: int = 0) -> None:
         os.nice(nice)
     if main_pid is not None:
         _watch_main(main_pid)
-    # Ctrl+C in a terminal reaches the whole process group: the main process
-    # handles it and stops the workers, which must not print tracebacks
+    # Ctrl+C, or a closed terminal's SIGHUP, reaches the whole process group:
+    # the main process handles it and stops the workers, which must not print
+    # tracebacks
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # one thread per worker: the pool already uses every core
     cv2.setNumThreads(1)
     # pay one-off initialisation (OpenCV dispatch, lazy imports) before timing starts
