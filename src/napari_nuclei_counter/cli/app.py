@@ -36,10 +36,18 @@ from ..core.run.backends import default_workers, start_workers_early
 from ..core.run.errors import RunError, RunStopped
 from ..core.run.pipeline import PREVIOUS_RUN, Run
 from ..dask_backend.choice import choose_backend
+from . import estimate as cli_estimate
 from . import scoring as cli_scoring
-from .args import join_negative_numbers, warn_without_effect
+from .args import (
+    DefaultsFormatter,
+    OneLineErrorParser,
+    join_negative_numbers,
+    warn_unquoted_pattern,
+    warn_without_effect,
+)
 from .errors import ExitCode, Stopped, UsageError, check_range
 from .results import _cmd_gallery, _cmd_platemap, _cmd_sample
+from .texts import plural
 
 __all__ = ["main", "build_parser", "entry"]
 
@@ -51,7 +59,7 @@ PLUGIN = "napari-nuclei-counter"
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser (also used to document the options)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="nuclei-counter",
         description="Find and count nuclei in DAPI images (Gaussian blur + local maxima).",
     )
@@ -69,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
             "1 some images failed (their rows say why) or could not be listed, 2 usage or "
             "setup error, 3 stopped by its environment (lost cluster, disk full; resumable), 130 interrupted."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     d.add_argument("input", metavar="INPUT", help="folder of images (or one image file)")
     d.add_argument("--pattern", default=BBBC021_PATTERN,
@@ -84,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder for the tables (created if missing)")
     d.add_argument("--regex", default=None,
                    help="regular expression with named groups plate, well, site, channel to "
-                        "read metadata from file names (default: the BBBC021 template)")
+                        "read metadata from file names (default: the plate imagers' name "
+                        "schemes the README lists, BBBC021, ImageXpress, Opera Phenix, Yokogawa, "
+                        "Cellomics, IN Cell Analyzer, Incucyte: the first that fits)")
     d.add_argument("--channel", default=None, metavar="NAME|INDEX",
                    help="the channel of multi-channel files (OME-TIFF, ImageJ hyperstacks): a "
                         "0-based index, or a channel name from the file, case-insensitive; "
@@ -124,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "gallery",
         help="draw a density-sorted gallery PNG of a results folder",
         description="Thumbnails of processed images with their nuclei drawn, sorted by count.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     gal.add_argument("results", metavar="RESULTS_DIR", help="a results folder (from detect)")
     gal.add_argument("--out", default="gallery.png", help="PNG file to write")
@@ -138,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     pm = sub.add_parser(
         "platemap",
         help="draw a plate map PNG (wells coloured by nuclei count) of a results folder",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     pm.add_argument("results", metavar="RESULTS_DIR", help="a results folder (from detect)")
     pm.add_argument("--out", default="plate.png", help="PNG file to write")
@@ -150,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "sample",
         help="write a synthetic BBBC021-like plate of DAPI TIFFs (for demos and tests)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     s.add_argument("out", metavar="OUT", help="folder to write the images into")
     s.add_argument("--rows", default="BCD", help="plate rows, one letter each")
@@ -167,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sample", action="store_true",
                    help="open the synthetic BBBC021-like sample plate")
     cli_scoring.add_parsers(sub)  # evaluate, tune
+    cli_estimate.add_parser(sub)
+    parser.commands = sub.choices  # for parse_args: the parser of each command
     for command in sub.choices.values():  # also after the command: detect ... --debug
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show tracebacks of errors")
@@ -253,7 +265,8 @@ def _cmd_detect(args) -> int:
 def _run_detect(run: Run, args, stop: _StopRequest, bar: _Bar) -> int:
     """Iterate a prepared run with a progress bar; say how it went; return the exit status."""
     if args.resume:
-        sys.stderr.write(f"resuming: {len(run.done)} of {run.n_images} images already done\n")
+        sys.stderr.write(f"resuming: {len(run.done)} of {plural(run.n_images, 'image')} "
+                         "already done\n")
     bar.start(run.n_images, initial=len(run.done))
     results = iter(run)
     try:
@@ -275,7 +288,7 @@ def _run_detect(run: Run, args, stop: _StopRequest, bar: _Bar) -> int:
         sys.stderr.write(_stopped_message(s, stop.signal_name()) + "\n")
         return ExitCode.INTERRUPTED
     sys.stderr.write(
-        f"{s.n_done} images, {s.n_nuclei} nuclei, {s.n_failed} failed, "
+        f"{plural(s.n_done, 'image')}, {plural(s.n_nuclei, 'nucleus')}, {s.n_failed} failed, "
         f"{s.seconds:.1f} s ({s.n_new / max(s.seconds, 1e-9):.1f} images/s); tables in {s.out}\n"
     )
     if run.listing_errors:  # named as warnings before the run; the exit says it too
@@ -392,7 +405,7 @@ class _StopRequest:
 
 def _stopped_message(s, by: str) -> str:
     """What a stopped run left in its folder, claiming only what happened."""
-    done = f"interrupted ({by}): {s.n_done} of {s.n_images} images done"
+    done = f"interrupted ({by}): {s.n_done} of {plural(s.n_images, 'image')} done"
     if s.tables_written:
         return f"{done}; tables written to {s.out}; --resume finishes the run"
     earlier = s.out / PREVIOUS_RUN
@@ -439,11 +452,37 @@ def _quiet_cluster_internals(record: logging.LogRecord) -> bool:
                 and (record.levelno >= logging.ERROR or record.exc_info))
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; an unknown option is refused by its command's parser, in one line.
+
+    argparse reports the unknown options of a sub-command from the main
+    parser (``see nuclei-counter --help``); here the sub-command reports them,
+    with the nearest known option (``--thresold``: did you mean
+    ``--threshold``?) and its own ``--help``.
+    """
+    import difflib
+
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    command = parser.commands.get(getattr(args, "command", None), parser)
+    known = [o for a in command._actions for o in a.option_strings]  # no public listing
+    hints = []
+    for arg in extra:
+        if arg.startswith("--"):
+            near = difflib.get_close_matches(arg.split("=")[0], known, n=1)
+            if near:
+                hints.append(f"did you mean {near[0]}?")
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    raise AssertionError("unreachable: error() exits")  # pragma: no cover
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(join_negative_numbers(argv, parser))
+    args = parse_args(parser, join_negative_numbers(argv, parser))
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     if not args.debug:
@@ -451,8 +490,11 @@ def main(argv: list[str] | None = None) -> int:
             handler.addFilter(_quiet_cluster_internals)
     commands = {"detect": _cmd_detect, "sample": _cmd_sample, "gui": _cmd_gui,
                 "gallery": _cmd_gallery, "platemap": _cmd_platemap,
-                "evaluate": cli_scoring.run, "tune": cli_scoring.run}
+                "evaluate": cli_scoring.run, "tune": cli_scoring.run,
+                "estimate": cli_estimate.cmd_estimate}
     prefix = f"nuclei-counter {args.command}: error: "
+    if getattr(args, "pattern", None):
+        warn_unquoted_pattern(args.pattern)
     try:
         return commands[args.command](args)
     except UsageError as exc:

@@ -1,4 +1,5 @@
-"""Argument chores of the command line: negative numbers as values, options without effect.
+"""Argument chores of the command line: negative numbers as values, options without effect,
+one-line usage errors, help without "(default: None)", patterns the shell expanded.
 
 An adapter helper of :mod:`.app` (no Qt, no napari).
 """
@@ -8,13 +9,80 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+from pathlib import Path
 
-__all__ = ["join_negative_numbers", "warn_without_effect"]
+__all__ = ["DefaultsFormatter", "OneLineErrorParser", "join_negative_numbers",
+           "warn_unquoted_pattern", "warn_without_effect"]
 
 log = logging.getLogger("napari_nuclei_counter")
 
 #: a number in any notation Python's ``float`` reads: -5, -1e3, -.5, -1.5E+2, -inf, -nan
 _NUMBER = re.compile(r"-(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|-inf(?:inity)?|-nan", re.I)
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line and a pointer to ``--help``.
+
+    argparse prints the whole usage block before the error; for a typo in an
+    option that block (a dozen lines for ``detect``) hides the one line that
+    matters. Sub-command parsers are of the same class (argparse makes them
+    of their parent's class).
+    """
+
+    def error(self, message: str):
+        """Print ``PROG: error: MESSAGE; see PROG --help`` and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help with each option's default, except a ``None`` default.
+
+    A ``None`` default means "not set": the option's help says what happens
+    then (``default: all cores``), and ``(default: None)`` would only repeat
+    it less clearly.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+#: characters that make a file-name glob a pattern rather than a name
+_WILDCARDS = frozenset("*?[")
+
+
+def warn_unquoted_pattern(pattern: str) -> bool:
+    """Warn when ``--pattern`` looks like a glob the shell expanded before the command ran.
+
+    ``--pattern *_w1*.tif`` unquoted, run in a folder holding one matching
+    file, reaches the command as that file's name: the run would silently
+    process that one image. A pattern without a wildcard that names a file
+    of the current folder is most likely that; the run goes on.
+
+    Parameters
+    ----------
+    pattern : str
+        The ``--pattern`` value as the command received it.
+
+    Returns
+    -------
+    bool
+        Whether the warning was given.
+    """
+    if _WILDCARDS & set(pattern) or "/" in pattern or "\\" in pattern:
+        return False
+    try:
+        named_file = (Path.cwd() / pattern).is_file()
+    except (OSError, ValueError):  # a deleted current folder, a NUL in the name
+        return False
+    if not named_file:
+        return False
+    log.warning("--pattern %r has no wildcard and is the name of a file in the current folder: "
+                "if you typed a pattern such as *_w1*.tif without quotes, the shell replaced it "
+                "with this file's name and only files named %r are processed; quote the "
+                "pattern: --pattern '*_w1*.tif'", pattern, pattern)
+    return True
 
 
 def _value_options(parser: argparse.ArgumentParser) -> set[str]:

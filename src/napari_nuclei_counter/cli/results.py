@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import SEED_MAX, ExitCode, Stopped, UsageError, check_range
+from .texts import plural
 
 #: bounds of the size options (README, "When things go wrong")
 GALLERY_N_MAX = 10_000
@@ -44,7 +45,7 @@ def _cmd_sample(args) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write the sample plate into {out}: "
                          f"{exc.strerror or exc}") from None
-    sys.stderr.write(f"wrote {len(paths)} images to {args.out}\n")
+    sys.stderr.write(f"wrote {plural(len(paths), 'image')} to {args.out}\n")
     return ExitCode.OK
 
 

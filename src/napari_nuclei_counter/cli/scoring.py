@@ -25,6 +25,7 @@ from ..core.detect.detection import ENGINES
 from ..core.params import DetectionParams, read_preset
 from ..core.results.columns import EVALUATION
 from .errors import ExitCode, UsageError, check_range
+from .texts import plural
 
 __all__ = ["add_parameter_options", "add_parsers", "find_truth", "params_from_args", "run"]
 
@@ -271,8 +272,12 @@ def _load(args, images: list[Path]):
 
 
 def _totals_line(s, n_scored: int, n_images: int) -> str:
-    return (f"total: {n_scored} of {n_images} images scored, n_true {s.n_true}, n_detected "
-            f"{s.n_detected}, tp {s.tp}, fp {s.fp}, fn {s.fn}, precision {s.precision:.3f}, "
+    """The totals of a scoring; with nothing scored, no score (not a perfect one)."""
+    if n_scored == 0:
+        return (f"total: 0 of {plural(n_images, 'image')} scored (none has readable truth): "
+                "no score")
+    return (f"total: {n_scored} of {plural(n_images, 'image')} scored, n_true {s.n_true}, "
+            f"n_detected {s.n_detected}, tp {s.tp}, fp {s.fp}, fn {s.fn}, precision {s.precision:.3f}, "
             f"recall {s.recall:.3f}, f1 {s.f1:.3f}, count_error {s.count_error:+d}")
 
 
