@@ -3,7 +3,9 @@
 The detector dock fills the store, the gallery and the plate map show it;
 each asks :func:`store_for` with the viewer napari gave it, so a view docked
 from the plugin menu (napari passes only the viewer) finds the detector's
-results without searching the viewer's docks.
+results without searching the viewer's docks. The plate layout loaded on the
+detector's *Treatments* tab is shared the same way (:func:`treatments_for`):
+the plate map colours wells by compound and the gallery filters by compound.
 
 Keys. Plugins get the viewer wrapped in napari's ``PublicOnlyProxy`` (a
 ``wrapt.ObjectProxy``), the detector and a view may get different proxies of
@@ -29,11 +31,12 @@ import weakref
 from typing import TYPE_CHECKING
 
 from ..core.results.store import ResultsStore
+from .treatments.model import TreatmentsModel
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["DETECTOR", "PLUGIN", "release", "store_for"]
+__all__ = ["DETECTOR", "PLUGIN", "release", "store_for", "treatments_for"]
 
 #: npe2 names of this plugin and of its detector widget (``napari.yaml``)
 PLUGIN = "napari-nuclei-counter"
@@ -41,6 +44,7 @@ DETECTOR = "Nuclei detector"
 
 _lock = threading.RLock()
 _stores: weakref.WeakValueDictionary[int, ResultsStore] = weakref.WeakValueDictionary()
+_treatments: weakref.WeakValueDictionary[int, TreatmentsModel] = weakref.WeakValueDictionary()
 _watched: set[int] = set()  # keys whose viewer has a finalizer
 
 
@@ -51,6 +55,7 @@ def _key(viewer) -> int:
 def _forget(key: int) -> None:
     with _lock:  # a finalizer: runs when the viewer is collected, on any thread
         _stores.pop(key, None)
+        _treatments.pop(key, None)
         _watched.discard(key)
 
 
@@ -103,6 +108,37 @@ def store_for(viewer: napari.viewer.Viewer, *, dock_detector: bool = False) -> R
     return store
 
 
+def treatments_for(viewer: napari.viewer.Viewer,
+                   store: ResultsStore | None = None) -> TreatmentsModel:
+    """The plate layout and its analysis of a viewer's results: one model per viewer.
+
+    Made on the first request with the viewer's store (:func:`store_for`),
+    the same one afterwards while someone holds it, like the store.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer, or napari's plugin proxy of it.
+    store : ResultsStore, optional
+        The results a view shows; when it is not the viewer's store, the
+        view gets a model of its own for it (no layout loaded).
+
+    Returns
+    -------
+    TreatmentsModel
+    """
+    key = _key(viewer)
+    viewer_store = store_for(viewer)
+    if store is not None and store is not viewer_store:
+        return TreatmentsModel(store)
+    with _lock:
+        model = _treatments.get(key)
+        if model is None or model.store is not viewer_store:
+            model = TreatmentsModel(viewer_store)
+            _treatments[key] = model
+    return model
+
+
 def release(viewer: napari.viewer.Viewer) -> ResultsStore | None:
     """Forget a viewer's store (the next :func:`store_for` makes a new one).
 
@@ -112,4 +148,5 @@ def release(viewer: napari.viewer.Viewer) -> ResultsStore | None:
         The store that was registered, if any; whoever holds it keeps it.
     """
     with _lock:
+        _treatments.pop(_key(viewer), None)
         return _stores.pop(_key(viewer), None)

@@ -7,7 +7,8 @@ it, each owning its widgets and observing the model: the parameters
 folder, its channel and its file preview), the live preview
 (:mod:`.preview`), the run (:mod:`.run_panel`, the core's run pipeline in a
 worker thread), the results (:mod:`.results`: table, ``nuclei`` layer,
-saving, the views) and *Are my counts right?* (:mod:`..scoring.panel`).
+saving, the views), *Are my counts right?* (:mod:`..scoring.panel`) and the
+plate layout's analysis (:mod:`..treatments.panel`, the *Treatments* tab).
 Everything slow runs off the GUI thread; the GUI thread only moves numbers
 into widgets and layers.
 """
@@ -24,8 +25,9 @@ from napari.qt.threading import create_worker
 from qtpy.QtCore import QSize
 from qtpy.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
-from ..registry import store_for
+from ..registry import store_for, treatments_for
 from ..scoring.panel import ScoringPanel
+from ..treatments.panel import TreatmentsPanel
 from ..views.shared import stop_on_close
 from .layout import FitWidthScrollArea, collapsible
 from .model import DetectorModel
@@ -59,6 +61,7 @@ class NucleiCounterWidget(QWidget):
     run_panel : RunPanel
     results_panel : ResultsPanel
     scoring : ScoringPanel
+    treatments_panel : TreatmentsPanel
         The parts, in the order they are made.
 
     Parameters
@@ -79,6 +82,8 @@ class NucleiCounterWidget(QWidget):
         self.run_panel = RunPanel(napari_viewer, model, self.store, self)
         self.results_panel = ResultsPanel(napari_viewer, model, self.store, self)
         self.scoring = ScoringPanel(napari_viewer, model, self.store, parent=self)
+        self.treatments_panel = TreatmentsPanel(napari_viewer, model, self.store,
+                                                treatments_for(napari_viewer), self)
         self._lay_out()
         stop_on_close(self, self.scoring.stop)
         points = self.results_panel.points  # plain callables: the dock is half gone when they run
@@ -86,7 +91,8 @@ class NucleiCounterWidget(QWidget):
         create_worker(_import_distributed, _start_thread=True)
 
     def _lay_out(self) -> None:
-        """Two tabs over a footer: *Detect* (scrolls) and *Results*; *Run* and the status under both.
+        """Tabs over a footer: *Detect* (scrolls), *Results* and *Treatments*; *Run* and the
+        status under them.
 
         The dock is as narrow as its widest row and as short as a few rows, so
         that napari's canvas keeps most of a laptop's window: the *Detect* tab
@@ -124,6 +130,7 @@ class NucleiCounterWidget(QWidget):
         self.tabs.addTab(self.detect_tab, "Detect")
         self.results_tab = results
         self.tabs.addTab(results, "Results")
+        self.tabs.addTab(self.treatments_panel, "Treatments")
         footer = Container(widgets=self.run_panel.widgets, labels=False)
         footer.margins = (4, 0, 4, 0)
         layout = QVBoxLayout(self)

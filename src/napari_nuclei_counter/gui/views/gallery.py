@@ -13,7 +13,10 @@ The gallery shows the :class:`~napari_nuclei_counter.core.results.store.ResultsS
 it is given, or the viewer's (:func:`~napari_nuclei_counter.gui.registry.store_for`):
 it fills in while a batch runs (refreshes are throttled), follows hand
 corrections and the well picked on the plate map, and moves the viewer to the
-image of a clicked thumbnail. "Export PNG…" writes the core's mosaic in a
+image of a clicked thumbnail. Once a plate layout is loaded (the detector's
+*Treatments* tab, shared through
+:class:`~napari_nuclei_counter.gui.treatments.model.TreatmentsModel`), it
+can show the images of one compound. "Export PNG…" writes the core's mosaic in a
 background thread (:class:`~.gallery_export.GalleryExporter`).
 """
 
@@ -46,7 +49,8 @@ from qtpy.QtWidgets import (
 from ...core.render.gallery import ANY_FLAG, gallery_order
 from ...core.results.store import ResultsStore
 from ..navigation import current_image, show_image
-from ..registry import store_for
+from ..registry import store_for, treatments_for
+from ..treatments.model import TreatmentsModel
 from .background import REFRESH_MS, TableRefresher
 from .gallery_export import GalleryExporter
 from .gallery_filters import GalleryFilters
@@ -82,20 +86,28 @@ class GalleryWidget(QWidget):
         Longest side of a thumbnail on screen, in pixels.
     cache_size : int, optional
         Thumbnails kept in memory.
+    treatments : TreatmentsModel, optional
+        The plate layout whose compounds the gallery can filter by; by
+        default the viewer's (:func:`~napari_nuclei_counter.gui.registry.treatments_for`).
 
     Attributes
     ----------
     model : ThumbnailModel
     view : QListView
     filters : GalleryFilters
+    treatments : TreatmentsModel
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, store: ResultsStore | None = None,
-                 *, thumbnail_size: int = 160, cache_size: int = 400) -> None:
+                 *, thumbnail_size: int = 160, cache_size: int = 400,
+                 treatments: TreatmentsModel | None = None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.store: ResultsStore = (store if store is not None
                                     else store_for(napari_viewer, dock_detector=True))
+        self.treatments = (treatments if treatments is not None
+                           else treatments_for(napari_viewer, self.store))
+        self._compound_images: set[int] | None = None  # images of the compound shown
         self._closed = threading.Event()
         self._syncing = False
         self.refresh_seconds = 0.0  #: duration of the last refresh
@@ -111,7 +123,7 @@ class GalleryWidget(QWidget):
         self._build(thumbnail_size)
         self._connect()
         self._follow_well(self.store.selected_well)
-        self.refresh()
+        self._on_treatments()
 
     # ------------------------------------------------------------------ build
     def _build(self, size: int) -> None:
@@ -162,6 +174,7 @@ class GalleryWidget(QWidget):
     def _connect(self) -> None:
         self.filters.changed.connect(self.on_filter_changed)
         self.filters.well_picked.connect(self.on_well_picked)
+        self.filters.compound_picked.connect(self.set_compound)
         self.view.clicked.connect(self.on_clicked)
         self.view.selectionModel().currentChanged.connect(self.on_current_changed)
         self.export_button.clicked.connect(self.on_export_clicked)
@@ -170,11 +183,18 @@ class GalleryWidget(QWidget):
         step_event = self.viewer.dims.events.current_step
         on_step = weak_method(self, "_on_current_step")
         step_event.connect(on_step)
+        on_treatments = weak_method(self, "_on_treatments")
+        events = self.treatments.events
+        treatment_events = (events.layout, events.analysis, events.compound)
+        for signal in treatment_events:
+            signal.connect(on_treatments)
         # when Qt deletes the widget, or Python lets go of an undocked one
         self._stop = weakref.finalize(
             self, teardown, closed=self._closed, store=self.store, listener=listener,
             jobs=[self.model.queue.jobs, self._flag_table.queue.jobs, self.exporter.queue.jobs],
-            disconnect=[functools.partial(step_event.disconnect, on_step)])
+            disconnect=[functools.partial(step_event.disconnect, on_step),
+                        *(functools.partial(signal.disconnect, on_treatments)
+                          for signal in treatment_events)])
         self.destroyed.connect(self._stop)
         stop_on_close(self, self._stop)
 
@@ -199,6 +219,10 @@ class GalleryWidget(QWidget):
         """The QC filter: ``'any'``, ``'flagged'`` or one name of ``core.qc.FLAGS``."""
         return self.filters.qc()
 
+    def compound_filter(self) -> str | None:
+        """The compound shown, ``None`` for all compounds."""
+        return self.treatments.compound
+
     def count_range(self) -> tuple[int, int | None]:
         """``(min, max)`` nuclei shown; ``max`` is ``None`` when there is no upper limit."""
         return self.filters.count_range()
@@ -215,6 +239,24 @@ class GalleryWidget(QWidget):
             self.store.select_well(well)  # comes back as a "select_well" event
         else:
             self._follow_well(well)
+
+    def set_compound(self, compound: str | None) -> None:
+        """Show only the images of the wells that received ``compound`` (``None``: all).
+
+        The compound is the treatments model's, so the *Treatments* tab and
+        every gallery of the viewer agree.
+        """
+        self.treatments.compound = compound or None
+
+    def _on_treatments(self, *_) -> None:
+        """The layout, its analysis or the compound shown changed."""
+        if self._closed.is_set():
+            return
+        compound = self.treatments.compound
+        self.filters.set_compounds(self.treatments.compounds(), compound)
+        self._compound_images = (self.treatments.images_of_compound(compound)
+                                 if compound is not None else None)
+        self.refresh()
 
     def set_qc_filter(self, name: str) -> None:
         """Filter on QC flags: ``'any'``, ``'flagged'`` or a flag name."""
@@ -257,13 +299,18 @@ class GalleryWidget(QWidget):
         self._timer.stop()
         low, high = self.count_range()
         qc = self.qc_filter()
-        found = gallery_order(self.store.results, low=low, high=high, well=self.well_filter(),
+        results = self.store.results
+        if self._compound_images is not None:
+            results = {i: r for i, r in results.items() if i in self._compound_images}
+        found = gallery_order(results, low=low, high=high, well=self.well_filter(),
                               qc=qc, flags=self.flags,
                               ascending=self.filters.ascending.isChecked())
         self.filters.set_top(found.top)
         self._offer_wells()
         self._set_rows(found.rows)
         text = f"{len(found.rows)} of {found.successful} images"
+        if self._compound_images is not None:
+            text += f" of {self.treatments.compound}"
         if found.failed:
             text += f" ({found.failed} failed, not shown)"
         if qc != ANY_FLAG and self._flag_table.busy:
@@ -293,6 +340,7 @@ class GalleryWidget(QWidget):
             self.flags = {}
             self.filters.forget_wells()
             self._follow_well(self.store.selected_well)
+            self._on_treatments()  # the compound's images among the new run's
             if self.qc_filter() != ANY_FLAG:
                 self._flag_table.request()
             return

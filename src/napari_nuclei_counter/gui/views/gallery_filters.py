@@ -1,8 +1,9 @@
-"""The gallery's filter bar: nuclei range, sort order, well and quality-control flag.
+"""The gallery's filter bar: nuclei range, sort order, well, quality-control flag and compound.
 
 :class:`GalleryFilters` holds the controls and their state and says when the
 person changed one; which images pass is decided by
-:func:`~napari_nuclei_counter.core.render.gallery.gallery_order`, from these values.
+:func:`~napari_nuclei_counter.core.render.gallery.gallery_order`, from these values
+(and, for the compound, by the treatments model's images of that compound).
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from ...core.render.gallery import ANY_FLAG, FLAGGED
 from ...core.results.wells import well_sort_key
 from .shared import blocked_signals
 
-__all__ = ["ALL_WELLS", "GalleryFilters"]
+__all__ = ["ALL_COMPOUNDS", "ALL_WELLS", "GalleryFilters"]
 
 ALL_WELLS = "all wells"
+ALL_COMPOUNDS = "all compounds"
 
 
 class GalleryFilters(QWidget):
-    """Two rows of controls: ``nuclei [min] to [max] [ascending]`` and ``well [..] QC [..]``.
+    """Rows of controls: ``nuclei [min] to [max] [ascending]``, ``well [..] QC [..]`` and,
+    once a plate layout names compounds, ``compound [..]``.
 
     Attributes
     ----------
@@ -29,7 +32,7 @@ class GalleryFilters(QWidget):
     min_count, max_count : QSpinBox
         A maximum at the largest count of the run means "no upper limit"
         (it then follows the largest count as results arrive).
-    well_combo, qc_combo : QComboBox
+    well_combo, qc_combo, compound_combo : QComboBox
     """
 
     #: the person changed the order, the count range or the QC filter (``'sort'``,
@@ -37,6 +40,8 @@ class GalleryFilters(QWidget):
     changed = Signal(str)
     #: the person picked a well in the combo (``None``: all wells)
     well_picked = Signal(object)
+    #: the person picked a compound in the combo (``None``: all compounds)
+    compound_picked = Signal(object)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -49,6 +54,7 @@ class GalleryFilters(QWidget):
         self.max_count.valueChanged.connect(self.on_count_changed)
         self.well_combo.currentIndexChanged.connect(self.on_well_changed)
         self.qc_combo.currentIndexChanged.connect(self.on_qc_changed)
+        self.compound_combo.currentIndexChanged.connect(self.on_compound_changed)
 
     def _build(self) -> None:
         self.ascending = QCheckBox("ascending")
@@ -72,6 +78,11 @@ class GalleryFilters(QWidget):
             self.qc_combo.setItemData(self.qc_combo.count() - 1, meaning,
                                       Qt.ItemDataRole.ToolTipRole)
         self.qc_combo.setToolTip("Show only the images with a quality-control flag")
+        self.compound_combo = QComboBox()
+        self.compound_combo.addItem(ALL_COMPOUNDS, None)
+        self.compound_combo.setToolTip("Show the images of the wells that received one compound "
+                                       "(from the plate layout of the Treatments tab)")
+        self.compound_label = QLabel("compound")
 
         row1 = QHBoxLayout()
         row1.addWidget(QLabel("nuclei"))
@@ -85,10 +96,16 @@ class GalleryFilters(QWidget):
         row2.addWidget(self.well_combo, 1)
         row2.addWidget(QLabel("QC"))
         row2.addWidget(self.qc_combo, 1)
+        row3 = QHBoxLayout()
+        row3.addWidget(self.compound_label)
+        row3.addWidget(self.compound_combo, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row1)
         layout.addLayout(row2)
+        layout.addLayout(row3)
+        self.compound_label.setVisible(False)
+        self.compound_combo.setVisible(False)
 
     # ---------------------------------------------------------------- values
     def count_range(self) -> tuple[int, int | None]:
@@ -102,6 +119,10 @@ class GalleryFilters(QWidget):
     def qc(self) -> str:
         """The QC filter: ``'any'``, ``'flagged'`` or one name of ``core.qc.FLAGS``."""
         return self.qc_combo.currentData() or ANY_FLAG
+
+    def compound(self) -> str | None:
+        """The compound shown, ``None`` for all compounds."""
+        return self.compound_combo.currentData()
 
     # ------------------------------------------------------------ set by code
     def set_count_range(self, low: int = 0, high: int | None = None) -> None:
@@ -150,6 +171,20 @@ class GalleryFilters(QWidget):
             self.well_combo.setCurrentIndex(max(0, self.well_combo.findData(selected))
                                             if selected else 0)
 
+    def set_compounds(self, compounds, shown: str | None) -> None:
+        """Offer these compounds (the combo shows only when there are some) with ``shown``
+        picked (``None``: all); emits nothing."""
+        compounds = list(compounds)
+        with blocked_signals(self.compound_combo):
+            self.compound_combo.clear()
+            self.compound_combo.addItem(ALL_COMPOUNDS, None)
+            for c in compounds:
+                self.compound_combo.addItem(c, c)
+            self.compound_combo.setCurrentIndex(max(0, self.compound_combo.findData(shown))
+                                                if shown is not None else 0)
+        self.compound_label.setVisible(bool(compounds))
+        self.compound_combo.setVisible(bool(compounds))
+
     def forget_wells(self) -> None:
         """A new run: the wells are offered again from scratch at the next :meth:`set_wells`."""
         self._wells = []
@@ -184,3 +219,7 @@ class GalleryFilters(QWidget):
     def on_qc_changed(self, _i: int = 0) -> None:
         """The QC combo changed."""
         self.changed.emit("qc")
+
+    def on_compound_changed(self, _i: int = 0) -> None:
+        """The compound combo changed."""
+        self.compound_picked.emit(self.compound())

@@ -1,7 +1,9 @@
-"""The plate drawn with ``QPainter``: wells coloured by a value, hover and click.
+"""The plate drawn with ``QPainter``: wells coloured by a value or a category, hover and click.
 
 :class:`PlateCanvas` paints the live plate map of the "Plate map" dock and
-knows where every well is. It speaks the core's plate vocabulary: row labels,
+knows where every well is. Wells are coloured by a number (a colour map and
+its colour bar) or by a category such as the compound a well received (one
+colour per category and a legend). It speaks the core's plate vocabulary: row labels,
 well names, value formatting and colour-bar labels from
 :mod:`~napari_nuclei_counter.core.results.wells`, colours from
 :mod:`~napari_nuclei_counter.core.render.pictures` (the colour map, the value -> colour
@@ -37,6 +39,8 @@ from ...core.results.wells import (
 
 __all__ = ["PlateCanvas"]
 
+_LEGEND_TEXT = 150  # widest label of the legend, in pixels (longer ones are elided)
+
 
 def _qcolor(rgb) -> QColor:
     return QColor(int(rgb[0]), int(rgb[1]), int(rgb[2]))
@@ -58,6 +62,10 @@ class PlateCanvas(QWidget):
     names : dict
         ``(row, col) -> well name`` of the wells that have images.
     selected, hovered : str or None
+    categories : list of tuple or None
+        ``(label, (r, g, b))`` per category when the wells are coloured by
+        category (:attr:`grid` then holds indices into it); ``None`` when they
+        are coloured by value.
     tooltip_for : callable
         ``tooltip_for(well) -> str``.
     """
@@ -73,6 +81,8 @@ class PlateCanvas(QWidget):
         self.grid = np.full((8, 12), np.nan)
         self.names: dict[tuple[int, int], str] = {}
         self.title = ""
+        self.categories: list[tuple[str, tuple[int, int, int]]] | None = None
+        self.fmt: Callable[[float], str] = format_value
         self.selected: str | None = None
         self.hovered: str | None = None
         self.tooltip_for: Callable[[str], str] = lambda well: ""
@@ -80,11 +90,31 @@ class PlateCanvas(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     # ---------------------------------------------------------------- data
-    def set_plate(self, grid: np.ndarray, names: dict, title: str) -> None:
-        """Show new values."""
+    def set_plate(self, grid: np.ndarray, names: dict, title: str, *,
+                  fmt: Callable[[float], str] = format_value,
+                  categories: list[tuple[str, tuple[int, int, int]]] | None = None) -> None:
+        """Show new values.
+
+        Parameters
+        ----------
+        grid : ndarray, shape (rows, cols)
+            One value per well (NaN: none); with ``categories``, the index of
+            each well's category.
+        names : dict
+            ``(row, col) -> well name`` of the wells that have images.
+        title : str
+        fmt : callable, optional
+            Text of a value, on the wells and the colour bar (e.g. a
+            concentration coloured on a log scale: ``lambda v: f"{10 ** v:g}"``).
+        categories : list of tuple, optional
+            ``(label, (r, g, b))`` per category: colour the wells by category
+            and draw a legend instead of the colour bar.
+        """
         self.grid = np.asarray(grid, dtype=float)
         self.names = dict(names)
         self.title = title
+        self.fmt = fmt
+        self.categories = list(categories) if categories is not None else None
         self.updateGeometry()
         self.update()
 
@@ -97,16 +127,46 @@ class PlateCanvas(QWidget):
         """Lowest and highest value shown (NaN when there is none)."""
         return value_range(self.grid)
 
+    def bar_labels(self) -> tuple[str, str]:
+        """Texts at the top and the bottom of the colour bar."""
+        vmin, vmax = self.value_range()
+        if not np.isfinite(vmin):
+            return colour_bar_labels(vmin, vmax)
+        return self.fmt(vmax), self.fmt(vmin)
+
+    def legend(self) -> list[tuple[str, tuple[int, int, int]]]:
+        """``(label, (r, g, b))`` of the categories on the plate, in legend order (``[]``
+        when the wells are coloured by value)."""
+        if self.categories is None:
+            return []
+        shown = {int(v) for v in self.grid[np.isfinite(self.grid)]}
+        return [entry for i, entry in enumerate(self.categories) if i in shown]
+
+    def colour_of(self, well: str) -> tuple[int, int, int] | None:
+        """``(r, g, b)`` a well is painted with; ``None`` for a well without a value."""
+        pos = well_position(well)
+        rows, cols = self.grid.shape
+        if pos is None or not (0 <= pos[0] < rows and 0 <= pos[1] < cols):
+            return None
+        v = self.grid[pos]
+        if not np.isfinite(v):
+            return None
+        c = self._colour(v, *self.value_range())
+        return c.red(), c.green(), c.blue()
+
     # ------------------------------------------------------------ geometry
     def _margins(self) -> tuple[int, int, int, int]:
         """Left, top, right and bottom space around the grid."""
         fm = self.fontMetrics()
         rows = self.grid.shape[0]
-        vmin, vmax = self.value_range()
-        labels = colour_bar_labels(vmin, vmax)
+        if self.categories is not None:
+            labels = [label for label, _ in self.legend()] or [""]
+            widest = min(max(fm.horizontalAdvance(t) for t in labels), _LEGEND_TEXT)
+        else:
+            widest = max(fm.horizontalAdvance(t) for t in self.bar_labels())
         left = 6 + fm.horizontalAdvance(row_label(rows - 1)) + 6
         top = 2 * fm.height() + 10
-        right = 12 + 12 + 6 + max(fm.horizontalAdvance(t) for t in labels) + 6
+        right = 12 + 12 + 6 + widest + 6
         return left, top, right, 6
 
     def cell_size(self) -> int:
@@ -165,6 +225,8 @@ class PlateCanvas(QWidget):
 
     # ---------------------------------------------------------------- paint
     def _colour(self, v: float, vmin: float, vmax: float) -> QColor:
+        if self.categories is not None:
+            return _qcolor(self.categories[int(v)][1])
         return _qcolor(self.lut[int(colour_index(v, vmin, vmax))])
 
     def paintEvent(self, _event) -> None:
@@ -216,8 +278,8 @@ class PlateCanvas(QWidget):
                     p.setPen(Qt.PenStyle.NoPen)
                     p.setBrush(colour)
                     p.drawRoundedRect(rect, radius, radius)
-                    text = format_value(v)
-                    if cell >= 16 and value_metrics.horizontalAdvance(text) <= rect.width() - 2:
+                    text = "" if self.categories is not None else self.fmt(v)
+                    if text and cell >= 16 and value_metrics.horizontalAdvance(text) <= rect.width() - 2:
                         p.setPen(_qcolor(text_ink((colour.red(), colour.green(),
                                                    colour.blue()))))
                         p.setFont(value_font)
@@ -248,6 +310,9 @@ class PlateCanvas(QWidget):
                 p.setPen(QPen(QColor(255, 60, 60), 3))
                 p.drawRoundedRect(rect.adjusted(-1, -1, 1, 1), radius, radius)
 
+        if self.categories is not None:
+            self._paint_legend(p, QPoint(o.x() + cols * cell + 12, o.y()), rows * cell, fg)
+            return
         # colour bar
         bar = QRect(o.x() + cols * cell + 12, o.y(), 12, rows * cell)
         if np.isfinite(vmin):
@@ -258,7 +323,7 @@ class PlateCanvas(QWidget):
             p.setPen(fg)
             p.drawRect(bar)
             x = bar.right() + 6
-            top, bottom = colour_bar_labels(vmin, vmax)
+            top, bottom = self.bar_labels()
             p.drawText(QRect(x, bar.top() - 2, 200, fm.height()),
                        int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop), top)
             p.drawText(QRect(x, bar.bottom() - fm.height() + 2, 200, fm.height()),
@@ -267,7 +332,29 @@ class PlateCanvas(QWidget):
             p.setPen(fg)
             p.drawText(QRect(bar.left(), bar.top(), 200, fm.height()),
                        int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop),
-                       colour_bar_labels(vmin, vmax)[0])
+                       self.bar_labels()[0])
+
+    def _paint_legend(self, p: QPainter, at: QPoint, height: int, fg: QColor) -> None:
+        """One swatch and label per category on the plate, as many as fit in ``height``."""
+        fm = self.fontMetrics()
+        line = fm.height() + 4
+        entries = self.legend()
+        fits = max(1, height // line)
+        if len(entries) > fits:  # the last line says how many are left out
+            more = len(entries) - fits + 1
+            entries = [*entries[:fits - 1], (f"+{more} more", None)]
+        p.setFont(self.font())
+        for k, (label, rgb) in enumerate(entries):
+            y = at.y() + k * line
+            if rgb is not None:
+                p.setPen(QPen(fg, 1))
+                p.setBrush(_qcolor(rgb))
+                p.drawRect(QRect(at.x(), y + (line - 12) // 2, 12, 12))
+            p.setPen(fg)
+            text = fm.elidedText(label, Qt.TextElideMode.ElideRight, _LEGEND_TEXT)
+            p.drawText(QRect(at.x() + 18, y, _LEGEND_TEXT + 6, line),
+                       int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
+        p.setBrush(Qt.BrushStyle.NoBrush)
 
     # -------------------------------------------------------------- mouse
     def mouseMoveEvent(self, event) -> None:

@@ -1,4 +1,4 @@
-"""The "Plate map" dock: the plate's wells coloured by their nuclei count.
+"""The "Plate map" dock: the plate's wells coloured by their nuclei count or their treatment.
 
 The map (:class:`~.plate_canvas.PlateCanvas`) is painted from the per-well
 table of a :class:`~napari_nuclei_counter.core.results.store.ResultsStore` (the one it
@@ -10,6 +10,12 @@ clicking one selects it (the gallery shows its images) and moves the viewer
 to its first image; clicking beside the wells clears the selection. "Export
 PNG…" writes :func:`~napari_nuclei_counter.core.render.pictures.render_plate_map`, the
 renderer of the command line's plate maps, in a background thread.
+
+Once a plate layout is loaded (the detector's *Treatments* tab, shared
+through :class:`~napari_nuclei_counter.gui.treatments.model.TreatmentsModel`),
+the wells can also be coloured by compound (a legend names the colours),
+concentration (log scale) or percent of control, and a well's tooltip tells
+its compound, concentration, control and percent of control.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QRect
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ...core.render.pictures import render_plate_map, save_png
+from ...core.render.pictures import MISSING_RGB, render_plate_map, save_png
 from ...core.results.store import ResultsStore
 from ...core.results.wells import (
     MAP_VALUES,
@@ -35,10 +41,12 @@ from ...core.results.wells import (
     infer_plate_format,
     plate_map_title,
     plate_map_values,
+    well_name,
     well_position,
 )
 from ..navigation import show_image
-from ..registry import store_for
+from ..registry import store_for, treatments_for
+from ..treatments.model import TreatmentsModel, format_concentration
 from .background import BackgroundQueue, TableRefresher
 from .plate_canvas import PlateCanvas
 from .shared import (
@@ -59,6 +67,14 @@ log = logging.getLogger(__name__)
 
 #: combo text -> column of the wells table
 VALUES = {"mean per site": "mean", "total per well": "total"}
+#: combo text -> what a well is coloured by, once a plate layout is loaded
+TREATMENT_VALUES = {"compound": "compound", "concentration": "concentration",
+                    "percent of control": "percent_of_control"}
+#: matplotlib's qualitative colour maps for compounds: the first that has enough colours
+#: (beyond the last one's, colours repeat)
+COMPOUND_COLOURS = ("tab10", "tab20")
+#: legend text of a well the layout names without a compound
+NO_COMPOUND = "(no compound)"
 _HINT = "Hover a well for its numbers; click it to see its images."
 
 
@@ -75,6 +91,9 @@ class PlateMapWidget(QWidget):
         has no results store yet).
     cmap : str, optional
         Colour map of the wells.
+    treatments : TreatmentsModel, optional
+        The plate layout and its analysis; by default the viewer's
+        (:func:`~napari_nuclei_counter.gui.registry.treatments_for`).
 
     Attributes
     ----------
@@ -84,10 +103,11 @@ class PlateMapWidget(QWidget):
     wells : pandas.DataFrame
         The per-well table shown (``ResultsStore.wells_table()``), updated in
         the background.
+    treatments : TreatmentsModel
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, store: ResultsStore | None = None,
-                 *, cmap: str = "viridis") -> None:
+                 *, cmap: str = "viridis", treatments: TreatmentsModel | None = None) -> None:
         super().__init__()
         import pandas as pd
 
@@ -95,6 +115,9 @@ class PlateMapWidget(QWidget):
         self.store: ResultsStore = (store if store is not None
                                     else store_for(napari_viewer, dock_detector=True))
         self.cmap = cmap
+        self.treatments = (treatments if treatments is not None
+                           else treatments_for(napari_viewer, self.store))
+        self._treated: dict[tuple[int, int], dict] = {}  # treatment rows of the plate shown
         self._closed = threading.Event()
         self.wells: pd.DataFrame = pd.DataFrame(columns=WELL_COLUMNS)
         self._by_well: dict[tuple[str, tuple[int, int]], dict] = {}
@@ -116,7 +139,8 @@ class PlateMapWidget(QWidget):
         self.value_combo = QComboBox()
         self.value_combo.addItems(list(VALUES))
         self.value_combo.setToolTip("Colour the wells by the mean count per image (site) or "
-                                    "by the well's total")
+                                    "by the well's total; with a plate layout (Treatments tab) "
+                                    "also by compound, concentration or percent of control")
         self.export_button = QPushButton("Export PNG…")
         self.export_button.setToolTip("Save the plate map as a PNG file")
         self.canvas = PlateCanvas(self, cmap=self.cmap)
@@ -144,9 +168,16 @@ class PlateMapWidget(QWidget):
         self.canvas.hovered_changed.connect(self.on_hovered)
         listener = weak_method(self, "_on_store_event")
         self.store.subscribe(listener)
+        on_treatments = weak_method(self, "_on_treatments")
+        events = self.treatments.events
+        for signal in (events.layout, events.analysis):
+            signal.connect(on_treatments)
+        self._update_values()
         self._stop = weakref.finalize(
             self, teardown, closed=self._closed, store=self.store, listener=listener,
-            jobs=[self._tables.queue.jobs, self._exports.jobs])
+            jobs=[self._tables.queue.jobs, self._exports.jobs],
+            disconnect=[functools.partial(signal.disconnect, on_treatments)
+                        for signal in (events.layout, events.analysis)])
         self.destroyed.connect(self._stop)
         stop_on_close(self, self._stop)
 
@@ -157,23 +188,33 @@ class PlateMapWidget(QWidget):
         return self._tables.busy
 
     def value(self) -> str:
-        """``'mean'`` (per site) or ``'total'`` (per well)."""
-        return VALUES[self.value_combo.currentText()]
+        """``'mean'`` (per site), ``'total'`` (per well) or, with a plate layout,
+        ``'compound'``, ``'concentration'`` or ``'percent_of_control'``."""
+        text = self.value_combo.currentText()
+        return VALUES.get(text) or TREATMENT_VALUES.get(text, "mean")
 
     def set_value(self, value: str) -> None:
-        """Colour by ``'mean'`` or ``'total'``."""
-        for text, v in VALUES.items():
-            if v == value:
+        """Colour by ``'mean'``, ``'total'``, or (with a layout) a treatment value."""
+        for text, v in {**VALUES, **TREATMENT_VALUES}.items():
+            if v == value and self.value_combo.findText(text) >= 0:
                 self.value_combo.setCurrentText(text)
                 return
-        raise ValueError(f"value must be one of {sorted(MAP_VALUES)}, got {value!r}")
+        offered = sorted(MAP_VALUES) + (sorted(TREATMENT_VALUES.values())
+                                        if self.treatments.layout is not None else [])
+        raise ValueError(f"value must be one of {offered}, got {value!r}")
 
     def plates(self) -> list[str]:
-        """The plates of the run, in table order."""
+        """The plates of the run, in table order (before a run: the layout's)."""
         plates = dict.fromkeys(self.wells["plate"].astype(str)) if len(self.wells) else {}
         for m in self.store.meta:
             plates.setdefault(m.plate, None)
+        if not plates:
+            plates = dict.fromkeys(self.treatments.layout_plates())
         return list(plates)
+
+    def legend(self) -> list[tuple[str, tuple[int, int, int]]]:
+        """``(compound, (r, g, b))`` of the plate shown when coloured by compound (else ``[]``)."""
+        return self.canvas.legend()
 
     def plate(self) -> str:
         """The plate shown (``''`` when the images have no plate)."""
@@ -199,7 +240,8 @@ class PlateMapWidget(QWidget):
         return self._by_well.get((self.plate() if plate is None else plate, pos))
 
     def tooltip_for(self, well: str | None) -> str:
-        """The numbers of a well: images, total, mean and std of the nuclei counts."""
+        """The numbers of a well: images, total, mean and std of the nuclei counts; with a
+        plate layout, its compound, concentration, control and percent of control."""
         if not well:
             return ""
         plate = self.plate()
@@ -207,17 +249,18 @@ class PlateMapWidget(QWidget):
         imaged = self._indices(well)
         head = well + (f"  (plate {plate})" if plate else "")
         if row is None:
-            if not imaged:
-                return f"{head}\nno images"
-            return f"{head}\n{len(imaged)} images, no result yet"
-        images = int(row["images"])
-        if images == 0:
-            return f"{head}\nno image processed successfully"
-        total = row["total"]
-        lines = [head, f"images: {images}", f"total: {int(total)} nuclei",
-                 f"mean: {row['mean']:.1f} nuclei per site"]
-        std = row["std"]
-        lines.append(f"std: {std:.1f}" if np.isfinite(std) else "std: n/a (one image)")
+            lines = [head, f"{len(imaged)} images, no result yet" if imaged else "no images"]
+        elif int(row["images"]) == 0:
+            lines = [head, "no image processed successfully"]
+        else:
+            std = row["std"]
+            lines = [head, f"images: {int(row['images'])}", f"total: {int(row['total'])} nuclei",
+                     f"mean: {row['mean']:.1f} nuclei per site",
+                     f"std: {std:.1f}" if np.isfinite(std) else "std: n/a (one image)"]
+        pos = well_position(well)
+        treated = self._treated.get(pos) if pos is not None else None
+        if treated is not None:
+            lines += _treatment_lines(treated)
         return "\n".join(lines)
 
     def _indices(self, well: str) -> list[int]:
@@ -229,6 +272,26 @@ class PlateMapWidget(QWidget):
                     pos is not None and well_position(m.well) == pos))]
 
     # ---------------------------------------------------------------- updates
+    def _on_treatments(self, *_) -> None:
+        """The layout or its analysis changed: offer its values and repaint."""
+        if self._closed.is_set():
+            return
+        self._update_values()
+        self._update_plates()
+        self.redraw()
+
+    def _update_values(self) -> None:
+        """Offer the treatment values while there is a layout (keeping the value shown)."""
+        texts = list(VALUES) + (list(TREATMENT_VALUES) if self.treatments.layout is not None
+                                else [])
+        if [self.value_combo.itemText(i) for i in range(self.value_combo.count())] == texts:
+            return
+        current = self.value_combo.currentText()
+        with blocked_signals(self.value_combo):
+            self.value_combo.clear()
+            self.value_combo.addItems(texts)
+            self.value_combo.setCurrentIndex(max(self.value_combo.findText(current), 0))
+
     def _on_store_event(self, event: str, _indices) -> None:
         if self._closed.is_set():
             return
@@ -271,8 +334,10 @@ class PlateMapWidget(QWidget):
         self.plate_label.setVisible(several)
 
     def layout_of(self, plate: str) -> tuple[int, int]:
-        """``(rows, columns)`` of a plate, from every well imaged (96 or 384 wells...)."""
+        """``(rows, columns)`` of a plate, from every well imaged or in the layout (96 or 384
+        wells...)."""
         wells = [m.well for m in self.store.meta if m.plate == plate and m.well]
+        wells += [well_name(*pos) for pos in self._treated]
         if len(self.wells):
             sub = self.wells[self.wells["plate"].astype(str) == plate]
             wells += list(sub["well"])
@@ -281,12 +346,15 @@ class PlateMapWidget(QWidget):
     def redraw(self) -> None:
         """Lay the current values out on the plate and repaint."""
         plate, value = self.plate(), self.value()
+        self._treated = self.treatments.well_rows(plate)
         layout = self.layout_of(plate)
         has_plate = len(self.wells) and (self.wells["plate"].astype(str) == plate).any()
-        if has_plate:
-            grid = plate_map_values(self.wells, value=value, plate=plate, layout=layout)
+        if value in TREATMENT_VALUES.values():
+            grid, title, style = self._treatment_grid(value, plate, layout)
         else:
-            grid = np.full(layout, np.nan)
+            grid = (plate_map_values(self.wells, value=value, plate=plate, layout=layout)
+                    if has_plate else np.full(layout, np.nan))
+            title, style = plate_map_title(value, plate), {}
         names = {}
         for m in self.store.meta:
             pos = well_position(m.well) if m.plate == plate else None
@@ -295,10 +363,38 @@ class PlateMapWidget(QWidget):
         for (p, pos), row in self._by_well.items():
             if p == plate:
                 names[pos] = row["well"]
-        title = plate_map_title(value, plate)
-        self.canvas.set_plate(grid, names, title)
+        self.canvas.set_plate(grid, names, title, **style)
         self.canvas.set_selected(self.store.selected_well)
         self._show_info()
+
+    def _treatment_grid(self, value: str, plate: str, layout: tuple[int, int]) -> tuple:
+        """``(grid, title, canvas options)`` of a plate coloured by a treatment value."""
+        grid = np.full(layout, np.nan)
+        head = f"plate {plate}: " if plate else ""
+        rows = {pos: r for pos, r in self._treated.items()
+                if pos[0] < layout[0] and pos[1] < layout[1]}
+        if value == "compound":
+            names = [_compound(r) for r in rows.values()]
+            order = [c for c in self.treatments.compounds() if c in names]
+            order += [c for c in dict.fromkeys(names) if c not in order]
+            categories = [(c, _compound_colour(k, len(order)) if c != NO_COMPOUND else MISSING_RGB)
+                          for k, c in enumerate(order)]
+            for pos, r in rows.items():
+                grid[pos] = order.index(_compound(r))
+            return grid, head + "compound", {"categories": categories}
+        if value == "concentration":
+            units = set()
+            for pos, r in rows.items():
+                c = _float(r.get("concentration"))
+                if c > 0:
+                    grid[pos] = np.log10(c)
+                    units.add(str(r.get("unit") or ""))
+            unit = f" ({units.pop()})" if len(units) == 1 and "" not in units else ""
+            return (grid, f"{head}concentration{unit}, log scale",
+                    {"fmt": lambda v: f"{10 ** v:.3g}"})
+        for pos, r in rows.items():
+            grid[pos] = _float(r.get("percent_of_control"))
+        return grid, head + "percent of control", {}
 
     def on_plate_changed(self, _i: int = 0) -> None:
         """Another plate was picked."""
@@ -348,17 +444,35 @@ class PlateMapWidget(QWidget):
 
         The core's rendering (:func:`~napari_nuclei_counter.core.render.pictures.render_plate_map`)
         of a wells table recomputed now, so the file is up to date even while
-        the map waits for its next refresh.
+        the map waits for its next refresh. A map coloured by a treatment
+        value is saved as the picture of the map shown, legend included.
 
         Returns
         -------
         Path
             ``path``.
         """
+        if self.value() not in MAP_VALUES:
+            return self._save_canvas(path)
         return _write_plate_map(path, *self.export_args(cell=cell))
 
+    def _save_canvas(self, path: str | os.PathLike) -> Path:
+        if not self.canvas.grab().save(str(path), "PNG"):
+            raise OSError(f"could not write {path}")
+        return Path(path)
+
     def start_export(self, path: str | os.PathLike, *, cell: int = 36) -> None:
-        """Export like :meth:`export_png` in a background thread; a notification tells the outcome."""
+        """Export like :meth:`export_png` in a background thread; a notification tells the outcome.
+
+        A map coloured by a treatment value is grabbed from the screen at once.
+        """
+        if self.value() not in MAP_VALUES:
+            try:
+                out, error = self._save_canvas(path), None
+            except OSError as exc:
+                out, error = None, exc
+            self._on_exported(out, error, 0.0)
+            return
         self._exports.submit(_write_plate_map, (path, *self.export_args(cell=cell)),
                              self._on_exported)
 
@@ -380,6 +494,44 @@ class PlateMapWidget(QWidget):
         if not path.lower().endswith(".png"):
             path += ".png"
         self.start_export(path)
+
+
+def _float(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _compound(row: dict) -> str:
+    c = row.get("compound")
+    return c if isinstance(c, str) and c else NO_COMPOUND
+
+
+def _compound_colour(k: int, n: int) -> tuple[int, int, int]:
+    """Colour of the ``k``-th of ``n`` compounds on a plate (matplotlib's tab10 or tab20)."""
+    import matplotlib
+
+    name = next((m for m in COMPOUND_COLOURS if len(matplotlib.colormaps[m].colors) >= n),
+                COMPOUND_COLOURS[-1])
+    colours = matplotlib.colormaps[name].colors
+    r, g, b = colours[k % len(colours)][:3]
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
+def _treatment_lines(row: dict) -> list[str]:
+    """Tooltip lines of a well's treatment: compound, concentration, control, percent of control."""
+    compound = row.get("compound")
+    lines = [f"compound: {compound if isinstance(compound, str) and compound else '—'}"]
+    conc = format_concentration(_float(row.get("concentration")), str(row.get("unit") or ""))
+    lines.append(f"concentration: {conc or '—'}")
+    control = row.get("control")
+    lines.append(f"control: {control if isinstance(control, str) and control else '—'}")
+    pct = _float(row.get("percent_of_control"))
+    if "percent_of_control" in row:
+        lines.append(f"percent of control: {pct:.1f} %" if np.isfinite(pct)
+                     else "percent of control: —")
+    return lines
 
 
 def _write_plate_map(path, results, value: str, plate: str, cmap: str, cell: int,
