@@ -307,6 +307,8 @@ def _normalise(wells: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, pd.D
     percent = pd.Series(np.nan, index=wells.index)
     robust = pd.Series(np.nan, index=wells.index)
     for key, group in wells.groupby(keys, sort=False):
+        if not group["in_layout"].any():
+            continue  # a plate the layout does not describe
         key = key if isinstance(key, tuple) else (key,)
         neg = mean[group.index[group["control"] == "negative"]].dropna()
         pos = mean[group.index[group["control"] == "positive"]].dropna()
@@ -473,11 +475,11 @@ def analyze(images: pd.DataFrame, layout: Layout, *, negative: str | None = None
     outside = wells[~wells["in_layout"]]
     if len(outside):
         n_images = int(joined["well"].isin([""]).sum())
-        keyed = set(zip(outside["plate"], outside["well"], strict=True))
+        keyed = list(zip(outside["plate"], outside["well"], strict=True))  # in plate order
+        outside_keys = set(keyed)
         n_images += sum(1 for p, w in zip(joined["plate"], joined["well"], strict=True)
-                        if (p, w) in keyed)
-        named = ", ".join(f"{w}" + (f" of plate {p}" if p else "")
-                          for p, w in list(keyed)[:_NAMED])
+                        if (p, w) in outside_keys)
+        named = ", ".join(f"{w}" + (f" of plate {p}" if p else "") for p, w in keyed[:_NAMED])
         warnings.append(f"{n_images} image(s) in {len(outside)} well(s) the layout lacks are "
                         f"left out of the analysis ({named}{' ...' if len(keyed) > _NAMED else ''})")
     role, controls = _controls(wells, negative, positive)
