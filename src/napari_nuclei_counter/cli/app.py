@@ -98,17 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--channel", default=None, metavar="NAME|INDEX",
                    help="the channel of multi-channel files (OME-TIFF, ImageJ hyperstacks): a "
                         "0-based index, or a channel name from the file, case-insensitive; "
+                        "for RGB(A) files (PNG, JPEG, TIFF) red, green or blue (DAPI: blue); "
                         "channels in separate files are chosen with --pattern")
     d.add_argument("--z", default=None, metavar="max|mean|INDEX",
                    help="for z-stacks: maximum or mean projection, or one plane (0-based); "
                         "a multi-page TIFF without axis metadata is a z-stack only with --z")
+    d.add_argument("--t", default=None, metavar="INDEX",
+                   help="for time series: only this time point (0-based); without it each time "
+                        "point of an OME-TIFF, ND2, CZI, ... file is an image of its own, with "
+                        "its index in the timepoint column")
     d.add_argument("--engine", choices=sorted(ENGINES), default="fast",
                    help="detection engine; both give identical results, 'reference' is "
                         "scikit-image and slow")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.add_argument("--resume", action="store_true",
                    help="finish an interrupted run in --out: skip images already done with "
-                        "the same parameters, engine, --regex, --channel and --z (same path, "
+                        "the same parameters, engine, --regex, --channel, --z and --t (same path, "
                         "size and modification time)")
     d.add_argument("--parquet", action="store_true",
                    help="also write images.parquet and nuclei.parquet (needs pyarrow)")
@@ -238,12 +243,12 @@ def _cmd_detect(args) -> int:
     stop = _StopRequest()
     bar = _Bar(disable=args.quiet)
     try:
-        PlaneChoice(args.channel, args.z)
+        PlaneChoice(args.channel, args.z, args.t)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     run = Run(args.input, params, backend=backend, workers=args.workers, engine=args.engine,
               regex=args.regex, pattern=args.pattern, recursive=args.recursive, out=args.out,
-              channel=args.channel, z=args.z,
+              channel=args.channel, z=args.z, t=args.t,
               resume=args.resume, parquet=args.parquet, cancel=stop.event, progress=bar.progress,
               info={"command": run_command("cli")},
               break_lock=args.break_lock, stall_timeout=args.stall_timeout,

@@ -133,3 +133,6 @@ def warn_without_effect(args) -> None:
                     "to stop)")
     if args.break_lock and args.out is None:
         log.warning("--break-lock has no effect without --out")
+    if args.overwrite and args.resume:
+        log.warning("--overwrite has no effect with --resume (which finishes a run with the same "
+                    "parameters in --out and replaces one with others)")

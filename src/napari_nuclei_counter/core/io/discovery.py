@@ -32,7 +32,8 @@ BBBC021_PATTERN = "*_w1*.tif"
 #: (:mod:`.plates`), so the path says what the metadata says
 HCS_FIELD = re.compile(r"(?P<root>(?:^|.*/)(?P<plate>[^/]+?)(?:\.ome)?\.zarr)/"
                        r"(?P<row>[A-Za-z]{1,2})/(?P<col>\d{1,3})/(?P<site>[A-Za-z0-9]+)/?$")
-_SCENE = re.compile(r"#(?P<scene>\d+)$")
+#: a scene's or a time point's name: ``#SCENE``, ``#tT``, ``#SCENE_tT`` (see :mod:`.images`)
+_SCENE = re.compile(r"#(?:(?P<scene>\d+)(?:_t(?P<t>\d+))?|t(?P<t_only>\d+))$")
 
 #: ``{week}_{plate}_{well}_{site}_{channel}{uuid}.tif``, e.g.
 #: ``Week1_22123_B02_s4_w1EB868A72-19FC-46BB-BDFA-66B8966A817C.tif``.
@@ -133,9 +134,9 @@ def parse_metadata(path: str | os.PathLike, regex: str | re.Pattern | None = Non
     ----------
     path : str or PathLike
         The image path; its file name is parsed (a ``#SCENE`` suffix gives
-        ``scene``), except for the fields of an OME-Zarr plate
-        (``PLATE.ome.zarr/B/3/0``), whose well and field come from the
-        plate's layout.
+        ``scene``, a ``#tT`` or ``#SCENE_tT`` suffix also ``timepoint``),
+        except for the fields of an OME-Zarr plate (``PLATE.ome.zarr/B/3/0``),
+        whose well and field come from the plate's layout.
     regex : str or re.Pattern, optional
         A regular expression with any of the named groups ``plate``, ``well``,
         ``site`` and ``channel``, matched at the start of the file name
@@ -149,7 +150,10 @@ def parse_metadata(path: str | os.PathLike, regex: str | re.Pattern | None = Non
     """
     text = os.fspath(path).replace(os.sep, "/")
     scene = _SCENE.search(text)
-    extra = {"scene": scene["scene"]} if scene else {}
+    extra = {}
+    if scene:
+        t = scene["t"] or scene["t_only"]
+        extra = {k: v for k, v in (("scene", scene["scene"]), ("timepoint", t)) if v is not None}
     name = Path(text[: scene.start()] if scene else text).name
     if regex is not None:
         m = re.compile(regex).search(name)

@@ -2,9 +2,11 @@
 
 :func:`list_images` turns the input of ``nuclei-counter detect`` (and of the
 dock's folder mode) into one name per image: a file; ``FILE#SCENE`` for each
-scene of a file holding several (OME-TIFF series, ND2/CZI positions); the
-folder of each field of an OME-Zarr plate. It also warns when the matched
-files span several channels by name (``w1`` and ``w2``).
+scene of a file holding several (OME-TIFF series, ND2/CZI positions);
+``FILE#tT`` (``FILE#SCENE_tT``) for each time point of a time series (the
+files whose scenes are listed, and OME-Zarr images), or for the one time
+point ``t`` chosen; the folder of each field of an OME-Zarr plate. It also
+warns when the matched files span several channels by name (``w1`` and ``w2``).
 
 What the input names but cannot be listed or read as named (a sub-folder
 that cannot be read, a plate's missing well, a path in plate metadata that
@@ -56,15 +58,18 @@ class ImageList:
     errors: list[str] = field(default_factory=list)
 
 
-def _with_scenes(paths: list[Path], scenes: bool, errors: list[str]) -> list[str]:
+def _with_scenes(paths: list[Path], scenes: bool, errors: list[str],
+                 t: str | None = None) -> list[str]:
+    """One name per image of ``paths``: per scene and per time point (only ``t`` when given)."""
     out = []
     for p in paths:
-        n, notes = scene_info(p) if scenes else (1, ())
+        n, n_times, notes = scene_info(p) if scenes else (1, 1, ())
         errors.extend(f"{p}: {note}" for note in notes)
-        if n <= 1:
+        if n <= 1 and n_times <= 1:
             out.append(str(p))
             continue
-        names = [scene_path(p, s) for s in range(n)]
+        times = [None] if n_times <= 1 else range(n_times) if t is None else [int(t)]
+        names = [scene_path(p, s if n > 1 else None, k) for s in range(n) for k in times]
         errors.extend(why for why in map(scene_collision, names) if why)
         out.extend(names)
     return out
@@ -84,7 +89,8 @@ def _channel_warning(labels: list[str], pattern: str) -> str | None:
 
 def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = False,
                 scenes: bool = True, resolve: bool = True,
-                skip: Collection[str | os.PathLike] = ()) -> ImageList:
+                skip: Collection[str | os.PathLike] = (), t: str | int | None = None
+                ) -> ImageList:
     """The images of ``path``: a folder (files matching ``pattern``), a file, or a plate.
 
     Parameters
@@ -96,7 +102,8 @@ def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = Fals
     recursive : bool, optional
         Also search a folder's sub-folders.
     scenes : bool, optional
-        One image per scene of a file holding several (``FILE#SCENE``);
+        One image per scene of a file holding several (``FILE#SCENE``) and
+        per time point of a time series (``FILE#tT``, ``FILE#SCENE_tT``);
         ``False``: one per file (its first scene).
     resolve : bool, optional
         Names from the absolute, resolved path (as the result tables hold
@@ -104,6 +111,10 @@ def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = Fals
     skip : collection of path, optional
         Files and folders of a folder never listed: a run's output folder and
         its tables, when it lies in the input folder.
+    t : str or int, optional
+        Only this time point (0-based) of each time series (``--t``); files
+        without a time axis are listed as they are. A time point a file does
+        not have is that image's error when it is read.
 
     Raises
     ------
@@ -133,13 +144,13 @@ def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = Fals
         fields, errors = plate_listing(p)
         found = ImageList([str(f) for f in fields], "plate")
     elif is_zarr_image(p):
-        found = ImageList([str(p)], "zarr")
+        found = ImageList(_with_scenes([p], scenes, errors, t), "zarr")
     elif p.is_file():
-        found = ImageList(_with_scenes([p], scenes, errors), "file")
+        found = ImageList(_with_scenes([p], scenes, errors, t), "file")
     else:
         skip = [Path(s).expanduser().resolve() if resolve else s for s in skip]
         paths, errors = list_folder(p, pattern, recursive=recursive, skip=skip)
-        labels = _with_scenes(paths, scenes, errors)
+        labels = _with_scenes(paths, scenes, errors, t)
         found = ImageList(labels, "folder")
         warning = _channel_warning(labels, pattern)
         if warning:

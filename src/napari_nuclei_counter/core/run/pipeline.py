@@ -133,6 +133,10 @@ class Run:
         file's metadata (case-insensitive).
     z : {'max', 'mean'} or int, optional
         For z-stacks: a projection, or a 0-based plane.
+    t : int, optional
+        For time series: only this time point (0-based). Without it, each
+        time point of a file whose scenes are listed (OME-TIFF, ND2, CZI,
+        ...) is an image of its own.
     out : path, optional
         Write the tables there, streaming as results arrive.
     resume : bool, optional
@@ -175,6 +179,7 @@ class Run:
                  regex: str | None = None, pattern: str = BBBC021_PATTERN,
                  recursive: bool = False, labels: Sequence[str] | None = None,
                  channel: str | int | None = None, z: str | int | None = None,
+                 t: str | int | None = None,
                  out: str | os.PathLike | None = None, resume: bool = False,
                  parquet: bool = False, info: dict | None = None,
                  chunksize: int | None = None, cancel: threading.Event | None = None,
@@ -190,7 +195,7 @@ class Run:
         self.pattern = pattern
         self.recursive = recursive
         self.plane = PlaneChoice(None if channel is None else str(channel),
-                                 None if z is None else str(z))
+                                 None if z is None else str(z), None if t is None else str(t))
         self.out = Path(out).expanduser() if out is not None else None
         self.resume = resume
         self.parquet = parquet
@@ -254,7 +259,7 @@ class Run:
             path = Path(src).expanduser()
             try:
                 found = list_images(path, self.pattern, recursive=self.recursive,
-                                    skip=_own_files(self.out))
+                                    skip=_own_files(self.out), t=self.plane.t)
             except (OSError, ValueError) as exc:  # FileNotFoundError, an unreadable input
                 raise RunError(str(exc)) from None
             self.labels, self.warnings = found.labels, found.warnings

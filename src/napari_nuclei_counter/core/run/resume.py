@@ -3,7 +3,8 @@
 :func:`resume_state` keeps the longest prefix of the input that a previous run
 with the same parameters finished, so the final tables come out exactly as
 an uninterrupted run's; :func:`load_partial_results` reads those images'
-results back (the dock shows them).
+results back (the dock shows them). :func:`refuse_other_finished_run` keeps a
+run from replacing a finished run with other parameters unasked.
 """
 
 from __future__ import annotations
@@ -22,10 +23,91 @@ from ..results.columns import IMAGES, NUCLEI
 from ..results.csvsafe import write_csv
 from ..results.integrity import SCHEMA, DamagedTable, InconsistentResults, check_folder, read_run_json
 from ..results.tables import PARTIAL, ImageResult, pd_isna, read_images_csv, read_nuclei_csv
+from .errors import RunError
 
-__all__ = ["load_partial_results", "resume_state"]
+__all__ = ["FinishedRunInFolder", "load_partial_results", "refuse_other_finished_run",
+           "resume_state"]
 
 log = logging.getLogger(__name__)
+
+
+class FinishedRunInFolder(RunError):
+    """An output folder holds a complete run with other parameters, which a run would replace."""
+
+
+def refuse_other_finished_run(out_dir, params: DetectionParams, *, key: dict,
+                              input_path: str | None = None,
+                              pattern: str | None = None) -> None:
+    """Refuse to write into a folder that holds a complete run with other parameters.
+
+    The folder's ``run.json`` decides: a run that finished every image
+    (``complete``) with other detection parameters, another name regex,
+    channel or z of ``key``, another input or another pattern is a result a
+    new run would replace. The engine is not compared: every engine gives the
+    same nuclei. A run with the same choices (the user runs it again), a run
+    that stopped before it finished, a folder without ``run.json`` (or with
+    one that cannot be read) is written into as before.
+
+    Parameters
+    ----------
+    out_dir : path
+    params : DetectionParams
+        The new run's parameters.
+    key : dict
+        The new run's resume key, compared with the ``resume_key`` of ``run.json``.
+    input_path, pattern : str, optional
+        The new run's input (resolved) and pattern; not compared when ``None``.
+
+    Raises
+    ------
+    FinishedRunInFolder
+        With one sentence that names what differs, ``--overwrite`` and ``--resume``.
+    """
+    out = Path(out_dir)
+    try:
+        run = read_run_json(out / "run.json") if (out / "run.json").is_file() else None
+    except InconsistentResults:
+        return  # cannot tell what it holds: the new run writes as before
+    if run is None or run.get("complete") is not True:
+        return
+    differences = _differences(run, params, key, {"input": input_path, "pattern": pattern})
+    if differences:
+        raise FinishedRunInFolder(
+            f"{out} holds a complete run with other parameters ({'; '.join(differences)}): "
+            "choose another --out, or add --overwrite (or --resume) to replace it")
+
+
+def _differences(run: dict, params: DetectionParams, key: dict, source: dict) -> list[str]:
+    """``'NAME THERE there, HERE here'`` for each choice of ``run`` that differs."""
+    before = run.get("parameters")
+    try:
+        before = DetectionParams.from_dict(before).to_dict()
+    except (ValueError, TypeError):  # another version's or a damaged entry: compared as it is
+        before = before if isinstance(before, dict) else {}
+    now = params.to_dict()
+    pairs = [(name, before.get(name), now.get(name)) for name in {**now, **before}]
+    earlier_key = run.get("resume_key")
+    if isinstance(earlier_key, dict):  # runs before the key: their parameters only
+        pairs += [(name, earlier_key.get(name), value) for name, value in key.items()
+                  if name != "engine"]
+    pairs += [(name, run.get(name), value) for name, value in source.items()
+              if value is not None and run.get(name) is not None]
+    return [f"{name} {_shown(there)} there, {_shown(here)} here"
+            for name, there, here in pairs if not _same(name, there, here)]
+
+
+def _same(name: str, there, here) -> bool:
+    if name == "pattern" and isinstance(there, str) and isinstance(here, str):
+        return there.lower() == here.lower()  # patterns match case-insensitively
+    return there == here
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _file_key(path: str) -> tuple[int, float] | None:
@@ -179,7 +261,8 @@ def load_partial_results(out_dir, paths: list[str]) -> list[ImageResult]:
         metrics = {k: row[k] for k in ("saturated_fraction", "sharpness")}
         results.append(ImageResult(i, row["path"], meta, coords, values, row["seconds"],
                                    row["error"], metrics, row["file_size"], row["file_mtime"],
-                                   bool(row["edited"]), threshold=row.get("threshold")))
+                                   bool(row["edited"]), threshold=row.get("threshold"),
+                                   threshold_above_image=bool(row["threshold_above_image"])))
     return results
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from magicgui.widgets import FileEdit, Label, LineEdit
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from ...core.io.discovery import find_images
+from ...core.io.discovery import FolderListing, scan_folder, suggest_pattern
 from .layout import compact_file_edit, wrap_label
 from .model import DetectorModel
 
@@ -16,6 +17,36 @@ __all__ = ["FolderPicker"]
 
 #: pause after the last keystroke in the folder or pattern before matching, ms
 MATCH_DELAY_MS = 300
+
+log = logging.getLogger(__name__)
+
+
+def match_folder(folder: Path | None, glob: str) -> tuple[FolderListing, str]:
+    """List ``folder`` with ``glob`` (the core's listing) and say what it found, in one line.
+
+    The line gives the count, the mask and label files left out (and how to
+    include them) and, when nothing matches, a pattern that would. Folders
+    that cannot be listed are logged.
+    """
+    listing = FolderListing([])
+    if folder is not None and folder.is_dir():
+        try:
+            listing = scan_folder(folder, glob)
+        except OSError as exc:  # removed or unreadable since the check
+            return listing, f"cannot list the folder ({exc.strerror or exc})"
+    for warning in listing.warnings:
+        log.warning("%s", warning)
+    parts = [f"{_images(len(listing.found))} match"]
+    if listing.left_out:
+        parts.append(listing.note("the pattern"))
+    hint = suggest_pattern(folder) if folder is not None and not listing.found else None
+    if hint is not None:
+        parts.append(f"try the pattern {hint[0]} ({_images(hint[1])})")
+    return listing, "; ".join(parts)
+
+
+def _images(n: int) -> str:
+    return f"{n} image{'s' if n != 1 else ''}"
 
 
 class FolderPicker(QObject):
@@ -87,20 +118,11 @@ class FolderPicker(QObject):
             self.pattern.value = pattern
         self.schedule_match()
 
-    def paths(self) -> list[Path]:
-        """The images in the folder that match the pattern (lists the folder now)."""
-        folder = self.model.folder
-        if folder is None or not folder.is_dir():
-            return []
-        return find_images(folder, self.model.glob())
-
     def update_match_count(self, *_) -> int:
         """Match now, in this thread, and show the count."""
-        paths = self.paths()
-        self._show(len(paths))
-        self.matches = paths
-        self.matched.emit(paths)
-        return len(paths)
+        listing, line = match_folder(self.model.folder, self.model.glob())
+        self._show(listing.found, line)
+        return len(listing.found)
 
     def schedule_match(self, *_) -> None:
         """Match after a pause, in a worker."""
@@ -111,21 +133,19 @@ class FolderPicker(QObject):
         request = self._request
         folder, glob = self.model.folder, self.model.glob()  # read here, on the GUI thread
 
-        def match() -> tuple[int, list[Path]]:
-            if folder is None or not folder.is_dir():
-                return request, []
-            return request, find_images(folder, glob)
+        def match() -> tuple[int, FolderListing, str]:
+            return request, *match_folder(folder, glob)
 
         worker = create_worker(match)
         worker.returned.connect(self._on_matched)
         worker.start()
 
     def _on_matched(self, out) -> None:
-        request, paths = out
+        request, listing, line = out
         if request == self._request:  # a newer keystroke wins
-            self._show(len(paths))
-            self.matches = paths
-            self.matched.emit(paths)
+            self._show(listing.found, line)
 
-    def _show(self, n: int) -> None:
-        self.match_label.value = f"{n} image{'s' if n != 1 else ''} match"
+    def _show(self, paths: list[Path], line: str) -> None:
+        self.match_label.value = line
+        self.matches = paths
+        self.matched.emit(paths)
