@@ -36,6 +36,7 @@ from ..core.run.backends import default_workers, start_workers_early
 from ..core.run.errors import RunError, RunStopped
 from ..core.run.pipeline import PREVIOUS_RUN, Run
 from ..dask_backend.choice import choose_backend
+from . import analyze as cli_analyze
 from . import estimate as cli_estimate
 from . import scoring as cli_scoring
 from .args import (
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--break-lock", action="store_true",
                    help="take over an output folder locked by a run on another host (only when "
                         "that run is gone; a stale lock of this host is taken over anyway)")
+    cli_analyze.add_layout_options(d)
 
     gal = sub.add_parser(
         "gallery",
@@ -183,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open the synthetic BBBC021-like sample plate")
     cli_scoring.add_parsers(sub)  # evaluate, tune
     cli_estimate.add_parser(sub)
+    cli_analyze.add_parser(sub)
     parser.commands = sub.choices  # for parse_args: the parser of each command
     for command in sub.choices.values():  # also after the command: detect ... --debug
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -219,6 +222,7 @@ def _cmd_detect(args) -> int:
     if args.max_pixels is not None and args.max_pixels < 0:
         raise UsageError("--max-pixels must be 0 (no limit) or a number of pixels")
     warn_without_effect(args)
+    treatments = cli_analyze.prepare(args)  # a bad layout stops before any image runs
     if args.regex is not None:
         import re
 
@@ -260,11 +264,12 @@ def _cmd_detect(args) -> int:
     stop.run = run
     previous = _handle_signals(stop)
     try:  # the lock is given back however this ends (iterating to the end does it too)
-        return _run_detect(run, args, stop, bar)
+        code = _run_detect(run, args, stop, bar)
     finally:
         run.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return cli_analyze.after_detect(args, treatments, code)
 
 
 def _run_detect(run: Run, args, stop: _StopRequest, bar: _Bar) -> int:
@@ -496,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"detect": _cmd_detect, "sample": _cmd_sample, "gui": _cmd_gui,
                 "gallery": _cmd_gallery, "platemap": _cmd_platemap,
                 "evaluate": cli_scoring.run, "tune": cli_scoring.run,
-                "estimate": cli_estimate.cmd_estimate}
+                "estimate": cli_estimate.cmd_estimate, "analyze": cli_analyze.cmd_analyze}
     prefix = f"nuclei-counter {args.command}: error: "
     if getattr(args, "pattern", None):
         warn_unquoted_pattern(args.pattern)
