@@ -4,7 +4,8 @@ Exit status: 0 when every image succeeded, 1 when some images failed or
 some of the input could not be listed (the tables are still written), 2
 for usage and setup errors before any image ran (a missing folder, a
 pattern that matches nothing, an invalid parameter, an output folder in
-use or not writable, an unreachable scheduler), 3 for a run stopped by its
+use or not writable, an output folder holding a complete run with other
+parameters without ``--overwrite``, an unreachable scheduler), 3 for a run stopped by its
 environment or an unexpected error (a lost cluster, a full disk; the
 tables of what was done are kept, ``--resume`` finishes), 130 when
 interrupted with Ctrl+C, SIGTERM or SIGHUP (the tables hold what was done).
@@ -116,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="finish an interrupted run in --out: skip images already done with "
                         "the same parameters, engine, --regex, --channel, --z and --t (same path, "
                         "size and modification time)")
+    d.add_argument("--overwrite", action="store_true",
+                   help="replace a complete run in --out made with other parameters, --regex, "
+                        "--channel, --z, INPUT or --pattern (refused without it); a run with "
+                        "the same ones is run again anyway")
     d.add_argument("--parquet", action="store_true",
                    help="also write images.parquet and nuclei.parquet (needs pyarrow)")
     d.add_argument("--backend", choices=["process", "dask"], default="process",
@@ -253,7 +258,8 @@ def _cmd_detect(args) -> int:
     run = Run(args.input, params, backend=backend, workers=args.workers, engine=args.engine,
               regex=args.regex, pattern=args.pattern, recursive=args.recursive, out=args.out,
               channel=args.channel, z=args.z, t=args.t,
-              resume=args.resume, parquet=args.parquet, cancel=stop.event, progress=bar.progress,
+              resume=args.resume, overwrite=args.overwrite, parquet=args.parquet,
+              cancel=stop.event, progress=bar.progress,
               info={"command": run_command("cli")},
               break_lock=args.break_lock, stall_timeout=args.stall_timeout,
               max_pixels=args.max_pixels)

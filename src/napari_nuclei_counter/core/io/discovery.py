@@ -6,22 +6,28 @@ import fnmatch
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .readers import is_zarr_image
+from .readers import IMAGE_SUFFIXES, is_zarr_image
 
 __all__ = [
     "BBBC021_PATTERN",
     "BBBC021_REGEX",
+    "FolderListing",
     "ImageMeta",
     "NAME_SCHEMES",
     "find_images",
+    "is_mask_name",
     "list_folder",
     "name_scheme",
+    "names_masks",
     "natural_key",
     "parse_metadata",
+    "scan_folder",
+    "suggest_pattern",
 ]
 
 #: Default glob: the DAPI channel (``w1``) of BBBC021-style names.
@@ -70,6 +76,12 @@ NAME_SCHEMES: dict[str, str] = {
     "Incucyte": r"^(?P<plate>.+?)_(?P<well>[A-P]\d{1,2})_(?P<site>\d+)_",
 }
 _COMPILED = {name: re.compile(rx) for name, rx in NAME_SCHEMES.items()}
+
+#: a word of a file name that starts with "label" or "mask" (``A9 p10d_labels.tif``,
+#: ``img_mask.png``, ``mask2d.tif``, ``cells-Labels.tif``): an annotation saved
+#: beside the images, not an image to count
+_MASK_WORD = re.compile(r"(?:^|[^a-z0-9])(?:label|mask)", re.IGNORECASE)
+
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +199,66 @@ def name_scheme(path: str | os.PathLike) -> str:
     return next((scheme for scheme, p in _COMPILED.items() if p.search(name)), "")
 
 
+def is_mask_name(name: str) -> bool:
+    """Whether a file name reads as a mask or label image rather than an image to count.
+
+    A word of the name (after its start, a space, ``_``, ``-``, ``.`` or any
+    other sign that is not a letter or digit) begins with ``label`` or
+    ``mask``, in any case: ``A9 p10d_labels.tif``, ``B02_s1_mask.png``,
+    ``mask2d.tif``, ``cells-Labels.tif``; not ``Plabel.tif``.
+    """
+    return _MASK_WORD.search(name) is not None
+
+
+def names_masks(pattern: str) -> bool:
+    """Whether a file-name pattern asks for mask or label files itself.
+
+    It does when it holds ``label`` or ``mask`` (any case): ``*_labels.tif``
+    lists the label images, ``*.tif`` leaves them out.
+    """
+    low = pattern.lower()
+    return "label" in low or "mask" in low
+
+
+@dataclass
+class FolderListing:
+    """What :func:`scan_folder` found in a folder.
+
+    Attributes
+    ----------
+    found : list of Path
+        The images, sorted by natural order of the path relative to the folder.
+    warnings : list of str
+        One sentence per folder that could not be listed.
+    left_out : list of Path
+        Files that match the pattern but are named like masks or label images
+        (:func:`is_mask_name`), left out because the pattern does not name them;
+        in the same order.
+    """
+
+    found: list[Path]
+    warnings: list[str] = field(default_factory=list)
+    left_out: list[Path] = field(default_factory=list)
+
+    def note(self, option: str = "--pattern") -> str:
+        """One line on the files left out, or ``''`` when none was.
+
+        Parameters
+        ----------
+        option : str, optional
+            What the user names files in: ``'--pattern'`` on the command
+            line, ``'the pattern'`` in the dock.
+        """
+        n = len(self.left_out)
+        if not n:
+            return ""
+        names = ", ".join(p.name for p in self.left_out[:2]) + (", …" if n > 2 else "")
+        files = "file" if n == 1 else "files"
+        them = "it" if n == 1 else "them"
+        return (f"{n} label/mask {files} left out ({names}); name {them} in {option} to "
+                f"include {them}")
+
+
 def find_images(
     folder: str | os.PathLike,
     pattern: str = BBBC021_PATTERN,
@@ -195,7 +267,8 @@ def find_images(
 ) -> list[Path]:
     """List the images in a folder that match a glob pattern, naturally sorted.
 
-    :func:`list_folder` without its warnings: they are logged.
+    :func:`scan_folder` without its warnings and its note on the mask and
+    label files left out: they are logged.
 
     Parameters
     ----------
@@ -218,10 +291,12 @@ def find_images(
     NotADirectoryError
         If ``folder`` is not a folder.
     """
-    found, warnings = list_folder(folder, pattern, recursive=recursive)
-    for warning in warnings:
+    listing = scan_folder(folder, pattern, recursive=recursive)
+    for warning in listing.warnings:
         log.warning("%s", warning)
-    return found
+    if listing.left_out:
+        log.warning("%s", listing.note())
+    return listing.found
 
 
 def _is_dir(p: Path) -> bool:
@@ -275,6 +350,22 @@ def list_folder(
 ) -> tuple[list[Path], list[str]]:
     """The images in a folder that match a glob pattern, and what could not be listed.
 
+    :func:`scan_folder`'s images and warnings (which mask and label files it
+    left out, :func:`scan_folder` says).
+    """
+    listing = scan_folder(folder, pattern, recursive=recursive, skip=skip)
+    return listing.found, listing.warnings
+
+
+def scan_folder(
+    folder: str | os.PathLike,
+    pattern: str = BBBC021_PATTERN,
+    *,
+    recursive: bool = False,
+    skip: Collection[str | os.PathLike] = (),
+) -> FolderListing:
+    """The images in a folder that match a glob pattern, what could not be listed, what was left out.
+
     Matching is on the file name, case-insensitive (``*.tif`` also finds
     ``.TIF``). Symbolic links are listed like files, dangling ones included,
     so that a broken link shows up as an error for that image rather than
@@ -282,6 +373,11 @@ def list_folder(
     quoting. Hidden files (``.name``) are skipped. A sub-folder that cannot
     be read (no permission, a path longer than the system allows) gives a
     warning that names it: its images are not silently missing.
+
+    Files named like masks or label images (:func:`is_mask_name`:
+    ``A9 p10d_labels.tif`` beside ``A9 p10d.tif``) are annotations, not
+    images: they are left out, and listed in ``left_out``, unless the pattern
+    names them (:func:`names_masks`: ``--pattern '*_labels.tif'``).
 
     Parameters
     ----------
@@ -297,10 +393,10 @@ def list_folder(
 
     Returns
     -------
-    found : list of Path
-        Sorted by natural order of the path relative to ``folder``.
-    warnings : list of str
-        One sentence per folder that could not be listed.
+    FolderListing
+        The images, sorted by natural order of the path relative to
+        ``folder``; one warning per folder that could not be listed; the
+        mask and label files left out.
 
     Raises
     ------
@@ -342,4 +438,38 @@ def list_folder(
         if not recursive:
             break
     found.sort(key=lambda p: natural_key(str(p.relative_to(root))))
-    return found, warnings
+    if names_masks(pattern):
+        return FolderListing(found, warnings)
+    left_out = [p for p in found if is_mask_name(p.name)]
+    return FolderListing([p for p in found if not is_mask_name(p.name)], warnings, left_out)
+
+
+def suggest_pattern(folder: str | os.PathLike, *, recursive: bool = False
+                    ) -> tuple[str, int] | None:
+    """A pattern for the images of a folder, for a hint when the user's matched none.
+
+    ``'*.EXT'`` of the commonest image file type among the files of the
+    folder that are not named like masks or label images (the pattern
+    leaves those out too), and how many images it lists.
+
+    Parameters
+    ----------
+    folder : str or PathLike
+    recursive : bool, optional
+        Also count the files of its sub-folders.
+
+    Returns
+    -------
+    (str, int) or None
+        ``None`` when the folder holds no image file (or cannot be listed).
+    """
+    try:
+        listing = scan_folder(folder, "*", recursive=recursive)
+    except OSError:
+        return None
+    types = Counter(p.suffix.lower() for p in listing.found
+                    if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not types:
+        return None
+    suffix, n = types.most_common(1)[0]
+    return f"*{suffix}", n

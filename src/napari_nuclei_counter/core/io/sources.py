@@ -24,7 +24,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .discovery import list_folder, parse_metadata
+from .discovery import parse_metadata, scan_folder
 from .images import scene_collision, scene_path
 from .plates import is_hcs_plate, plate_listing
 from .readers import is_zarr_image, scene_info
@@ -149,9 +149,12 @@ def list_images(path: str | os.PathLike, pattern: str, *, recursive: bool = Fals
         found = ImageList(_with_scenes([p], scenes, errors, t), "file")
     else:
         skip = [Path(s).expanduser().resolve() if resolve else s for s in skip]
-        paths, errors = list_folder(p, pattern, recursive=recursive, skip=skip)
+        listing = scan_folder(p, pattern, recursive=recursive, skip=skip)
+        paths, errors = listing.found, listing.warnings
         labels = _with_scenes(paths, scenes, errors, t)
         found = ImageList(labels, "folder")
+        if listing.left_out:  # said, but not an error: they are not images
+            found.warnings.append(listing.note())
         warning = _channel_warning(labels, pattern)
         if warning:
             found.warnings.append(warning)

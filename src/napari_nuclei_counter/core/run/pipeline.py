@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.discovery import BBBC021_PATTERN, name_scheme
+from ..io.discovery import BBBC021_PATTERN, name_scheme, suggest_pattern
 from ..io.images import PlaneChoice
 from ..io.sources import list_images
 from ..params import DetectionParams
@@ -49,7 +49,7 @@ from ..results.writer import ResultsWriter, run_command
 from .backends import default_workers, make_backend
 from .errors import BackendLost, RunError, RunStopped, environment_error
 from .lock import LOCK_NAME, OutputLock
-from .resume import load_partial_results, resume_state
+from .resume import load_partial_results, refuse_other_finished_run, resume_state
 from .tasks import run_arrays, run_paths
 
 __all__ = ["PREVIOUS_RUN", "Run", "RunError", "RunSummary"]
@@ -160,14 +160,19 @@ class Run:
         The most pixels decoded for one image, checked from its header; a
         larger image is that image's error. Default
         :data:`~napari_nuclei_counter.core.io.planes.MAX_PIXELS` (2**28); 0 for no limit.
+    overwrite : bool, optional
+        Replace a complete run with other parameters in ``out`` (its tables
+        go when this run's are written); ``False``: refuse it with a
+        :class:`~.resume.FinishedRunInFolder` error, unless ``resume``.
 
     Raises
     ------
     RunError
         From :meth:`prepare` (or the first ``next``), for a source that
         cannot run: a missing folder, no matching file, no image; an ``out``
-        that another run holds (:class:`~.errors.FolderLocked`) or that cannot
-        be written.
+        that another run holds (:class:`~.errors.FolderLocked`), that cannot
+        be written, or that holds a complete run with other parameters
+        (:class:`~.resume.FinishedRunInFolder`, with ``overwrite=False``).
     RunStopped
         While iterating, when the environment stops the run: a lost Dask
         cluster, a full disk. The tables of what was done are written when
@@ -184,7 +189,8 @@ class Run:
                  parquet: bool = False, info: dict | None = None,
                  chunksize: int | None = None, cancel: threading.Event | None = None,
                  progress: Progress | None = None, break_lock: bool = False,
-                 stall_timeout: float | None = None, max_pixels: int | None = None) -> None:
+                 stall_timeout: float | None = None, max_pixels: int | None = None,
+                 overwrite: bool = True) -> None:
         self.source = source
         self.params = params or DetectionParams()
         self.backend = make_backend(backend, workers)
@@ -211,6 +217,7 @@ class Run:
         #: what the input names but the listing could not read (also in ``warnings``)
         self.listing_errors: list[str] = []
         self.max_pixels = max_pixels
+        self.overwrite = overwrite
         self.summary: RunSummary | None = None
         self._writer: ResultsWriter | None = None
         self._lock = OutputLock(self.out, break_lock=break_lock) if self.out is not None else None
@@ -268,9 +275,12 @@ class Run:
                 if found.kind == "plate":
                     raise RunError(f"the OME-Zarr plate {path} lists no fields of view")
                 where = " (or its sub-folders)" if self.recursive else ""
+                hint = suggest_pattern(path, recursive=self.recursive)
+                example = (f" (--pattern '{hint[0]}' matches {hint[1]} image"
+                           f"{'s' if hint[1] != 1 else ''} there)" if hint else "")
                 raise RunError(
                     f"no file in {path}{where} matches the pattern {self.pattern!r}; "
-                    "check --pattern (e.g. --pattern '*.tif') or use --recursive")
+                    f"check --pattern{example}" + ("" if self.recursive else " or use --recursive"))
             self.info.setdefault("input", str(path.resolve()))
             if found.kind in ("folder", "file"):
                 self.info.setdefault("pattern", self.pattern)
@@ -279,6 +289,10 @@ class Run:
 
     def _open_writer(self) -> None:
         key = self.resume_key()
+        if not (self.overwrite or self.resume):
+            refuse_other_finished_run(self.out, self.params, key=key,
+                                      input_path=self.info.get("input"),
+                                      pattern=self.info.get("pattern"))
         if self.resume and self.arrays is None:
             self.done = resume_state(self.out, self.params, self.labels, key=key)
         info = {"command": run_command(), **self.info, "engine": self.engine,
