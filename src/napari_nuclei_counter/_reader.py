@@ -1,11 +1,13 @@
 """npe2 reader: image files, folders and OME-Zarr plates as lazy stacks; results as Points.
 
 - an image file (TIFF, PNG, JPEG, ND2, CZI, ... through the core's one reader):
-  one layer per channel (napari's ``channel_axis``), z and time as sliders;
+  one layer per channel (napari's ``channel_axis``), z and time as sliders
+  (named ``z`` and ``t``), RGB as colour;
 - a folder of images (the BBBC021 DAPI pattern ``*_w1*.tif`` first, else
   every TIFF, PNG or JPEG) or an OME-Zarr plate (its fields, from the plate
   metadata): one lazily read stack, one layer per channel of multi-channel
-  files (z-stacks shown as their maximum projection);
+  files and per colour of RGB files (z-stacks shown as their maximum
+  projection);
 - a results folder: the images and one Points layer of the nuclei.
 
 Adapter layer: imports the core and dask, never Qt. Returns napari
@@ -208,6 +210,8 @@ def stack_layer_data(paths: Sequence[str | os.PathLike], name: str = "images",
 
 
 _CHANNEL_COLOURS = ("gray", "green", "magenta", "cyan", "yellow", "red")
+#: the colours of an RGB file's channels, by their names (its alpha is not shown)
+_RGB_COLOURS = {"red": "red", "green": "green", "blue": "blue"}
 
 
 def stack_layers(paths: Sequence[str | os.PathLike], name: str,
@@ -224,12 +228,16 @@ def stack_layers(paths: Sequence[str | os.PathLike], name: str,
         return [stack_layer_data(paths, name=name, regex=regex,
                                  plane=PlaneChoice(None, z) if z else None)]
     names = list(head.channels) + [""] * head.n_channels
+    rgb = "C" not in head.axes  # the channels are an RGB(A) file's colours
     layers = []
     for c in range(head.n_channels):
+        if rgb and names[c] not in _RGB_COLOURS:
+            continue
         label = names[c] or str(c)
         data, kwargs, kind = stack_layer_data(paths, name=f"{name} [{label}]", regex=regex,
                                               plane=PlaneChoice(str(c), z))
-        kwargs["colormap"] = _CHANNEL_COLOURS[c % len(_CHANNEL_COLOURS)]
+        kwargs["colormap"] = (_RGB_COLOURS[names[c]] if rgb
+                              else _CHANNEL_COLOURS[c % len(_CHANNEL_COLOURS)])
         kwargs["blending"] = "additive"
         kwargs["metadata"][META_KEY]["channel_name"] = names[c]
         layers.append((data, kwargs, kind))
@@ -252,7 +260,8 @@ def read_image_file(path: str | list[str]) -> list[tuple]:
     """Read one image file (or OME-Zarr image): one layer per channel, z and time as sliders.
 
     The first scene of a multi-scene file; ``nuclei-counter detect`` counts
-    every scene.
+    every scene and every time point. The sliders are named by their axes
+    (``t``, ``z``).
     """
     p = Path(path[0] if isinstance(path, (list, tuple)) else path)
     file, scene = split_scene(p)
@@ -262,7 +271,10 @@ def read_image_file(path: str | list[str]) -> list[tuple]:
     data = data.reshape([data.shape[i] for i in keep])
     axes = "".join(axes[i] for i in keep)
     kwargs: dict = {"name": p.stem, "metadata": {META_KEY: {"paths": [str(p)]}}}
-    if axes.endswith("S") and data.shape[-1] in (3, 4):
+    rgb = axes.endswith("S") and data.shape[-1] in (3, 4)
+    # the sliders' names: a layer's axes, without its colours or its channels
+    kwargs["axis_labels"] = tuple((axes[:-1] if rgb else axes.replace("C", "")).lower())
+    if rgb:
         kwargs["rgb"] = True
     elif "C" in axes:
         k = axes.index("C")

@@ -7,10 +7,12 @@ imagecodecs, PNG (8- and 16-bit) and JPEG, OME-Zarr images and plate fields,
 and ND2, CZI, LIF through bioio (the ``formats`` extra).
 
 A file holding several scenes (series, positions) gives one image per scene,
-named ``FILE#SCENE`` (0-based): :func:`split_scene` takes such a name apart.
-A file on disk whose own name is such a name (``a.ome.tif#1`` beside a
-two-scene ``a.ome.tif``) makes the name ambiguous: both are refused, each
-with an error that says so (:func:`scene_collision`).
+named ``FILE#SCENE`` (0-based); a time series gives one image per time point,
+named ``FILE#tT`` (``FILE#SCENE_tT`` in a file of several scenes):
+:func:`split_image_name` takes such a name apart. A file on disk whose own
+name is such a name (``a.ome.tif#1`` beside a two-scene ``a.ome.tif``) makes
+the name ambiguous: both are refused, each with an error that says so
+(:func:`scene_collision`).
 
 Sizes are checked from headers before decoding: an image needing more than
 ``max_pixels`` pixels (default :data:`.planes.MAX_PIXELS`, 2**28) is refused
@@ -24,35 +26,57 @@ import re
 import stat
 import tempfile
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..detect.detection import as_grayscale_2d
 from .planes import PlaneChoice, select_plane
-from .readers import ImageInfo, describe, read_plane, scene_count
+from .readers import ImageInfo, describe, is_zarr_image, read_plane, scene_info
 
 __all__ = ["ImageInfo", "PlaneChoice", "atomic_write", "describe_image", "read_image",
-           "scene_collision", "scene_path", "select_plane", "split_scene"]
+           "scene_collision", "scene_path", "select_plane", "split_image_name", "split_scene"]
 
-_SCENE = re.compile(r"^(?P<file>.+)#(?P<scene>\d+)$")
+#: ``FILE#SCENE``, ``FILE#tT`` or ``FILE#SCENE_tT``
+_SCENE = re.compile(r"^(?P<file>.+)#(?:(?P<scene>\d+)(?:_t(?P<t>\d+))?|t(?P<t_only>\d+))$")
 
 
-def scene_path(path: str | os.PathLike, scene: int) -> str:
-    """The name of scene ``scene`` (0-based) of a multi-scene file: ``FILE#SCENE``."""
-    return f"{os.fspath(path)}#{int(scene)}"
+def scene_path(path: str | os.PathLike, scene: int | None, t: int | None = None) -> str:
+    """The name of one image of a file of several scenes or time points.
+
+    ``FILE#SCENE`` for scene ``scene`` (0-based), ``FILE#tT`` for time point
+    ``t`` of a file of one scene (``scene`` ``None``), ``FILE#SCENE_tT`` for
+    both.
+    """
+    name = f"{os.fspath(path)}#"
+    if scene is not None:
+        name += f"{int(scene)}" + ("" if t is None else "_")
+    return name if t is None else f"{name}t{int(t)}"
+
+
+def split_image_name(path: str | os.PathLike) -> tuple[Path, int | None, int | None]:
+    """``(file, scene, t)`` of a name written by :func:`scene_path`; ``(path, None, None)`` else.
+
+    A file whose own name ends in such a suffix is taken as it is.
+    """
+    p = Path(path)
+    m = _SCENE.match(os.fspath(path))
+    if m and not p.exists() and Path(m["file"]).exists():
+        t = m["t"] or m["t_only"]
+        return (Path(m["file"]), None if m["scene"] is None else int(m["scene"]),
+                None if t is None else int(t))
+    return p, None, None
 
 
 def split_scene(path: str | os.PathLike) -> tuple[Path, int | None]:
     """``(file, scene)`` of a name written by :func:`scene_path`; ``(path, None)`` otherwise.
 
-    A file whose own name ends in ``#`` and digits is taken as it is.
+    The file of a time point's name too (its time point is left out: see
+    :func:`split_image_name`). A file whose own name ends in ``#`` and
+    digits is taken as it is.
     """
-    p = Path(path)
-    m = _SCENE.match(os.fspath(path))
-    if m and not p.exists() and Path(m["file"]).exists():
-        return Path(m["file"]), int(m["scene"])
-    return p, None
+    return split_image_name(path)[:2]
 
 
 def scene_collision(path: str | os.PathLike) -> str | None:
@@ -64,11 +88,17 @@ def scene_collision(path: str | os.PathLike) -> str | None:
     m = _SCENE.match(os.fspath(path))
     if not m:
         return None
-    literal, base, scene = Path(path), Path(m["file"]), int(m["scene"])
-    if not (os.path.lexists(literal) and base.is_file() and scene < scene_count(base)):
+    literal, base = Path(path), Path(m["file"])
+    if not (os.path.lexists(literal) and (base.is_file() or is_zarr_image(base))):
         return None
-    return (f"the name {literal.name} is both a file and scene {scene} of {base.name}: rename "
-            f"the file {literal.name} (a name ending in # and a number is a scene's)")
+    scene, t = int(m["scene"] or 0), m["t"] or m["t_only"]
+    n_scenes, n_times, _ = scene_info(base)
+    if scene >= n_scenes or (t is not None and int(t) >= n_times):
+        return None
+    what = f"scene {scene}" if t is None else f"time point {t}"
+    return (f"the name {literal.name} is both a file and {what} of {base.name}: rename "
+            f"the file {literal.name} (a name ending in # and a number is a scene's or a "
+            "time point's)")
 
 
 def _check_exists(p: Path) -> None:
@@ -95,10 +125,13 @@ def read_image(path: str | os.PathLike, *, plane: PlaneChoice | None = None,
     Parameters
     ----------
     path : str or PathLike
-        A file, an OME-Zarr image folder (a plate's field), or ``FILE#SCENE``
-        for one scene of a multi-scene file.
+        A file, an OME-Zarr image folder (a plate's field), ``FILE#SCENE``
+        for one scene of a multi-scene file, ``FILE#tT`` (``FILE#SCENE_tT``)
+        for one time point of a time series.
     plane : PlaneChoice, optional
-        The channel and z choice for multi-channel files and z-stacks.
+        The channel, z and time choice for multi-channel and RGB files,
+        z-stacks and time series; the time point of a ``FILE#tT`` name
+        takes the place of its ``t``.
     reuse_buffer : bool, optional
         Read into a per-thread buffer that the next call overwrites (what a
         batch worker wants: no fresh memory, and its page faults, per image).
@@ -117,11 +150,13 @@ def read_image(path: str | os.PathLike, *, plane: PlaneChoice | None = None,
     FileNotFoundError, ValueError, TypeError
         With a message a biologist can act on.
     """
-    p, scene = split_scene(path)
+    p, scene, t = split_image_name(path)
     _check_exists(p)
     collision = scene_collision(path)
     if collision:
         raise ValueError(collision)
+    if t is not None:
+        plane = replace(plane or PlaneChoice(), t=str(t))
     return as_grayscale_2d(read_plane(p, plane, scene or 0, reuse_buffer, max_pixels))
 
 

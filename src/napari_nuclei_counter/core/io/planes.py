@@ -1,6 +1,6 @@
-"""Which 2-D plane of a multi-channel file or a z-stack to detect in.
+"""Which 2-D plane of a multi-channel file, an RGB image, a z-stack or a time series to detect in.
 
-:class:`PlaneChoice` is the user's choice (``--channel``, ``--z``);
+:class:`PlaneChoice` is the user's choice (``--channel``, ``--z``, ``--t``);
 :func:`select_plane` applies it to an array whose axes a reader names, and
 says in one sentence what to choose when the file holds more than one plane.
 Every reader (:mod:`.readers`) uses it, so the choice means the same for
@@ -19,12 +19,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MAX_PIXELS", "PlaneChoice", "check_pixels", "select_plane"]
+__all__ = ["MAX_PIXELS", "PlaneChoice", "check_pixels", "sample_names", "select_plane"]
 
 #: the most pixels decoded for one image (height x width x planes read), unless a
 #: reader is given ``max_pixels``: far above any microscope field (16,384 x 16,384),
 #: far below what a lying header can ask for; 0 means no limit
 MAX_PIXELS = 2**28
+
+#: the names of an RGB(A) image's samples, for ``--channel blue`` and the dock's channel list
+RGB_NAMES = ("red", "green", "blue", "alpha")
+
+
+def sample_names(n: int) -> tuple[str, ...]:
+    """Names of the ``n`` samples of a pixel: red, green, blue (and alpha) for RGB(A), else none."""
+    return RGB_NAMES[:n] if n in (3, 4) else ()
 
 
 def check_pixels(n: int, max_pixels: int | None = None, what: str = "the image") -> None:
@@ -59,24 +67,34 @@ class PlaneChoice:
     ----------
     channel : str or None
         A channel of a multi-channel file: a 0-based index (``'1'``) or a name
-        from the OME-XML or ImageJ metadata (case-insensitive).
+        from the OME-XML or ImageJ metadata (case-insensitive); for an RGB(A)
+        image, ``'red'``, ``'green'``, ``'blue'`` (``'alpha'``) or 0-3.
     z : str or None
         For a z-stack: ``'max'`` or ``'mean'`` (a projection) or a 0-based
         plane index. A multi-page TIFF without axis metadata is read as a
         z-stack only with a choice here.
+    t : str or None
+        For a time series: a 0-based time point. A file without a time axis
+        (or with one time point) is read as it is.
     """
 
     channel: str | None = None
     z: str | None = None
+    t: str | None = None
 
     def __post_init__(self) -> None:
-        z = self.z
+        z, t = self.z, self.t
         if z is not None and str(z).lower() not in ("max", "mean") and not str(z).isdigit():
             raise ValueError(f"z must be 'max', 'mean' or a plane index (0, 1, ...), not {z!r}")
+        if t is not None and not str(t).isdigit():
+            raise ValueError(f"t must be a time point index (0, 1, ...), not {t!r}")
 
     def as_dict(self) -> dict:
-        """For ``run.json`` and the resume key."""
-        return {"channel": self.channel, "z": self.z}
+        """For ``run.json`` and the resume key (``t`` only when chosen)."""
+        out = {"channel": self.channel, "z": self.z}
+        if self.t is not None:
+            out["t"] = self.t
+        return out
 
 
 def _channel_index(channel: str, names: list[str], n: int) -> int:
@@ -94,6 +112,16 @@ def _channel_index(channel: str, names: list[str], n: int) -> int:
     raise ValueError(f"no channel named {channel!r}: {n} channels ({listed})")
 
 
+def _samples_error(n: int) -> ValueError:
+    """What to do with a pixel of ``n`` samples (an RGB(A) image) when no channel is chosen."""
+    if n in (3, 4):
+        kind = "an RGBA" if n == 4 else "an RGB"
+        return ValueError(f"{kind} colour image: choose the channel that holds the nuclei, "
+                          f"e.g. --channel blue (red, green, blue or 0-{n - 1}; in the dock, "
+                          "its channel list)")
+    return ValueError(f"{n} samples per pixel: choose one with --channel 0-{n - 1}")
+
+
 def select_plane(data, axes: str, choice: PlaneChoice | None = None,
                  names: list[str] | None = None, *, max_pixels: int | None = None
                  ) -> np.ndarray:
@@ -105,7 +133,8 @@ def select_plane(data, axes: str, choice: PlaneChoice | None = None,
         An array, or anything with ``shape`` and indexing by a tuple of ints
         and slices that returns an ndarray (only the chosen plane is read).
     axes : str
-        tifffile's axes of ``data`` (``'CYX'``, ``'ZCYX'``, ``'IYX'`` for plain pages, ...).
+        tifffile's axes of ``data`` (``'CYX'``, ``'ZCYX'``, ``'IYX'`` for plain pages,
+        ``'YXS'`` for RGB, ``'TCZYX'``, ...).
     choice : PlaneChoice, optional
     names : list of str, optional
         Channel names, for choosing by name and for messages.
@@ -116,8 +145,8 @@ def select_plane(data, axes: str, choice: PlaneChoice | None = None,
     Raises
     ------
     ValueError
-        When the file holds several channels or planes and nothing (or
-        something unknown) was chosen, or when the plane is larger than
+        When the file holds several channels, colours, planes or time points
+        and nothing (or something unknown) was chosen, or when the plane is larger than
         ``max_pixels``; the message says what to do.
     """
     choice = choice or PlaneChoice()
@@ -142,6 +171,13 @@ def select_plane(data, axes: str, choice: PlaneChoice | None = None,
             raise ValueError(f"{n} channels{listed}: choose one with --channel")
         index[c] = _channel_index(choice.channel, names, n)
         kept.remove(c)
+    s = next((i for i in kept if axes[i] == "S"), None)
+    if s is not None:  # the colours of an RGB(A) image: one is the channel (DAPI is blue)
+        n = shape[s]
+        if choice.channel is None or c is not None:
+            raise _samples_error(n)
+        index[s] = _channel_index(choice.channel, list(sample_names(n)), n)
+        kept.remove(s)
     stack = next((i for a in "ZIQ" for i in kept if axes[i] == a), None)
     project = None
     if stack is not None:
@@ -160,8 +196,14 @@ def select_plane(data, axes: str, choice: PlaneChoice | None = None,
             raise ValueError(f"plane {z} does not exist: {n} planes, numbered from 0")
     t = next((i for i in kept if axes[i] == "T"), None)
     if t is not None:
-        raise ValueError(f"a time series of {shape[t]} frames: save the frames as separate "
-                         "files")
+        n = shape[t]
+        if choice.t is None:
+            raise ValueError(f"a time series of {n} time points: choose one with --t INDEX")
+        if int(choice.t) >= n:
+            raise ValueError(f"time point {choice.t} does not exist: {n} time points, "
+                             "numbered from 0")
+        index[t] = int(choice.t)
+        kept.remove(t)
     check_pixels(math.prod(shape[i] for i in kept if axes[i] != "S"), max_pixels)
     out = np.asarray(data[tuple(index)])
     if project is not None:

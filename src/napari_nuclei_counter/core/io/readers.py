@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .planes import PlaneChoice, check_pixels, select_plane
+from .planes import PlaneChoice, check_pixels, sample_names, select_plane
 
 __all__ = ["BIOIO_SUFFIXES", "FORMATS_EXTRA", "IMAGE_SUFFIXES", "ImageInfo", "describe",
            "inside_path", "is_zarr_image", "read_plane", "read_raw", "scene_count", "scene_info",
@@ -64,10 +64,12 @@ class ImageInfo:
         The array's shape, axes as in ``axes``.
     dtype : numpy.dtype
     axes : str
-        Axis letters (``'YX'``, ``'CYX'``, ``'ZCYX'``, ``'IYX'`` for plain pages).
+        Axis letters (``'YX'``, ``'CYX'``, ``'ZCYX'``, ``'IYX'`` for plain pages,
+        ``'YXS'`` for RGB, ``'TCZYX'`` for the bioio formats).
     channels : tuple of str
-        Channel names from the metadata (``''`` where unnamed); empty when
-        the file has one channel.
+        Channel names from the metadata (``''`` where unnamed); ``red``,
+        ``green``, ``blue`` (``alpha``) for an RGB(A) image; empty when the
+        file has one channel.
     n_scenes : int
         Scenes (series, positions) in the file; each is one image.
     warnings : tuple of str
@@ -84,8 +86,16 @@ class ImageInfo:
 
     @property
     def n_channels(self) -> int:
-        """Number of channels (1 without a C axis)."""
-        return self.shape[self.axes.index("C")] if "C" in self.axes else 1
+        """Number of channels: of the C axis, else the colours of an RGB(A) image, else 1."""
+        for a in "CS":
+            if a in self.axes:
+                return self.shape[self.axes.index(a)]
+        return 1
+
+    @property
+    def n_times(self) -> int:
+        """Number of time points (1 without a T axis)."""
+        return self.shape[self.axes.index("T")] if "T" in self.axes else 1
 
     @property
     def n_planes(self) -> int:
@@ -288,6 +298,8 @@ def _describe_tiff(p: Path) -> ImageInfo:
     with _open_tiff(p) as tiff:
         index, s = tiff.scenes[0]
         names = tiff.channel_names(index) if "C" in s.axes else []
+        if "S" in s.axes and "C" not in s.axes:
+            names = sample_names(s.shape[s.axes.index("S")])
         return ImageInfo(tuple(s.shape), np.dtype(s.dtype), s.axes, tuple(names),
                          len(tiff.scenes), tiff.warnings)
 
@@ -359,7 +371,7 @@ def _raw_codec(p: Path, scene: int, reuse: bool, max_pixels: int | None) -> Iter
 def _describe_codec(p: Path) -> ImageInfo:
     height, width, samples, dtype = _codec_header(p)
     if samples > 1:
-        return ImageInfo((height, width, samples), dtype, "YXS")
+        return ImageInfo((height, width, samples), dtype, "YXS", sample_names(samples))
     return ImageInfo((height, width), dtype, "YX")
 
 
@@ -534,13 +546,18 @@ def scene_count(p: Path) -> int:
     return scene_info(p)[0]
 
 
-def scene_info(p: Path) -> tuple[int, tuple]:
-    """``(scenes, warnings)`` of a file that may hold several scenes (see :func:`scene_count`)."""
+def scene_info(p: Path) -> tuple[int, int, tuple]:
+    """``(scenes, time points, warnings)`` of a file that may hold several scenes.
+
+    The types of :func:`scene_count` and OME-Zarr images are opened; the time
+    points are those of the first scene. ``(1, 1, ())`` for every other file.
+    """
     name = p.name.lower()
-    if name.endswith((".ome.tif", ".ome.tiff")) or p.suffix.lower() in BIOIO_SUFFIXES:
+    if (name.endswith((".ome.tif", ".ome.tiff")) or p.suffix.lower() in BIOIO_SUFFIXES
+            or is_zarr_image(p)):
         try:
             info = describe(p)
         except (OSError, ValueError):
-            return 1, ()  # the read reports the problem, for this image
-        return info.n_scenes, info.warnings
-    return 1, ()
+            return 1, 1, ()  # the read reports the problem, for this image
+        return info.n_scenes, info.n_times, info.warnings
+    return 1, 1, ()

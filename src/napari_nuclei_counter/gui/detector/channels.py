@@ -1,9 +1,11 @@
-"""The channel and z choice of the folder's files (multi-channel files, z-stacks).
+"""The channel and z choice of the folder's files (multi-channel and RGB files, z-stacks).
 
 The first matched file is described in a worker thread by the core's reader
 (:func:`napari_nuclei_counter.core.io.images.describe_image`); the picker shows a
-channel list only for multi-channel files and a z choice only for z-stacks,
-and stays hidden for plain 2-D images.
+channel list only for multi-channel files (red, green, blue for RGB files:
+blue, DAPI's colour, first) and a z choice only for z-stacks, and stays hidden
+for plain 2-D images. Each time point of a time series is an image of the
+run, as each scene is: there is nothing to choose.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: names of a DNA stain, chosen first when a file has one
 _DNA = ("dapi", "hoechst", "dna", "nuclei", "draq5", "sytox")
+#: the channel chosen first in an RGB(A) file: DAPI is shown in blue
+_RGB_DEFAULT = "blue"
 
 
 def channel_choices(names: list[str], n: int) -> list[tuple[str, int]]:
@@ -39,6 +43,12 @@ def z_choices(n_planes: int) -> list[tuple[str, str]]:
     """``(text, value)`` for the z choice: projections first, then each plane."""
     return ([("maximum projection", "max"), ("mean projection", "mean")]
             + [(f"plane {k}", str(k)) for k in range(n_planes)])
+
+
+def _is_rgb(info) -> bool:
+    """Whether the channels of a described file are an RGB(A) image's colours."""
+    axes = str(getattr(info, "axes", ""))
+    return "S" in axes and "C" not in axes
 
 
 def _describe(path: str, request: int):
@@ -118,6 +128,8 @@ class ChannelPicker(QObject):
             choices = channel_choices(list(getattr(info, "channels", []) or []), n_channels)
             self.channel.choices = choices
             dna = [i for text, i in choices if any(k in text.lower() for k in _DNA)]
+            if _is_rgb(info):
+                dna = [i for text, i in choices if text.endswith(f": {_RGB_DEFAULT}")]
             if choices:
                 self.channel.value = dna[0] if dna else 0
             self.z.choices = z_choices(n_planes)
