@@ -348,6 +348,19 @@ def test_a_run_that_did_not_finish_is_not_protected(five, tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+def test_a_run_whose_every_image_failed_is_not_protected(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(2):
+        (folder / f"img{k}_w1.tif").write_bytes(b"not a TIFF")
+    out = tmp_path / "out"
+    assert cli("detect", folder, "--out", out, "--sigma", "2", *FAST).returncode == 1
+    done = cli("detect", folder, "--out", out, "--sigma", "3", *FAST)
+    assert done.returncode == 1  # the images fail again; the run is not refused
+    assert "holds a complete run" not in done.stderr
+    assert json.loads((out / "run.json").read_text())["parameters"]["sigma"] == 3.0
+
+
 def test_the_core_refusal_names_a_channel_and_the_python_api_replaces_by_default(five, tmp_path):
     out = tmp_path / "out"
     params = DetectionParams(2.0, 4, 500.0)

@@ -82,7 +82,6 @@ _COMPILED = {name: re.compile(rx) for name, rx in NAME_SCHEMES.items()}
 #: beside the images, not an image to count
 _MASK_WORD = re.compile(r"(?:^|[^a-z0-9])(?:label|mask)", re.IGNORECASE)
 
-
 log = logging.getLogger(__name__)
 
 

@@ -41,12 +41,14 @@ def refuse_other_finished_run(out_dir, params: DetectionParams, *, key: dict,
     """Refuse to write into a folder that holds a complete run with other parameters.
 
     The folder's ``run.json`` decides: a run that finished every image
-    (``complete``) with other detection parameters, another name regex,
-    channel or z of ``key``, another input or another pattern is a result a
-    new run would replace. The engine is not compared: every engine gives the
-    same nuclei. A run with the same choices (the user runs it again), a run
-    that stopped before it finished, a folder without ``run.json`` (or with
-    one that cannot be read) is written into as before.
+    (``complete``), not all of them with an error, with other detection
+    parameters, another name regex, channel or z of ``key``, another input
+    or another pattern is a result a new run would replace. The engine is
+    not compared: every engine gives the same nuclei. A run with the same
+    choices (the user runs it again), a run that stopped before it finished,
+    a run whose every image failed (the user follows its errors' advice), a
+    folder without ``run.json`` (or with one that cannot be read) is written
+    into as before.
 
     Parameters
     ----------
@@ -68,8 +70,8 @@ def refuse_other_finished_run(out_dir, params: DetectionParams, *, key: dict,
         run = read_run_json(out / "run.json") if (out / "run.json").is_file() else None
     except InconsistentResults:
         return  # cannot tell what it holds: the new run writes as before
-    if run is None or run.get("complete") is not True:
-        return
+    if run is None or run.get("complete") is not True or run.get("n_failed") == run.get("n_images"):
+        return  # not finished, or nothing to lose: every image failed
     differences = _differences(run, params, key, {"input": input_path, "pattern": pattern})
     if differences:
         raise FinishedRunInFolder(
