@@ -87,9 +87,7 @@ def test_command_line_channel_goes_into_rows_run_json_and_resume_key(two_channel
     assert main(["detect", str(folder), "--out", str(out), "--quiet", "--workers", "0"]) == 1
     rows = pd.read_csv(out / "images.csv", keep_default_na=False)
     assert set(rows["error"]) == {"2 channels (Tubulin, DAPI): choose one with --channel"}
-    # another channel into the same folder replaces the run only when asked to
-    assert main(["detect", str(folder), "--out", str(out), "--quiet", "--channel", "DAPI",
-                 "--overwrite"]) == 0
+    assert main(["detect", str(folder), "--out", str(out), "--quiet", "--channel", "DAPI"]) == 0
     rows = pd.read_csv(out / "images.csv", keep_default_na=False)
     assert list(rows["n_nuclei"]) == [detect(dapi, P).count] * 2
     run = json.loads((out / "run.json").read_text())
