@@ -351,18 +351,16 @@ def _constant(group: pd.DataFrame, cols: list[str]) -> dict:
 def _conditions(wells: pd.DataFrame, extras: list[str]) -> pd.DataFrame:
     sel = wells[wells["in_layout"]]
     keys = ["compound", "concentration", "unit", "control"]
-    rows = []
-    for key, g in sel.groupby(keys, sort=False, dropna=False):
-        pc = g["percent_of_control"].dropna()
-        row = dict(zip(keys, key, strict=True))
-        row.update(n_plates=g["plate"].nunique(), n_wells=len(g), n_images=int(g["images"].sum()),
-                   percent_of_control_mean=float(pc.mean()) if len(pc) else np.nan,
-                   percent_of_control_sd=float(pc.std(ddof=1)) if len(pc) > 1 else np.nan)
-        row.update(_constant(g, extras))
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=[*CONDITION_COLUMNS, *extras])
-    keep = [c for c in table.columns if c in CONDITION_COLUMNS or table[c].notna().all()]
-    table = table[keep]
+    groups = sel.groupby(keys, sort=False, dropna=False)
+    table = groups.agg(n_plates=("plate", "nunique"), n_wells=("well", "size"),
+                       n_images=("images", "sum"),
+                       percent_of_control_mean=("percent_of_control", "mean"),
+                       percent_of_control_sd=("percent_of_control", "std"))
+    if extras:  # extras that are the same in every well of every condition
+        same = groups[extras].nunique(dropna=False).le(1).all()
+        kept = [c for c in extras if same[c]]
+        table = table.join(groups[kept].first())
+    table = table.reset_index()
     order = sorted(range(len(table)), key=lambda i: (
         {"negative": 0, "positive": 1}.get(table["control"].iat[i], 2),
         natural_key(str(table["compound"].iat[i])), _number(table["concentration"].iat[i])))

@@ -46,8 +46,8 @@ MIN_CONCENTRATIONS = 4
 #: every status, in the order the summary names them
 STATUSES = ("fit", "no_effect", "ic50_above_range", "ic50_below_range", "failed")
 
-#: starting points of log(ic50), as fractions of the tested log range
-_STARTS = (0.25, 0.5, 0.75)
+#: starting points of log(ic50) besides the data's own: fractions of the tested log range
+_STARTS = (0.5,)
 
 
 def ll4(x, top: float, bottom: float, hill: float, ic50: float) -> np.ndarray:
@@ -60,6 +60,15 @@ def ll4(x, top: float, bottom: float, hill: float, ic50: float) -> np.ndarray:
 def _model(log_x, bottom, top, hill, log_ic50):
     with np.errstate(over="ignore"):
         return bottom + (top - bottom) / (1.0 + np.exp(hill * (log_x - log_ic50)))
+
+
+def _jacobian(log_x, bottom, top, hill, log_ic50):
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.exp(hill * (log_x - log_ic50))
+        inv = 1.0 / (1.0 + e)
+        slope = np.where(e > 0, (top - bottom) * e * inv * inv, 0.0)  # 0 at x = 0
+        d_hill = np.where(e > 0, -slope * (log_x - log_ic50), 0.0)
+    return np.column_stack([1.0 - inv, inv, d_hill, slope * hill])
 
 
 @dataclass(frozen=True)
@@ -149,13 +158,14 @@ def fit_ll4(concentration, percent) -> DoseFit:
     top0 = float(np.clip(y[x <= x_min].mean(), *PERCENT_BOUNDS))
     bottom0 = float(np.clip(y[x == x_max].mean(), *PERCENT_BOUNDS))
     best = None
-    for f in _STARTS:
-        p0 = [bottom0, top0, 1.0, lo + f * (hi - lo)]
+    for start in (_crossing(log_x, y, (top0 + bottom0) / 2), *(lo + f * (hi - lo)
+                                                               for f in _STARTS)):
+        p0 = [bottom0, top0, 1.0, float(np.clip(start, lo, hi))]
         try:
             with warnings.catch_warnings():  # a covariance that cannot be estimated: inf
                 warnings.simplefilter("ignore", optimize.OptimizeWarning)
                 popt, pcov = optimize.curve_fit(_model, log_x, y, p0=p0, bounds=(lower, upper),
-                                                method="trf", max_nfev=2000)
+                                                jac=_jacobian, method="trf", max_nfev=2000)
         except (RuntimeError, ValueError):
             continue
         sse = float(np.sum((y - _model(log_x, *popt)) ** 2))
@@ -184,8 +194,20 @@ def fit_ll4(concentration, percent) -> DoseFit:
         return DoseFit("ic50_below_range", ic50_absolute=absolute, **common)
     se = float(np.sqrt(pcov[3, 3])) if np.isfinite(pcov[3, 3]) and pcov[3, 3] >= 0 else np.nan
     t = float(stats.t.ppf(0.975, n - 4))
-    return DoseFit("fit", ic50=float(np.exp(log_ic50)), ic50_low=float(np.exp(log_ic50 - t * se)),
-                   ic50_high=float(np.exp(log_ic50 + t * se)), ic50_absolute=absolute, **common)
+    with np.errstate(over="ignore"):  # an interval wider than floats: infinite
+        low, high = np.exp(log_ic50 - t * se), np.exp(log_ic50 + t * se)
+    return DoseFit("fit", ic50=float(np.exp(log_ic50)), ic50_low=float(low),
+                   ic50_high=float(high), ic50_absolute=absolute, **common)
+
+
+def _crossing(log_x, y, level: float) -> float:
+    """Log concentration where the wells' means by concentration first cross ``level``."""
+    finite = np.isfinite(log_x)
+    xs = np.unique(log_x[finite])
+    means = np.array([y[log_x == v].mean() for v in xs])
+    above = means >= level
+    change = np.flatnonzero(above[:-1] != above[1:])
+    return float(xs[change[0]] + xs[change[0] + 1]) / 2 if len(change) else float(xs.mean())
 
 
 def _absolute_ic50(top, bottom, hill, ic50, x_min, x_max) -> float:

@@ -120,6 +120,7 @@ def draw_dose_response(figure, analysis, compounds=None) -> list[DosePanel]:
         if row["status"] == "fit":
             ax.axvline(row["ic50"], color="tab:red", ls="--", lw=0.8)
         ax.set_xscale("log")
+        ax.minorticks_off()  # decades only: minor ticks cost most of a big figure's drawing
         ax.set_title(_title(row), fontsize=9)
         ax.text(0.03, 0.04, _status_text(row), transform=ax.transAxes, fontsize=8)
         unit = row["unit"]
@@ -132,7 +133,11 @@ def draw_dose_response(figure, analysis, compounds=None) -> list[DosePanel]:
         panels.append(DosePanel(name, ax, points, scatter))
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
-    figure.set_layout_engine("constrained")
+    # fixed spacing: a layout engine takes seconds for a screen's hundred panels
+    width, height = figure.get_size_inches()
+    figure.subplots_adjust(left=0.6 / width, right=1 - 0.15 / width, bottom=0.55 / height,
+                           top=1 - 0.45 / height, wspace=0.35, hspace=0.9 * PANEL_SIZE[1] /
+                           max(height / rows, 1e-9) if rows > 1 else 0.0)
     return panels
 
 
