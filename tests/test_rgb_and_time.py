@@ -301,6 +301,15 @@ def test_ome_tiff_and_imagej_time_series(tmp_path):
     run = Run(ome, P, workers=0)
     counts = [r.count for r in sorted(run, key=lambda r: r.index)]
     assert counts == [detect(f, P).count for f in frames]
+    # an ImageJ file's time points are not listed (plain TIFFs are not opened to list them):
+    # --t reads its time point, and the results folder reads it again
+    out = tmp_path / "out"
+    assert main(["detect", str(ij), "--t", "1", "--out", str(out), "--quiet", "--workers", "0",
+                 "--sigma", "2", "--min-distance", "4", "--threshold", "1000"]) == 0
+    images = pd.read_csv(out / "images.csv", keep_default_na=False)
+    assert images[["path", "n_nuclei"]].values.tolist() == [[str(ij), detect(frames[1], P).count]]
+    stack, _ = read_results(str(out))
+    np.testing.assert_array_equal(np.asarray(stack[0][0]), frames[1])
 
 
 # --- the napari reader and the dock -----------------------------------------------------------

@@ -248,11 +248,11 @@ class Results:
 
     @property
     def plane(self):
-        """The channel and z choice the run used (from ``run.json``), to read its images again."""
+        """The channel, z and time choice the run used (from ``run.json``), to read its images again."""
         from ..io.planes import PlaneChoice
 
-        channel, z = self.run.get("channel"), self.run.get("z")
-        return PlaneChoice(None if channel is None else str(channel), None if z is None else str(z))
+        channel, z, t = (self.run.get(k) for k in ("channel", "z", "t"))
+        return PlaneChoice(*(None if v is None else str(v) for v in (channel, z, t)))
 
 
 class ResultsNotReady(RunError):
