@@ -34,7 +34,7 @@ LAYOUT = (
                                                                       "drugB"], strict=True)
        for c, conc in zip(range(3, 7), [10, 3, 1, 0.3], strict=True)]
 )
-COMPOUNDS = ["DMSO", "taxol", "drugA", "drugB"]  # in the layout's order
+COMPOUNDS = ["DMSO", "drugA", "drugB", "taxol"]  # in natural order, ignoring case
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def test_treatments_tab_plate_map_curves_and_gallery(make_napari_viewer, qtbot, 
     assert plate_map.treatments is treatments
     plate_map.set_value("compound")
     assert plate_map.legend() == [(c, _tab10(k)) for k, c in enumerate(COMPOUNDS)]
-    assert plate_map.canvas.colour_of("C04") == _tab10(2)  # drugA
+    assert plate_map.canvas.colour_of("C04") == _tab10(COMPOUNDS.index("drugA"))
 
     # the run; the analysis follows when it ends
     _run(det, qtbot)
@@ -270,3 +270,54 @@ def test_a_layout_that_does_not_fit_says_why_and_clear_forgets_it(make_napari_vi
     assert texts == ["mean per site", "total per well"]
     with pytest.raises(ValueError, match="compound"):
         plate_map.set_value("compound")
+
+
+def test_a_per_image_table_joins_by_file_name_and_its_plate_name_wins(make_napari_viewer, qtbot,
+                                                                     plate, tmp_path):
+    """A CellProfiler-style per-image table (BBBC021's columns), before and after the run."""
+    treatment = {well: (compound, conc) for well, compound, conc, _ in LAYOUT}
+    lines = ["Image_FileName_DAPI,Image_PathName_DAPI,Image_Metadata_Plate_DAPI,"
+             "Image_Metadata_Well_DAPI,Image_Metadata_Compound,Image_Metadata_Concentration"]
+    for path in plate:
+        well = path.name.split("_")[2]
+        compound, conc = treatment[well]
+        lines.append(f"{path.name},Week9/Week9_999,Week9_999,{well},{compound},"
+                     f"{0.0 if conc is None else conc}")
+    table = tmp_path / "image.csv"
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    viewer = make_napari_viewer()
+    det = _dock(viewer, plate)
+    panel = det.treatments_panel
+    treatments = panel.treatments
+    assert panel.load_layout(table) and treatments.layout.kind == "images"
+    # before the run: the layout's own plate
+    plate_map = PlateMapWidget(viewer)
+    viewer.window.add_dock_widget(plate_map, name="Plate map")
+    assert plate_map.plates() == ["Week9_999"]
+    plate_map.set_value("compound")
+    assert plate_map.canvas.title == "plate Week9_999: compound"
+    assert plate_map.canvas.colour_of("C04") == _tab10(COMPOUNDS.index("drugA"))
+    # BBBC021's table names no control: taxol at 0.3 is the positive one (DMSO is the default)
+    panel.positive.setEditText("taxol@0.3")
+    panel.on_controls_edited()
+    assert treatments.positive == "taxol@0.3" and treatments.negative == ""
+
+    _run(det, qtbot)
+    qtbot.waitUntil(lambda: treatments.analysis is not None and not panel.busy, timeout=30000)
+    qtbot.waitUntil(lambda: not plate_map.busy and len(plate_map.wells) == 24, timeout=10000)
+    assert treatments.error == ""
+    # the plate map's plate is the files' (22123); the layout's name is the one told
+    assert plate_map.plate() == "22123"
+    assert plate_map.canvas.title == "plate Week9_999: compound"
+    tip = plate_map.tooltip_for("B02").split("\n")
+    assert tip[0] == "B02  (plate 22123)"
+    assert tip[-5:-1] == ["plate in the layout: Week9_999", "compound: taxol",
+                          "concentration: 0.3", "control: positive"]
+    assert _table_rows(panel.plates)[0][0] == "Week9_999"
+    # a well of the analysis (the layout's plate name) shows the images of the store
+    store = det.store
+    d05 = next(i for i, m in enumerate(store.meta) if m.well == "D05")
+    assert panel.show_well("Week9_999", "D05")
+    assert store.selected_well == "D05" and viewer.dims.current_step[0] == d05
+    assert not panel.show_well("Week9_999", "H12")
+    assert panel.info.text() == "H12 (plate Week9_999): no images."

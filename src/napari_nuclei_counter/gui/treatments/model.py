@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from psygnal import evented
 
+from ...core.io.discovery import natural_key
 from ...core.results.store import ResultsStore
 from ...core.results.tables import ImageResult, images_table
 from ...core.results.wells import well_position
@@ -187,11 +188,12 @@ class TreatmentsModel:
 
     # ------------------------------------------------------------- reading
     def compounds(self) -> list[str]:
-        """The compounds of the layout, in its order (controls included)."""
+        """The compounds of the layout (controls included), in natural order ignoring case,
+        the order of the curves."""
         if self.layout is None:
             return []
-        names = self.layout.wells["compound"].astype(str)
-        return list(dict.fromkeys(n for n in names if n))
+        names = set(self.layout.wells["compound"].astype(str)) - {""}
+        return sorted(names, key=natural_key)
 
     def image_rows(self) -> dict[int, dict]:
         """Each image's well and treatment: ``index -> {'plate', 'well', 'compound', ...}``.

@@ -58,6 +58,8 @@ PLATE_HEADERS = ("plate", "Z′", "robust Z′", "verdict", "negative", "positiv
 #: height of one row of dose-response panels in the dock, and the least width of a panel, px
 PANEL_ROW_PX = 190
 PANEL_MIN_WIDTH = 230
+#: room around a panel's axes for its title (top), tick labels and axis labels, px
+_PAD = {"top": 24, "bottom": 40, "left": 48, "right": 10}
 _DEFAULT = "default"
 _HINT = ("Load a plate layout: a CSV or TSV with one row per well (well, compound, "
          "concentration, control), a per-image metadata table such as BBBC021_v1_image.csv, a "
@@ -124,7 +126,7 @@ class TreatmentsPanel(QWidget):
         self.store = store
         self.treatments = treatments
         self.panels: list = []
-        self._columns = 0  # panels per row of the curves drawn
+        self._geometry: tuple = ()  # (panels, columns, width, height) the curves are laid out for
         self._closed = threading.Event()
         self._refresher = TableRefresher(self._closed, treatments.snapshot, run_analysis,
                                          weak_method(self, "_on_analysed"), parent=self)
@@ -151,7 +153,7 @@ class TreatmentsPanel(QWidget):
         wrap_label(self.summary)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        self.figure = Figure(figsize=(4, 3), layout="constrained")
+        self.figure = Figure(figsize=(4, 3))  # no layout engine: the panels are laid out here
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.canvas.setMinimumWidth(200)
@@ -389,23 +391,33 @@ class TreatmentsPanel(QWidget):
         for ax in list(self.figure.axes):  # the core's grid may have spare, hidden axes
             if not ax.get_visible():
                 self.figure.delaxes(ax)
-        self._columns = 0
+        self._geometry = ()
         self._grid_panels()
 
     def _grid_panels(self) -> None:
-        """Lay the panels out in as many columns as the dock's width holds."""
+        """Lay the panels out in as many columns as the dock's width holds, each row
+        :data:`PANEL_ROW_PX` high, with fixed room in pixels for the labels (no layout
+        engine: it would take seconds for a screen's hundred compounds)."""
         n = len(self.panels)
-        width = self.canvas.width()
+        width = max(self.canvas.width(), 1)
         columns = max(1, min(n, width // PANEL_MIN_WIDTH)) if n else 1
-        if columns == self._columns:
-            return
-        self._columns = columns
         rows = -(-n // columns) if n else 1
+        height = rows * PANEL_ROW_PX
+        if (n, columns, width, height) == self._geometry:
+            return
+        self._geometry = (n, columns, width, height)
+        if self.canvas.height() != height:
+            self.canvas.setFixedHeight(height)
         if n:
-            grid = self.figure.add_gridspec(rows, columns)
+            across = _PAD["left"] + _PAD["right"]
+            down = _PAD["top"] + _PAD["bottom"]
+            grid = self.figure.add_gridspec(
+                rows, columns, left=_PAD["left"] / width, right=1 - _PAD["right"] / width,
+                top=1 - _PAD["top"] / height, bottom=_PAD["bottom"] / height,
+                wspace=across / max(width / columns - across, 1),
+                hspace=down / max(PANEL_ROW_PX - down, 1))
             for k, panel in enumerate(self.panels):
                 panel.axes.set_subplotspec(grid[k // columns, k % columns])
-        self.canvas.setFixedHeight(rows * PANEL_ROW_PX)
         self.canvas.draw_idle()
 
     def _on_canvas_resized(self, _event=None) -> None:

@@ -159,15 +159,29 @@ class PlateCanvas(QWidget):
         """Left, top, right and bottom space around the grid."""
         fm = self.fontMetrics()
         rows = self.grid.shape[0]
-        if self.categories is not None:
-            labels = [label for label, _ in self.legend()] or [""]
-            widest = min(max(fm.horizontalAdvance(t) for t in labels), _LEGEND_TEXT)
-        else:
-            widest = max(fm.horizontalAdvance(t) for t in self.bar_labels())
         left = 6 + fm.horizontalAdvance(row_label(rows - 1)) + 6
         top = 2 * fm.height() + 10
-        right = 12 + 12 + 6 + widest + 6
-        return left, top, right, 6
+        if self.categories is not None:  # the legend goes under the wells
+            lines = max(entry[3] for entry in self._legend_layout()) + 1 if self.legend() else 0
+            return left, top, 6, 6 + lines * self._legend_line() + 4
+        widest = max(fm.horizontalAdvance(t) for t in self.bar_labels())
+        return left, top, 12 + 12 + 6 + widest + 6, 6
+
+    def _legend_line(self) -> int:
+        return self.fontMetrics().height() + 4
+
+    def _legend_layout(self) -> list[tuple[str, tuple[int, int, int], int, int]]:
+        """``(text, rgb, x, line)`` of each legend entry, flowing in lines as wide as the widget."""
+        fm = self.fontMetrics()
+        out, x, line = [], 6, 0
+        for label, rgb in self.legend():
+            text = fm.elidedText(label, Qt.TextElideMode.ElideRight, _LEGEND_TEXT)
+            width = 12 + 4 + fm.horizontalAdvance(text) + 12
+            if x > 6 and x + width > self.width() - 6:
+                x, line = 6, line + 1
+            out.append((text, rgb, x, line))
+            x += width
+        return out
 
     def cell_size(self) -> int:
         """Side of a well's square, in pixels."""
@@ -306,12 +320,12 @@ class PlateCanvas(QWidget):
                 p.drawRoundedRect(rect, radius, radius)
         if self.selected is not None:
             rect = self.rect_of(self.selected)
-            if not rect.isNull():
-                p.setPen(QPen(QColor(255, 60, 60), 3))
+            if not rect.isNull():  # red beside a colour map; the text's colour beside categories
+                p.setPen(QPen(QColor(255, 60, 60) if self.categories is None else fg, 3))
                 p.drawRoundedRect(rect.adjusted(-1, -1, 1, 1), radius, radius)
 
         if self.categories is not None:
-            self._paint_legend(p, QPoint(o.x() + cols * cell + 12, o.y()), rows * cell, fg)
+            self._paint_legend(p, o.y() + rows * cell + 6, fg)
             return
         # colour bar
         bar = QRect(o.x() + cols * cell + 12, o.y(), 12, rows * cell)
@@ -334,25 +348,17 @@ class PlateCanvas(QWidget):
                        int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop),
                        self.bar_labels()[0])
 
-    def _paint_legend(self, p: QPainter, at: QPoint, height: int, fg: QColor) -> None:
-        """One swatch and label per category on the plate, as many as fit in ``height``."""
-        fm = self.fontMetrics()
-        line = fm.height() + 4
-        entries = self.legend()
-        fits = max(1, height // line)
-        if len(entries) > fits:  # the last line says how many are left out
-            more = len(entries) - fits + 1
-            entries = [*entries[:fits - 1], (f"+{more} more", None)]
+    def _paint_legend(self, p: QPainter, top: int, fg: QColor) -> None:
+        """One swatch and label per category on the plate, in lines under the wells."""
+        line = self._legend_line()
         p.setFont(self.font())
-        for k, (label, rgb) in enumerate(entries):
-            y = at.y() + k * line
-            if rgb is not None:
-                p.setPen(QPen(fg, 1))
-                p.setBrush(_qcolor(rgb))
-                p.drawRect(QRect(at.x(), y + (line - 12) // 2, 12, 12))
+        for text, rgb, x, k in self._legend_layout():
+            y = top + k * line
+            p.setPen(QPen(fg, 1))
+            p.setBrush(_qcolor(rgb))
+            p.drawRect(QRect(x, y + (line - 12) // 2, 12, 12))
             p.setPen(fg)
-            text = fm.elidedText(label, Qt.TextElideMode.ElideRight, _LEGEND_TEXT)
-            p.drawText(QRect(at.x() + 18, y, _LEGEND_TEXT + 6, line),
+            p.drawText(QRect(x + 16, y, self.width() - x - 16, line),
                        int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
         p.setBrush(Qt.BrushStyle.NoBrush)
 

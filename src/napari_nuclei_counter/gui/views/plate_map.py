@@ -260,7 +260,7 @@ class PlateMapWidget(QWidget):
         pos = well_position(well)
         treated = self._treated.get(pos) if pos is not None else None
         if treated is not None:
-            lines += _treatment_lines(treated)
+            lines += _treatment_lines(treated, plate)
         return "\n".join(lines)
 
     def _indices(self, well: str) -> list[int]:
@@ -370,9 +370,12 @@ class PlateMapWidget(QWidget):
     def _treatment_grid(self, value: str, plate: str, layout: tuple[int, int]) -> tuple:
         """``(grid, title, canvas options)`` of a plate coloured by a treatment value."""
         grid = np.full(layout, np.nan)
-        head = f"plate {plate}: " if plate else ""
         rows = {pos: r for pos, r in self._treated.items()
                 if pos[0] < layout[0] and pos[1] < layout[1]}
+        # a per-image layout names the plate, and its name wins over the files'
+        named = {str(r.get("plate") or "") for r in rows.values()} - {""}
+        shown = named.pop() if len(named) == 1 else plate
+        head = f"plate {shown}: " if shown else ""
         if value == "compound":
             names = [_compound(r) for r in rows.values()]
             order = [c for c in self.treatments.compounds() if c in names]
@@ -509,7 +512,11 @@ def _compound(row: dict) -> str:
 
 
 def _compound_colour(k: int, n: int) -> tuple[int, int, int]:
-    """Colour of the ``k``-th of ``n`` compounds on a plate (matplotlib's tab10 or tab20)."""
+    """Colour of the ``k``-th of ``n`` compounds on a plate (matplotlib's tab10 or tab20).
+
+    The compounds are numbered in the order of ``TreatmentsModel.compounds()``
+    (natural order, ignoring case) among those on the plate shown.
+    """
     import matplotlib
 
     name = next((m for m in COMPOUND_COLOURS if len(matplotlib.colormaps[m].colors) >= n),
@@ -519,10 +526,15 @@ def _compound_colour(k: int, n: int) -> tuple[int, int, int]:
     return round(r * 255), round(g * 255), round(b * 255)
 
 
-def _treatment_lines(row: dict) -> list[str]:
-    """Tooltip lines of a well's treatment: compound, concentration, control, percent of control."""
+def _treatment_lines(row: dict, plate: str) -> list[str]:
+    """Tooltip lines of a well's treatment: compound, concentration, control, percent of
+    control; first the layout's name of the plate when it is not ``plate``."""
+    lines = []
+    named = str(row.get("plate") or "")
+    if named and named != plate:
+        lines.append(f"plate in the layout: {named}")
     compound = row.get("compound")
-    lines = [f"compound: {compound if isinstance(compound, str) and compound else '—'}"]
+    lines.append(f"compound: {compound if isinstance(compound, str) and compound else '—'}")
     conc = format_concentration(_float(row.get("concentration")), str(row.get("unit") or ""))
     lines.append(f"concentration: {conc or '—'}")
     control = row.get("control")
