@@ -82,10 +82,12 @@ def assert_golden_tables(out: Path) -> None:
     g_images, g_nuclei, g_wells = _golden()
     # columns added since 065c3df (name fields the sample plate's names do not have) are blank
     added = [c for c in images.columns if c not in g_images.columns]
-    assert added == ["plane", "timepoint", "scene", "threshold"]
+    assert added == ["plane", "timepoint", "scene", "threshold", "threshold_above_image"]
     assert (images[added[:3]] == "").all().all()
     # the threshold each image used (per image with --threshold otsu|li|triangle): fixed here
     assert (images["threshold"].astype(float) == 1000.0).all()
+    # every image has nuclei: none has the threshold above all its smoothed values
+    assert (images["threshold_above_image"] == "False").all()
     assert_same_table(images[list(g_images.columns)], g_images, "images.csv")
     assert_same_table(nuclei, g_nuclei, "nuclei.csv")
     assert_same_table(wells, g_wells, "wells.csv")

@@ -307,6 +307,11 @@ def _run_detect(run: Run, args, stop: _StopRequest, bar: _Bar) -> int:
         f"{plural(s.n_done, 'image')}, {plural(s.n_nuclei, 'nucleus')}, {s.n_failed} failed, "
         f"{s.seconds:.1f} s ({s.n_new / max(s.seconds, 1e-9):.1f} images/s); tables in {s.out}\n"
     )
+    if s.threshold_above and run.params.threshold_method is None:  # the exit stays 0
+        which = " processed by this run" if run.done else ""
+        log.warning("%s", cli_scoring.threshold_hint(s.threshold_above, s.n_new,
+                                                     run.params.threshold_abs,
+                                                     s.suggested_threshold, which))
     if run.listing_errors:  # named as warnings before the run; the exit says it too
         sys.stderr.write(f"{len(run.listing_errors)} listing problem(s) (see the warnings "
                          "above): some images of the input were not read\n")

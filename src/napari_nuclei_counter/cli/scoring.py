@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import statistics
 import sys
 import warnings
 from pathlib import Path
@@ -27,7 +28,8 @@ from ..core.results.columns import EVALUATION
 from .errors import ExitCode, UsageError, check_range
 from .texts import plural
 
-__all__ = ["add_parameter_options", "add_parsers", "find_truth", "params_from_args", "run"]
+__all__ = ["add_parameter_options", "add_parsers", "find_truth", "params_from_args", "run",
+           "threshold_hint"]
 
 log = logging.getLogger("napari_nuclei_counter")
 
@@ -271,6 +273,36 @@ def _load(args, images: list[Path]):
         yield image, path, truth, ""
 
 
+def threshold_hint(n: int, of: int, threshold: float, suggestion: float | None,
+                   which: str = "") -> str:
+    """Why ``n`` images had no nucleus: the threshold is above all they hold, and what to try.
+
+    Parameters
+    ----------
+    n, of : int
+        Images whose smoothed values all lie at or below ``threshold``, of how many.
+    threshold : float
+        The fixed threshold used.
+    suggestion : float or None
+        A threshold the images suggest (their Otsu threshold, rounded), if any.
+    which : str, optional
+        Words after "images" that say which images were counted (``' scored'``).
+
+    Returns
+    -------
+    str
+        One sentence, e.g. ``'29 of 29 images: the threshold 1000 is above every
+        smoothed value (nothing can be found in them); try --threshold otsu or
+        e.g. --threshold 37'``.
+    """
+    text = (f"{n} of {plural(of, 'image')}{which}: the threshold {threshold:.10g} is above "
+            f"every smoothed value (nothing can be found in {'it' if n == 1 else 'them'}); "
+            "try --threshold otsu")
+    if suggestion is not None:
+        text += f" or e.g. --threshold {suggestion:.10g}"
+    return text
+
+
 def _totals_line(s, n_scored: int, n_images: int) -> str:
     """The totals of a scoring; with nothing scored, no score (not a perfect one)."""
     if n_scored == 0:
@@ -284,6 +316,8 @@ def _totals_line(s, n_scored: int, n_images: int) -> str:
 def cmd_evaluate(args) -> int:
     import pandas as pd
 
+    from ..core.detect.detection import as_grayscale_2d
+    from ..core.detect.thresholds import check_threshold
     from ..core.io.discovery import parse_metadata
     from ..core.io.images import atomic_write
     from ..core.results.csvsafe import write_csv
@@ -295,16 +329,21 @@ def cmd_evaluate(args) -> int:
     region = parse_region(args.region)
     images = list_images(args)
     rows, scores = [], []
+    above: list[float | None] = []  # suggestions of the images whose threshold is above them
     for image, path, truth, error in _load(args, images):
         meta = parse_metadata(path).as_dict()
         row = {"path": str(path), "plate": meta["plate"], "well": meta["well"],
                "site": meta["site"], "error": error}
         if truth is not None:
             try:
-                s, _ = evaluate_image(image, truth, params, engine=args.engine,
-                                      match_radius=args.match_radius, region=region)
+                s, coords = evaluate_image(image, truth, params, engine=args.engine,
+                                           match_radius=args.match_radius, region=region)
                 scores.append(s)
                 row.update(s.as_dict())
+                if not len(coords) and params.threshold_method is None:
+                    check = check_threshold(as_grayscale_2d(image), params)
+                    if check.above:
+                        above.append(check.suggestion)
             except (ValueError, TypeError) as exc:
                 row["error"] = str(exc)
         rows.append(row)
@@ -321,6 +360,11 @@ def cmd_evaluate(args) -> int:
         json.dump(summary, fh, indent=2)
     remove_stale_parts(out, ("evaluation.csv", "evaluation.json"))
     _say(_totals_line(t, len(scores), len(rows)))
+    if above:  # an F1 of 0 whose cause is the threshold, not the images
+        suggested = [x for x in above if x is not None]
+        log.warning("nothing was detected in %s", threshold_hint(
+            len(above), len(scores), params.threshold_abs,
+            statistics.median_low(suggested) if suggested else None, " scored"))
     if not scores:
         return ExitCode.USAGE
     return ExitCode.FAILED if len(scores) < len(rows) else ExitCode.OK

@@ -159,7 +159,7 @@ IMAGES = Table("images.csv", _columns(
     "path:text plate:text well:text site:text channel:text plane:label timepoint:label "
     "scene:label n_nuclei:count error:text seconds:float saturated_fraction:float "
     "sharpness:float qc_flags:label edited:bool file_size:float file_mtime:float "
-    "threshold:float"))
+    "threshold:float threshold_above_image:bool"))
 
 #: one row per nucleus
 NUCLEI = Table("nuclei.csv", _columns(

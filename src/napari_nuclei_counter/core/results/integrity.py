@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 #: format version of the tables; bumped when a table's columns or escaping change.
 #: 2: text cells escaped (:mod:`.csvsafe`), checksums in ``run.json``.
-SCHEMA = 2
+#: 3: ``threshold_above_image`` in ``images.csv``.
+SCHEMA = 3
 
 #: the tables whose checksums ``run.json`` holds
 FINAL_TABLES = ("images.csv", "nuclei.csv", "wells.csv")

@@ -80,6 +80,13 @@ class ImageResult:
         ``True`` when the detections were corrected by hand.
     threshold : float or None
         The threshold the detection used (an automatic one is per image).
+    threshold_above_image : bool
+        Nothing was found and the threshold is at or above every smoothed value
+        of the image: no threshold this high can find anything in it
+        (:func:`~napari_nuclei_counter.core.detect.thresholds.check_threshold`).
+    suggested_threshold : float or None
+        For such an image, the threshold it suggests itself (its Otsu
+        threshold, rounded); not a column of the tables.
     """
 
     index: int
@@ -94,6 +101,8 @@ class ImageResult:
     file_mtime: float | None = None
     edited: bool = False
     threshold: float | None = None
+    threshold_above_image: bool = False
+    suggested_threshold: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -114,7 +123,7 @@ class ImageResult:
             "saturated_fraction": m.get("saturated_fraction"), "sharpness": m.get("sharpness"),
             "qc_flags": "", "edited": self.edited,
             "file_size": self.file_size, "file_mtime": self.file_mtime,
-            "threshold": self.threshold,
+            "threshold": self.threshold, "threshold_above_image": self.threshold_above_image,
         }
 
 

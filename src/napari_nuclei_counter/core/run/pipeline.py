@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import threading
 import time
 from collections import Counter
@@ -91,6 +92,12 @@ class RunSummary:
         the run was interrupted while it wrote them (or had no ``out``): the
         folder then holds the streaming files of what was done, which
         ``--resume`` finishes.
+    threshold_above : int
+        Images of this run in which nothing was found because the threshold
+        is at or above every smoothed value (``threshold_above_image``).
+    suggested_threshold : float or None
+        The median (low) of what those images suggest (their Otsu
+        thresholds, rounded); ``None`` when none suggests one.
     """
 
     n_images: int
@@ -102,6 +109,8 @@ class RunSummary:
     cancelled: bool
     out: Path | None
     tables_written: bool = False
+    threshold_above: int = 0
+    suggested_threshold: float | None = None
 
 
 class Run:
@@ -340,6 +349,7 @@ class Run:
         log.info("%d images (%d done before), %s", len(self.labels), len(self.done), self.params)
         finished, failed, lost = False, False, None
         written = False
+        above: list[float | None] = []  # what the images whose threshold is above them suggest
         try:
             for result in self._schedule(todo):
                 if writer is not None:
@@ -347,6 +357,8 @@ class Run:
                     writer.add(result)
                     self.writing = False
                 counted.add(result)
+                if result.threshold_above_image:
+                    above.append(result.suggested_threshold)
                 if self.progress is not None:
                     self.progress(result, counted.n_done, len(self.labels))
                 yield result
@@ -378,7 +390,8 @@ class Run:
                 self.summary = RunSummary(
                     len(self.labels), counted.n_done, counted.n_failed, counted.n_nuclei,
                     time.perf_counter() - t0, len(todo), not finished,
-                    self.out if writer is not None else None, written)
+                    self.out if writer is not None else None, written, len(above),
+                    _median_low([x for x in above if x is not None]))
         if lost is not None:
             where = (f"; the tables of what was done are in {self.out}: run the same command "
                      "again with --resume to finish" if writer is not None else "")
@@ -392,6 +405,11 @@ class Run:
         items = [(i, self.labels[i]) for i in todo]
         return run_paths(items, self.params, self.backend, regex=self.regex, plane=self.plane,
                          max_pixels=self.max_pixels, **opts)
+
+
+def _median_low(values: list[float]) -> float | None:
+    """The median of ``values`` (the lower middle one for an even count), ``None`` when empty."""
+    return statistics.median_low(values) if values else None
 
 
 def _own_files(out: Path | None) -> list[Path]:

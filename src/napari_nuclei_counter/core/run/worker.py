@@ -20,7 +20,7 @@ import numpy as np
 from ..detect import _fast  # noqa: F401  (preloaded by the forkserver)
 from ..detect.detection import as_grayscale_2d, detect
 from ..detect.qc import image_metrics
-from ..detect.thresholds import resolve_threshold
+from ..detect.thresholds import check_threshold, resolve_threshold
 from ..io.discovery import ImageMeta, parse_metadata
 from ..io.images import PlaneChoice, read_image, split_scene
 from ..params import DetectionParams
@@ -45,12 +45,16 @@ def _measure(index: int, label: str, load, params: DetectionParams, engine: str,
         used = resolve_threshold(as_grayscale_2d(image), params)  # per image when automatic
         det = detect(image, used, engine=engine)
         metrics = image_metrics(image)
+        # nothing found: was the threshold above the whole image (one smoothing more)?
+        check = check_threshold(as_grayscale_2d(image), used) if det.count == 0 else None
     except Exception as exc:
         return ImageResult(index, label, meta, seconds=time.perf_counter() - t0,
                            error=str(exc) or type(exc).__name__, **file_info)
+    above = check is not None and check.above
     return ImageResult(index, label, meta, det.coords, det.intensities,
                        time.perf_counter() - t0, metrics=metrics, threshold=used.threshold_abs,
-                       **file_info)
+                       threshold_above_image=above,
+                       suggested_threshold=check.suggestion if above else None, **file_info)
 
 
 def process_image(index: int, path: str, params: DetectionParams, engine: str = "fast",

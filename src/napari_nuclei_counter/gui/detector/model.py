@@ -11,7 +11,7 @@ so no part reaches into another.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,12 @@ class DetectorModel:
         The live preview is switched on.
     preview_text : str
         The sentence that describes the last preview (or why there is none).
+    threshold_offer : float or None
+        A fixed threshold offered because the one set finds nothing in the
+        image on screen: it is at or above every smoothed value there (e.g.
+        1000, a threshold for 16-bit images, on an 8-bit one). The image's
+        own suggestion (its Otsu threshold after blurring, rounded down);
+        ``None`` otherwise, and as soon as the parameters change.
     source : {'image layer', 'folder'}
         What a run goes over.
     image_layer : napari.layers.Image or None
@@ -96,6 +102,7 @@ class DetectorModel:
     params: DetectionParams = field(default_factory=DetectionParams)
     preview: bool = True
     preview_text: str = ""
+    threshold_offer: float | None = None
     source: str = SOURCES[0]
     image_layer: Any = None
     folder_layer: Any = None
@@ -158,6 +165,13 @@ class DetectorModel:
         note, self._params_note = self._params_note, ""
         if note and self.status == note:
             self.status = ""
+        self.threshold_offer = None  # it was for other parameters
+
+    def use_threshold_offer(self) -> None:
+        """Set :attr:`threshold_offer` as the (fixed) threshold, when there is one."""
+        if self.threshold_offer is not None:
+            self.params = replace(self.params, threshold_abs=float(self.threshold_offer),
+                                  threshold_method=None)
 
     # ----------------------------------------------------------- run options
     @property

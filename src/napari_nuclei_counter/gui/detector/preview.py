@@ -6,6 +6,12 @@ result that is no longer current is dropped (no fixed wait). A change of
 the threshold alone, once the candidates of the plane are cached, is
 answered on the GUI thread at once (selecting a prefix of sorted
 candidates takes well under a millisecond).
+
+A preview that finds nothing with a fixed threshold says why when the
+threshold is at or above every smoothed value of the plane (1000 on an
+8-bit image) and offers the plane's own threshold (``model.threshold_offer``,
+the *Use …* button). That check blurs the plane exactly once per plane and
+sigma, always off the GUI thread.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from magicgui.widgets import CheckBox, Label
+from magicgui.widgets import CheckBox, Label, PushButton
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, QTimer
 
@@ -46,20 +52,24 @@ def _preview_job(cache: PreviewCache, plane, params: DetectionParams, key, reque
                  superseded: Callable[[], bool]):
     """Generator run by the preview worker: the detections first, then the threshold cache.
 
-    Yields ``(request, key, detections, seconds, image, threshold)`` as soon
-    as the detection at the current threshold is done (a few milliseconds),
+    Yields ``(request, key, detections, seconds, image, threshold, check)`` as
+    soon as the detection at the current threshold is done (a few milliseconds;
+    ``check``, the :class:`~...core.detect.thresholds.ThresholdCheck` of a
+    fixed threshold that found nothing, adds one blur),
     then fills the cache of every candidate (several times longer) so that
     later threshold-only moves are answered at once, unless a newer request
     is waiting (``superseded()``), which then starts without that wait.
     ``threshold`` is ``(method, value)`` of the threshold computed for this
     image by ``params``'s automatic method (``None`` for a fixed threshold). Returns ``(key,
-    params)`` when the cache holds this plane's candidates, else ``None``.
+    params, None)`` when the cache holds this plane's candidates, else ``None``.
     """
     image = np.asarray(plane)
     t0 = time.perf_counter()
     if params.threshold_method is None:
         det = detect(image, params)
-        yield request, key, det, time.perf_counter() - t0, image, None
+        seconds = time.perf_counter() - t0
+        check = cache.threshold_check(image, params, key=key) if det.count == 0 else None
+        yield request, key, det, seconds, image, None, check
         if superseded():
             return None
         cache.detect(image, params, key=key)
@@ -68,16 +78,25 @@ def _preview_job(cache: PreviewCache, plane, params: DetectionParams, key, reque
         det = cache.detect(image, resolved, key=key)
         yield (request, key, det, time.perf_counter() - t0, image,
                (params.threshold_method, resolved.threshold_abs))
-    return key, params
+    return key, params, None
 
 
 def _cache_job(cache: PreviewCache, image: np.ndarray, params: DetectionParams, key,
-               superseded: Callable[[], bool]):
-    """Gather a plane's candidates into the cache (``None`` when a newer request waits)."""
+               superseded: Callable[[], bool], unchecked: tuple | None = None):
+    """Gather a plane's candidates into the cache (``None`` when a newer request waits).
+
+    ``unchecked`` is a preview drawn on the GUI thread that found nothing,
+    ``(request, key, detections, seconds)``: its threshold is checked here,
+    and it comes back with the check, ready to be drawn again. Returns
+    ``(key, params, preview or None)``.
+    """
     if superseded():
         return None
     cache.detect(image, params, key=key)
-    return key, params
+    checked = None
+    if unchecked is not None:
+        checked = (*unchecked, image, None, cache.threshold_check(image, params, key=key))
+    return key, params, checked
 
 
 class PreviewPanel(QObject):
@@ -104,6 +123,9 @@ class PreviewPanel(QObject):
                                       "while you move the sliders")
         self.label = Label(value=model.preview_text)
         wrap_label(self.label.native)
+        #: sets ``model.threshold_offer`` as the threshold; shown while there is an offer
+        self.offer = PushButton(text="Use", visible=False)
+        self.offer.changed.connect(self._on_offer_clicked)
         self.cache = PreviewCache()
         self.worker = None  #: the preview worker while one computes
         self.request = 0  #: number of the latest request
@@ -112,6 +134,9 @@ class PreviewPanel(QObject):
         self._image = None  # the last plane read
         self._image_key = None  # its key
         self._drawn_for = None  # (key, params) of the rings drawn on this thread
+        # (request, key, detections, seconds) of the preview on screen when it found
+        # nothing with a fixed threshold not checked yet (see _cache_job)
+        self._unchecked = None
         self.drawn = 0  #: previews drawn (for tests and benchmarks)
         self._rings_held = False  # the rings were hidden for the results: a new target keeps that
         self._top = QTimer(self)  # after napari has handled an insertion, the rings go on top
@@ -121,6 +146,7 @@ class PreviewPanel(QObject):
         self.check.changed.connect(self._on_check)
         model.events.preview.connect(self._on_preview)
         model.events.preview_text.connect(self._on_text)
+        model.events.threshold_offer.connect(self._on_threshold_offer)
         model.events.params.connect(self.schedule)
         # nothing cached is current before anyone reacts to a new image
         model.target_changed.connect(self._forget_target, priority=90)
@@ -132,8 +158,8 @@ class PreviewPanel(QObject):
 
     @property
     def widgets(self) -> list:
-        """The switch and the line, for the dock's form."""
-        return [self.check, self.label]
+        """The switch, the line and the threshold it offers, for the dock's form."""
+        return [self.check, self.label, self.offer]
 
     # ------------------------------------------------------------ the model
     def _on_check(self, on: bool) -> None:
@@ -149,6 +175,16 @@ class PreviewPanel(QObject):
 
     def _on_text(self, text: str) -> None:
         self.label.value = text
+
+    def _on_threshold_offer(self, value) -> None:
+        if value is not None:
+            self.offer.text = f"Use threshold {value:.10g}"
+            self.offer.tooltip = (f"Set the threshold to {value:.10g}: this image's Otsu "
+                                  "threshold after blurring, rounded down")
+        self.offer.visible = value is not None
+
+    def _on_offer_clicked(self, *_) -> None:
+        self.model.use_threshold_offer()
 
     def _forget_target(self, layer) -> None:
         self.forget()
@@ -176,6 +212,7 @@ class PreviewPanel(QObject):
         if layer is None:
             self.model.preview_text = ("Choose a folder of images." if self.model.folder_run
                                        else "Open an image or a folder of images (File > Open).")
+            self.model.threshold_offer = None
             self.set_points(np.empty((0, 2)))
             return
         self.start()  # at once: no slider is moving
@@ -218,7 +255,12 @@ class PreviewPanel(QObject):
             self.request += 1
             t0 = time.perf_counter()
             det = self.cache.detect(self._image, params, key=key)
-            self.on_done((self.request, key, det, time.perf_counter() - t0))
+            check = (self.cache.threshold_check(self._image, params, key=key, compute=False)
+                     if det.count == 0 else None)
+            self.on_done((self.request, key, det, time.perf_counter() - t0, self._image, None,
+                          check))
+            if self._unchecked is not None and self._unchecked[0] == self.request:
+                self._start_cache_job(key, self._image, params)  # a worker checks it: one blur
             return
         image = self._image if self._image_key == key else None
         if (image is not None and params.threshold_method is None
@@ -253,14 +295,21 @@ class PreviewPanel(QObject):
             except (ValueError, TypeError) as exc:  # e.g. sigma beyond the image's side
                 self._on_error(exc)
                 return
-            self.on_done((self.request, key, det, time.perf_counter() - t0))
+            check = (self.cache.threshold_check(image, params, key=key, compute=False)
+                     if det.count == 0 else None)
+            self.on_done((self.request, key, det, time.perf_counter() - t0, image, None, check))
             self._drawn_for = (key, params)
+        self._start_cache_job(key, image, params)
+
+    def _start_cache_job(self, key, image: np.ndarray, params: DetectionParams) -> None:
+        """Gather the plane's candidates (and check a threshold that found nothing) in a worker."""
         if self.worker is not None:
             self._pending = True  # the cache once the running worker ends
             return
         request = self.request
+        unchecked = self._unchecked if self._unchecked and self._unchecked[0] == request else None
         self._watch(create_worker(_cache_job, self.cache, image, params, key,
-                                  lambda: self._pending or self.request != request))
+                                  lambda: self._pending or self.request != request, unchecked))
 
     def _watch(self, worker) -> None:
         worker.returned.connect(self._on_cached)
@@ -273,6 +322,7 @@ class PreviewPanel(QObject):
         """Draw a finished preview, unless a newer request or another image replaced it."""
         request, key, det, seconds = out[:4]
         threshold = out[5] if len(out) > 5 else None
+        check = out[6] if len(out) > 6 else None
         layer = self._layer()
         if len(out) > 4:  # the plane read for it: kept, not read again for the same key
             if key != self._image_key:
@@ -289,21 +339,40 @@ class PreviewPanel(QObject):
             where += f", {threshold[0]} threshold {threshold[1]:g}"
         self.drawn += 1
         held = " · rings hidden: move a slider to show them" if self._rings_held else ""
-        self._show_text(f"Preview: {det.count} nuclei{where} ({format_ms(seconds)}){held}")
+        text = f"Preview: {det.count} nuclei{where} ({format_ms(seconds)}){held}"
+        fixed = threshold is None  # an automatic threshold lies within the image
+        self._unchecked = out[:4] if fixed and det.count == 0 and check is None else None
+        offer = None
+        if check is not None and det.count == 0 and check.above:
+            relation = "above" if check.threshold > check.brightest else "at"
+            text += (f". Threshold {check.threshold:.10g} is {relation} this image's brightest "
+                     f"smoothed value ({check.brightest:.5g}): nothing can be found.")
+            offer = check.suggestion
+        self._show_text(text)
+        self.model.threshold_offer = offer
 
     def _on_cached(self, out) -> None:
-        """The cache holds a plane's candidates: threshold-only moves are answered at once."""
-        if out is not None and out[0] == self._image_key:
-            key, params = out
+        """The cache holds a plane's candidates: threshold-only moves are answered at once.
+
+        A preview that found nothing comes back with its threshold's check and
+        is drawn again (unless a newer one replaced it).
+        """
+        if out is None:
+            return
+        if out[0] == self._image_key:
+            key, params = out[:2]
             self._ready = (key, params.sigma, params.min_distance)
+        if out[2] is not None:
+            self.on_done(out[2])
 
     def forget(self) -> None:
         """The image changed: nothing cached is current."""
         self.cache.clear()
-        self._ready = self._image = self._image_key = self._drawn_for = None
+        self._ready = self._image = self._image_key = self._drawn_for = self._unchecked = None
 
     def _on_error(self, exc: Exception) -> None:
         self._show_text(f"Preview failed: {exc}")
+        self.model.threshold_offer = None
         self.set_points(np.empty((0, 2)))
 
     def _on_finished(self) -> None:
@@ -317,6 +386,7 @@ class PreviewPanel(QObject):
         if PREVIEW_LAYER in self.viewer.layers:
             self.viewer.layers[PREVIEW_LAYER].visible = False
         self._show_text("")
+        self.model.threshold_offer = None
 
     def set_points(self, coords: np.ndarray) -> None:
         """Show ``coords`` in the preview layer (made on first use)."""
