@@ -291,6 +291,16 @@ def test_ome_tiff_and_imagej_time_series(tmp_path):
     assert labels == [f"{ome}#t{t}" for t in range(3)]
     for t, label in enumerate(labels):
         np.testing.assert_array_equal(read_image(label), frames[t])
+    # a file named like one of the time points beside it: both are refused, saying why
+    twin = tmp_path / "movie.ome.tif#t1"
+    tifffile.imwrite(twin, frames[0])
+    found = list_images(ome, "*")
+    assert found.errors == ["the name movie.ome.tif#t1 is both a file and time point 1 of "
+                            "movie.ome.tif: rename the file movie.ome.tif#t1 (a name ending in # "
+                            "and a number is a scene's or a time point's)"]
+    with pytest.raises(ValueError, match="is both a file and time point 1 of movie.ome.tif"):
+        read_image(twin)
+    twin.unlink()
     ij = tmp_path / "movie.tif"
     tifffile.imwrite(ij, frames, imagej=True, metadata={"axes": "TYX"})
     np.testing.assert_array_equal(read_image(ij, plane=PlaneChoice(t="2")), frames[2])
