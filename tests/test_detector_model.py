@@ -30,7 +30,8 @@ def test_the_model_imports_no_qt_and_no_napari():
 
 def test_every_field_emits_its_event_on_change_only():
     model = DetectorModel()
-    values = {"params": OTSU, "preview": False, "preview_text": "x", "source": "folder",
+    values = {"params": OTSU, "preview": False, "preview_text": "x", "threshold_offer": 37.0,
+              "source": "folder",
               "image_layer": object(), "folder_layer": object(), "folder": Path("/data"),
               "pattern": "*.png", "channel": 1, "z": "max", "workers": 3, "backend": "Dask",
               "scheduler": "tcp://h:8786", "output": Path("/out"), "resume_run": True,
