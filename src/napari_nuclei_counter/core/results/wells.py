@@ -243,19 +243,31 @@ def well_table(images: pd.DataFrame) -> pd.DataFrame:
         "n": images["n_nuclei"].where(successful(images)),
     })
     table = table[table["well"] != ""]
-    rows = []
-    for (plate, well, time), group in table.groupby(["plate", "well", "timepoint"], sort=False):
-        counts = group["n"].dropna().to_numpy(dtype=np.int64)
-        k = len(counts)
-        rows.append({
-            "plate": plate, "well": well, "timepoint": time, "images": k,
-            "total": int(counts.sum()) if k else pd.NA,
-            "mean": counts.mean() if k else np.nan,
-            "std": counts.std(ddof=1) if k > 1 else np.nan,
-        })
-    rows.sort(key=lambda r: (natural_key(r["plate"]), well_sort_key(r["well"]),
-                             natural_key(r["timepoint"])))
-    out = pd.DataFrame(rows, columns=WELLS.all_names if timed else WELLS.names)
+    groups = table.groupby(["plate", "well", "timepoint"], sort=False)
+    group = groups.ngroup().to_numpy()  # numbered in order of first appearance
+    out = groups.size().index.to_frame(index=False)  # one row per group, in that order
+    n = len(out)
+    valid = table["n"].notna().to_numpy()
+    group = group[valid]
+    counts = table["n"][valid].to_numpy(dtype=np.int64)
+    k = np.bincount(group, minlength=n)
+    counts = counts[np.argsort(group, kind="stable")]  # each well's counts together, in order
+    ends = np.cumsum(k)
+    running = np.concatenate([[0], np.cumsum(counts)])
+    total = running[ends] - running[ends - k]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(k > 0, total / np.maximum(k, 1), np.nan)  # numpy's: an exact sum / k
+    std = np.full(n, np.nan)
+    for g in np.flatnonzero(k > 1):  # numpy's own std of each well, to the last bit
+        std[g] = counts[ends[g] - k[g]:ends[g]].std(ddof=1)
+    out = out.assign(images=k, total=pd.arrays.IntegerArray(total, k == 0), mean=mean, std=std)
+    plate_keys = {p: natural_key(p) for p in out["plate"].unique()}
+    time_keys = {t: natural_key(t) for t in out["timepoint"].unique()}
+    keys = [(plate_keys[p], well_sort_key(w), time_keys[t])
+            for p, w, t in zip(out["plate"], out["well"], out["timepoint"], strict=True)]
+    order = sorted(range(n), key=keys.__getitem__)
+    out = out.iloc[order].reset_index(drop=True)[list(WELLS.all_names if timed
+                                                      else WELLS.names)]
     return out.astype({c: WELLS.dtypes[c] for c in WELLS.names})
 
 
