@@ -106,7 +106,7 @@ def main() -> int:
         _wait(lambda: not widget.run_panel.running)
         _wait(lambda: panel.treatments.analysis is not None and not panel.busy)
         widget.tabs.setCurrentWidget(panel)
-        panel.views.setCurrentWidget(panel.curves)
+        panel.views.setCurrentWidget(panel.curves_page)
         taxol = next(p for p in panel.panels if p.compound == "taxol")
         points = taxol.points
         panel.show_well(str(points["plate"].iloc[0]), str(points["well"].iloc[0]))

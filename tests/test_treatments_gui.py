@@ -174,7 +174,7 @@ def test_treatments_tab_plate_map_curves_and_gallery(make_napari_viewer, qtbot, 
 
     # the curves: one axes per compound of a series (the controls are no series)
     det.tabs.setCurrentWidget(panel)
-    panel.views.setCurrentWidget(panel.curves)
+    panel.views.setCurrentWidget(panel.curves_page)
     qtbot.waitUntil(lambda: panel.canvas.isVisible(), timeout=5000)
     assert [p.compound for p in panel.panels] == ["drugA", "drugB"]
     assert len(panel.figure.axes) == 2
@@ -210,6 +210,8 @@ def test_treatments_tab_plate_map_curves_and_gallery(make_napari_viewer, qtbot, 
     assert [combo.itemText(i) for i in range(combo.count())] == ["all compounds", *COMPOUNDS]
     combo.setCurrentIndex(combo.findData("drugA"))
     assert treatments.compound == "drugA" and gallery.compound_filter() == "drugA"
+    assert [p.compound for p in panel.panels] == ["drugA"]  # the curves follow
+    assert panel.curve_combo.currentText() == "drugA"
     drug_a = [i for i, m in enumerate(store.meta) if m.well[0] in "BC" and 3 <= int(m.well[1:]) <= 6]
     by_count = {i: store.results[i].count for i in drug_a}
     assert gallery.order() == sorted(drug_a, key=lambda i: (-by_count[i], i))
@@ -220,8 +222,16 @@ def test_treatments_tab_plate_map_curves_and_gallery(make_napari_viewer, qtbot, 
     taxol = sorted((i for i, m in enumerate(store.meta) if m.well.endswith("02")),
                    key=lambda i: (-store.results[i].count, i))
     assert gallery.order() == taxol
+    assert [p.compound for p in panel.panels] == ["drugA", "drugB"]  # taxol has no curve
+    # the combo above the curves picks the compound too
+    panel.curve_combo.setCurrentIndex(panel.curve_combo.findData("drugB"))
+    panel.on_curve_picked()
+    assert [p.compound for p in panel.panels] == ["drugB"]
+    assert gallery.filters.compound() == "drugB" and len(gallery.order()) == 8
     combo.setCurrentIndex(0)
     assert treatments.compound is None and len(gallery.order()) == 24
+    assert [p.compound for p in panel.panels] == ["drugA", "drugB"]
+    assert panel.curve_combo.currentText() == "all compounds"
 
     # a hand correction: the analysis follows the new count
     c04 = next(i for i, m in enumerate(store.meta) if m.well == "C04")

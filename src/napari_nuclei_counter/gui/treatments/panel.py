@@ -58,6 +58,9 @@ PLATE_HEADERS = ("plate", "Z′", "robust Z′", "verdict", "negative", "positiv
 #: height of one row of dose-response panels in the dock, and the least width of a panel, px
 PANEL_ROW_PX = 190
 PANEL_MIN_WIDTH = 230
+#: the most dose-response panels drawn at once (a screen's hundred compounds would take
+#: seconds to draw on the window's thread); the compound combo shows any other
+MAX_PANELS = 24
 #: room around a panel's axes for its title (top), tick labels and axis labels, px
 _PAD = {"top": 24, "bottom": 40, "left": 48, "right": 10}
 _DEFAULT = "default"
@@ -112,7 +115,13 @@ class TreatmentsPanel(QWidget):
     ----------
     figure : matplotlib.figure.Figure
     canvas : FigureCanvasQTAgg
-        The dose-response curves, one panel per compound.
+        The dose-response curves, one panel per compound: the compound the
+        views show (:attr:`TreatmentsModel.compound <.model.TreatmentsModel>`), or
+        the first :data:`MAX_PANELS` of them.
+    curves : QScrollArea
+        The canvas, scrolling.
+    curve_combo : QComboBox
+        Which compound's curve to draw (all: the first :data:`MAX_PANELS`).
     panels : list of DosePanel
         The panels drawn (:func:`~napari_nuclei_counter.core.treatments.draw_dose_response`).
     conditions, plates : QTableWidget
@@ -158,12 +167,27 @@ class TreatmentsPanel(QWidget):
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.canvas.setMinimumWidth(200)
         self.curves = FitWidthScrollArea(self.canvas)
+        self.curve_combo = QComboBox()
+        self.curve_combo.setToolTip("The compound whose curve is drawn; the gallery shows its "
+                                    "images too")
+        compact_combo(self.curve_combo, 12)
+        self.curve_note = QLabel("")
+        wrap_label(self.curve_note)
+        self.curves_page = QWidget()
+        page = QVBoxLayout(self.curves_page)
+        page.setContentsMargins(0, 2, 0, 0)
+        pick = QHBoxLayout()
+        pick.addWidget(QLabel("compound"))
+        pick.addWidget(self.curve_combo, 1)
+        page.addLayout(pick)
+        page.addWidget(self.curve_note)
+        page.addWidget(self.curves, 1)
         self.conditions = _table(CONDITION_HEADERS)
         self.conditions.setToolTip("Click a row: the gallery shows that compound's images")
         self.plates = _table(PLATE_HEADERS)
         self.views = QTabWidget()
         self.views.setDocumentMode(True)
-        self.views.addTab(self.curves, "Curves")
+        self.views.addTab(self.curves_page, "Curves")
         self.views.addTab(self.conditions, "Conditions")
         self.views.addTab(self.plates, "Plates")
         self.info = QLabel("")
@@ -203,11 +227,13 @@ class TreatmentsPanel(QWidget):
         self.canvas.mpl_connect("pick_event", weak_method(self, "on_pick"))
         self.canvas.mpl_connect("resize_event", weak_method(self, "_on_canvas_resized"))
         self.conditions.cellClicked.connect(self.on_condition_clicked)
+        self.curve_combo.activated.connect(self.on_curve_picked)
         t = self.treatments.events
         hooks = [(t.layout, weak_method(self, "_on_layout")),
                  (t.negative, weak_method(self, "_on_controls")),
                  (t.positive, weak_method(self, "_on_controls")),
                  (t.analysis, weak_method(self, "_on_analysis")),
+                 (t.compound, weak_method(self, "_on_compound")),
                  (t.error, weak_method(self, "_show_summary")),
                  (self.model.events.running, weak_method(self, "_on_running"))]
         for signal, slot in hooks:
@@ -289,6 +315,10 @@ class TreatmentsPanel(QWidget):
         self.info.setText(f"{head}: {n} image{'s' if n != 1 else ''}; the viewer shows the first, "
                           "the gallery all of them.")
         return True
+
+    def on_curve_picked(self, _i: int = 0) -> None:
+        """A compound was picked above the curves: draw its curve, the gallery shows its images."""
+        self.treatments.compound = self.curve_combo.currentData()
 
     def on_condition_clicked(self, row: int, _column: int = 0) -> None:
         """A row of the conditions table: the gallery shows that compound's images."""
@@ -378,14 +408,36 @@ class TreatmentsPanel(QWidget):
         analysis = self.treatments.analysis
         self._fill_conditions(analysis)
         self._fill_plates(analysis)
-        self._draw(analysis)
+        fitted = [] if analysis is None else list(analysis.dose_response["compound"])
+        with blocked_signals(self.curve_combo):
+            self.curve_combo.clear()
+            self.curve_combo.addItem("all compounds", None)
+            for compound in fitted:
+                self.curve_combo.addItem(compound, compound)
+        self._on_compound()
         self._show_summary()
 
-    def _draw(self, analysis) -> None:
+    def _on_compound(self, *_) -> None:
+        """Draw the curve of the compound the views show, or all of them (up to a limit)."""
+        compound = self.treatments.compound
+        with blocked_signals(self.curve_combo):
+            self.curve_combo.setCurrentIndex(max(0, self.curve_combo.findData(compound))
+                                             if compound is not None else 0)
+        self._draw(self.treatments.analysis, self.curve_combo.currentData())
+
+    def _draw(self, analysis, compound: str | None = None) -> None:
         self.figure.clear()
         self.panels = []
+        note = ""
         if analysis is not None:
-            self.panels = draw_dose_response(self.figure, analysis)
+            fitted = list(analysis.dose_response["compound"])
+            names = [compound] if compound in fitted else fitted[:MAX_PANELS]
+            if 1 < len(names) < len(fitted) or len(names) == MAX_PANELS < len(fitted):
+                note = (f"The first {len(names)} of {len(fitted)} compounds; pick one above "
+                        "to see another.")
+            self.panels = draw_dose_response(self.figure, analysis, names)
+        self.curve_note.setText(note)
+        self.curve_note.setVisible(bool(note))
         for panel in self.panels:
             panel.scatter.set_picker(5)
         for ax in list(self.figure.axes):  # the core's grid may have spare, hidden axes
