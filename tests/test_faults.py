@@ -82,7 +82,7 @@ def test_a_full_disk_stops_the_run_keeps_tables_and_resumes(tmp_path, sample_ima
         p = cli("detect", folder, "--out", out, "--workers", 1, "--pattern", "*B02*w1*.tif")
         assert p.returncode == 0, p.stderr  # a small earlier run fits
         before = {n: (out / n).read_bytes() for n in ("images.csv", "nuclei.csv", "run.json")}
-        p = cli("detect", folder, "--out", out, "--workers", 1, "--threshold", 0)
+        p = cli("detect", folder, "--out", out, "--workers", 1, "--threshold", 0, "--overwrite")
         assert p.returncode == 3, p.stderr
         assert "is full" in one_sentence(p) and "--resume" in one_sentence(p)
         # nothing half-written: the previous tables are set aside whole, never shown as

@@ -87,7 +87,7 @@ def test_two_quick_ctrl_c_near_the_end_write_the_tables_or_say_so_never_show_an_
         out = tmp_path / f"out{k}"
         shutil.copytree(earlier, out)
         proc = subprocess.Popen([EXE, "detect", str(folder), "--out", str(out), "--workers", "2",
-                                 "--engine", "reference", "--quiet"],
+                                 "--engine", "reference", "--quiet", "--overwrite"],
                                 stderr=subprocess.PIPE, text=True)
         _wait_for_rows(out, rows, proc)
         proc.send_signal(signal.SIGINT)
@@ -129,7 +129,8 @@ def test_a_run_that_stops_before_its_final_tables_never_shows_the_earlier_runs(t
     out = tmp_path / "out"
     assert cli("detect", folder, "--out", out, "--threshold", 2000, "--quiet").returncode == 0
     proc = subprocess.Popen([EXE, "detect", str(folder), "--out", str(out), "--workers", "2",
-                             "--engine", "reference", "--quiet"], stderr=subprocess.PIPE)
+                             "--engine", "reference", "--quiet", "--overwrite"],
+                            stderr=subprocess.PIPE)
     _wait_for_rows(out, 20, proc)
     proc.kill()
     proc.communicate(timeout=30)
