@@ -26,8 +26,13 @@ import tifffile
 
 from conftest import shared_data_dir
 from helpers import EXE
+from napari_nuclei_counter.core.detect._fast import exact_smooth, smooth_max
 from napari_nuclei_counter.core.detect.preview import PreviewCache
-from napari_nuclei_counter.core.detect.thresholds import check_threshold, round_down
+from napari_nuclei_counter.core.detect.thresholds import (
+    check_threshold,
+    round_down,
+    threshold_above,
+)
 from napari_nuclei_counter.core.params import DetectionParams
 from napari_nuclei_counter.core.results.tables import load_results
 from napari_nuclei_counter.core.run.pipeline import Run
@@ -146,6 +151,31 @@ def test_a_constant_image_suggests_nothing():
     assert check.suggestion is None
 
 
+def test_the_smoothed_maximum_is_the_reference_one(eight_bit):
+    """``smooth_max`` (float32 smoothing, exact values near the top) is bit-identical."""
+    rng = np.random.default_rng(7)
+    saturated = tifffile.imread(eight_bit[0]).copy()
+    saturated[100:140, 100:150] = 255  # a plateau at the top
+    images = [tifffile.imread(p) for p in eight_bit] + [
+        saturated, make_nuclei_image(8, n_nuclei=60, shape=(300, 340))[0],
+        rng.normal(0.0, 1.0, (120, 150)),  # negative values
+        (rng.random((90, 100)) * 1e-30).astype(np.float32),  # tiny floats
+        rng.integers(-50, 50, (64, 70)).astype(np.int16),
+        np.full((40, 40), 9, np.uint8), np.zeros((12, 12), np.uint16)]  # flat; smaller than a kernel
+    for image in images:
+        for sigma in (0.5, 2.0, 4.0, 6.5):
+            assert smooth_max(image, sigma) == smoothed(image, sigma).max(), (image.dtype, sigma)
+            assert smooth_max(image, sigma) == exact_smooth(image, sigma).max()
+
+
+def test_threshold_above_agrees_with_the_full_check(eight_bit):
+    image = tifffile.imread(eight_bit[0])
+    top = smoothed(image).max()
+    for t in (1000.0, 256.0, float(image.max()), math.ceil(top), top, top - 0.001, 30.0, 0.0):
+        params = DetectionParams(4.0, 6, t)
+        assert threshold_above(image, params) == (t >= top) == check_threshold(image, params).above
+
+
 def test_preview_cache_checks_once_per_image_and_sigma():
     image = eight_bit_image(5, shape=(160, 200))
     cache = PreviewCache()
@@ -172,10 +202,9 @@ def test_a_run_flags_the_images_and_sums_them_up(eight_bit):
     results = list(run)
     assert [r.threshold_above_image for r in results] == [False, True, False]
     assert [r.count for r in results] == [reference_count(im, threshold) for im in stack]
-    assert results[1].count == 0 and results[1].suggested_threshold == otsu_suggestion(dim)
-    assert results[0].suggested_threshold is None
-    assert run.summary.threshold_above == 1
-    assert run.summary.suggested_threshold == otsu_suggestion(dim)
+    assert results[1].count == 0
+    assert run.summary.threshold_above == 1 and run.threshold_above == [1]
+    assert run.suggest_threshold() == otsu_suggestion(dim)
 
 
 def test_a_results_folder_without_the_column_reads_as_not_flagged(tmp_path, eight_bit):

@@ -311,7 +311,7 @@ def _run_detect(run: Run, args, stop: _StopRequest, bar: _Bar) -> int:
         which = " processed by this run" if run.done else ""
         log.warning("%s", cli_scoring.threshold_hint(s.threshold_above, s.n_new,
                                                      run.params.threshold_abs,
-                                                     s.suggested_threshold, which))
+                                                     run.suggest_threshold(), which))
     if run.listing_errors:  # named as warnings before the run; the exit says it too
         sys.stderr.write(f"{len(run.listing_errors)} listing problem(s) (see the warnings "
                          "above): some images of the input were not read\n")

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["AUTO_THRESHOLDS", "ThresholdCheck", "auto_threshold", "check_threshold",
-           "resolve_threshold", "round_down"]
+           "resolve_threshold", "round_down", "threshold_above"]
 
 #: automatic threshold methods (scikit-image's ``threshold_<name>``), by name
 AUTO_THRESHOLDS = ("otsu", "li", "triangle")
@@ -133,6 +133,36 @@ def round_down(value: float) -> float:
     # in decimal, so that 0.29 stays 0.29 (0.29 * 100 is 28.999... in binary)
     step = Decimal(1).scaleb(-digits)
     return float(Decimal(repr(value)).quantize(step, rounding=ROUND_FLOOR))
+
+
+def threshold_above(image: np.ndarray, params) -> bool:
+    """Whether the fixed threshold of ``params`` is at or above every smoothed value of ``image``.
+
+    Then nothing can be found in the image, whatever it holds. Cheap enough
+    for every image in which the detection found nothing: a threshold above
+    the image's largest pixel (1000 on an 8-bit image, 70000 on a 16-bit
+    one) is above every smoothed value, which lie between the smallest and
+    the largest pixel; otherwise the smoothed maximum is computed exactly at
+    the fast engine's cost (:func:`._fast.smooth_max`).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W)
+        A validated 2-D image.
+    params : DetectionParams
+        Its ``threshold_abs`` is compared (resolve an automatic one first).
+
+    Returns
+    -------
+    bool
+        The same answer as ``check_threshold(image, params).above`` for a fixed threshold.
+    """
+    from ._fast import smooth_max
+
+    t, top = float(params.threshold_abs), float(image.max())
+    if t - top > 1e-9 * max(1.0, abs(top)):  # beyond any rounding of the smoothing
+        return True
+    return t >= smooth_max(image, params.sigma)
 
 
 def check_threshold(image: np.ndarray, params) -> ThresholdCheck:

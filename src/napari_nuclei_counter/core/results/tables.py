@@ -83,10 +83,7 @@ class ImageResult:
     threshold_above_image : bool
         Nothing was found and the threshold is at or above every smoothed value
         of the image: no threshold this high can find anything in it
-        (:func:`~napari_nuclei_counter.core.detect.thresholds.check_threshold`).
-    suggested_threshold : float or None
-        For such an image, the threshold it suggests itself (its Otsu
-        threshold, rounded); not a column of the tables.
+        (:func:`~napari_nuclei_counter.core.detect.thresholds.threshold_above`).
     """
 
     index: int
@@ -102,7 +99,6 @@ class ImageResult:
     edited: bool = False
     threshold: float | None = None
     threshold_above_image: bool = False
-    suggested_threshold: float | None = None
 
     @property
     def ok(self) -> bool:

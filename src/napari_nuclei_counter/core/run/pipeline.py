@@ -94,10 +94,8 @@ class RunSummary:
         ``--resume`` finishes.
     threshold_above : int
         Images of this run in which nothing was found because the threshold
-        is at or above every smoothed value (``threshold_above_image``).
-    suggested_threshold : float or None
-        The median (low) of what those images suggest (their Otsu
-        thresholds, rounded); ``None`` when none suggests one.
+        is at or above every smoothed value (``threshold_above_image``; what
+        they suggest instead: :meth:`Run.suggest_threshold`).
     """
 
     n_images: int
@@ -110,7 +108,6 @@ class RunSummary:
     out: Path | None
     tables_written: bool = False
     threshold_above: int = 0
-    suggested_threshold: float | None = None
 
 
 class Run:
@@ -222,6 +219,8 @@ class Run:
         self.labels: list[str] = []  #: one per image: its path, or its label
         self.arrays: list[np.ndarray] | None = None  #: in-memory images, if that is the source
         self.done: set[int] = set()  #: images done before (resume)
+        #: images of this run whose threshold is above every smoothed value
+        self.threshold_above: list[int] = []
         self.warnings: list[str] = []  #: what the user should know about the input
         #: what the input names but the listing could not read (also in ``warnings``)
         self.listing_errors: list[str] = []
@@ -349,7 +348,6 @@ class Run:
         log.info("%d images (%d done before), %s", len(self.labels), len(self.done), self.params)
         finished, failed, lost = False, False, None
         written = False
-        above: list[float | None] = []  # what the images whose threshold is above them suggest
         try:
             for result in self._schedule(todo):
                 if writer is not None:
@@ -358,7 +356,7 @@ class Run:
                     self.writing = False
                 counted.add(result)
                 if result.threshold_above_image:
-                    above.append(result.suggested_threshold)
+                    self.threshold_above.append(result.index)
                 if self.progress is not None:
                     self.progress(result, counted.n_done, len(self.labels))
                 yield result
@@ -390,12 +388,30 @@ class Run:
                 self.summary = RunSummary(
                     len(self.labels), counted.n_done, counted.n_failed, counted.n_nuclei,
                     time.perf_counter() - t0, len(todo), not finished,
-                    self.out if writer is not None else None, written, len(above),
-                    _median_low([x for x in above if x is not None]))
+                    self.out if writer is not None else None, written,
+                    len(self.threshold_above))
         if lost is not None:
             where = (f"; the tables of what was done are in {self.out}: run the same command "
                      "again with --resume to finish" if writer is not None else "")
             raise RunStopped(f"{lost}{where}") from lost
+
+    def suggest_threshold(self, at_most: int = 3) -> float | None:
+        """A threshold for the images whose threshold was above every smoothed value.
+
+        The first ``at_most`` of them (in input order) are read again and each
+        suggests its Otsu threshold after blurring, rounded down
+        (:func:`.worker.suggest_threshold`); the median of those (the lower
+        one of the middle two) is returned, ``None`` when none suggests one.
+        Call it after the run.
+        """
+        from .worker import suggest_threshold
+
+        values = []
+        for i in sorted(self.threshold_above)[:at_most]:
+            source = self.arrays[i] if self.arrays is not None else self.labels[i]
+            values.append(suggest_threshold(source, self.params, self.plane, self.max_pixels))
+        values = [v for v in values if v is not None]
+        return statistics.median_low(values) if values else None
 
     def _schedule(self, todo: list[int]) -> Iterator[ImageResult]:
         opts = {"engine": self.engine, "chunksize": self.chunksize, "cancel": self.cancel}
@@ -405,11 +421,6 @@ class Run:
         items = [(i, self.labels[i]) for i in todo]
         return run_paths(items, self.params, self.backend, regex=self.regex, plane=self.plane,
                          max_pixels=self.max_pixels, **opts)
-
-
-def _median_low(values: list[float]) -> float | None:
-    """The median of ``values`` (the lower middle one for an even count), ``None`` when empty."""
-    return statistics.median_low(values) if values else None
 
 
 def _own_files(out: Path | None) -> list[Path]:

@@ -20,7 +20,7 @@ import numpy as np
 from ..detect import _fast  # noqa: F401  (preloaded by the forkserver)
 from ..detect.detection import as_grayscale_2d, detect
 from ..detect.qc import image_metrics
-from ..detect.thresholds import check_threshold, resolve_threshold
+from ..detect.thresholds import check_threshold, resolve_threshold, threshold_above
 from ..io.discovery import ImageMeta, parse_metadata
 from ..io.images import PlaneChoice, read_image, split_scene
 from ..params import DetectionParams
@@ -32,6 +32,7 @@ __all__ = [
     "process_chunk",
     "process_image",
     "process_shared_chunk",
+    "suggest_threshold",
 ]
 
 
@@ -45,16 +46,44 @@ def _measure(index: int, label: str, load, params: DetectionParams, engine: str,
         used = resolve_threshold(as_grayscale_2d(image), params)  # per image when automatic
         det = detect(image, used, engine=engine)
         metrics = image_metrics(image)
-        # nothing found: was the threshold above the whole image (one smoothing more)?
-        check = check_threshold(as_grayscale_2d(image), used) if det.count == 0 else None
+        # nothing found: is the threshold above the whole image?
+        above = det.count == 0 and threshold_above(as_grayscale_2d(image), used)
     except Exception as exc:
         return ImageResult(index, label, meta, seconds=time.perf_counter() - t0,
                            error=str(exc) or type(exc).__name__, **file_info)
-    above = check is not None and check.above
     return ImageResult(index, label, meta, det.coords, det.intensities,
                        time.perf_counter() - t0, metrics=metrics, threshold=used.threshold_abs,
-                       threshold_above_image=above,
-                       suggested_threshold=check.suggestion if above else None, **file_info)
+                       threshold_above_image=above, **file_info)
+
+
+def suggest_threshold(source, params: DetectionParams, plane: PlaneChoice | None = None,
+                      max_pixels: int | None = None) -> float | None:
+    """The threshold an image suggests itself (its Otsu threshold after blurring, rounded down).
+
+    For the images whose threshold was above every smoothed value: they are
+    read again, a few of them, once a run has ended (see
+    :func:`~napari_nuclei_counter.core.detect.thresholds.check_threshold`).
+
+    Parameters
+    ----------
+    source : str or ndarray
+        An image file (or ``FILE#SCENE``) read with ``plane`` and
+        ``max_pixels`` as the run read it, or an image in memory.
+    params : DetectionParams
+    plane : PlaneChoice, optional
+    max_pixels : int, optional
+
+    Returns
+    -------
+    float or None
+        ``None`` for a constant image or one that can no longer be read.
+    """
+    try:
+        image = (read_image(source, plane=plane, max_pixels=max_pixels)
+                 if isinstance(source, (str, os.PathLike)) else source)
+        return check_threshold(as_grayscale_2d(image), params).suggestion
+    except Exception:  # changed or gone since the run read it: no suggestion, no failure
+        return None
 
 
 def process_image(index: int, path: str, params: DetectionParams, engine: str = "fast",
