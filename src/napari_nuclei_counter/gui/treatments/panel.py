@@ -60,7 +60,7 @@ PANEL_ROW_PX = 190
 PANEL_MIN_WIDTH = 230
 #: the most dose-response panels drawn at once (a screen's hundred compounds would take
 #: seconds to draw on the window's thread); the compound combo shows any other
-MAX_PANELS = 24
+MAX_PANELS = 12
 #: room around a panel's axes for its title (top), tick labels and axis labels, px
 _PAD = {"top": 24, "bottom": 40, "left": 48, "right": 10}
 _DEFAULT = "default"
