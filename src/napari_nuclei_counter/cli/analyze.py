@@ -108,7 +108,7 @@ def _analyse(folder: Path, treatments: Treatments, out: Path) -> str:
 
     if not (folder / "images.csv").is_file():
         raise UsageError(f"not a finished results folder (no images.csv): {folder}")
-    results = load_results(folder)  # a damaged folder: RunError, exit 2
+    results = load_results(folder, read_nuclei=False)  # a damaged folder: RunError, exit 2
     try:
         analysis = analyze(results.images, treatments.layout, negative=treatments.negative,
                            positive=treatments.positive, annotations=treatments.annotations)

@@ -270,11 +270,14 @@ def _has_a_line(path: Path) -> bool:
         return b"\n" in fh.read(1 << 16)
 
 
-def load_results(folder: str | os.PathLike) -> Results:
+def load_results(folder: str | os.PathLike, *, read_nuclei: bool = True) -> Results:
     """Load a results folder written by the CLI, the plugin or :class:`ResultsWriter`.
 
     A run that was killed before it finished, or that is still going, is read
     from its streaming files (``images.partial.csv``, ``nuclei.partial.csv``).
+    With ``read_nuclei=False`` the nuclei table is left unread (an empty table):
+    for callers that need the counts only, such as ``analyze`` (a screen's
+    ``nuclei.csv`` takes seconds to read).
 
     Raises
     ------
@@ -313,7 +316,7 @@ def load_results(folder: str | os.PathLike) -> Results:
         images = finish_images(images)
     nuclei_path = folder / ("nuclei.csv" if final else PARTIAL["nuclei.csv"])
     nuclei = (read_nuclei_csv(nuclei_path)
-              if nuclei_path.exists() and (final or _has_a_line(nuclei_path))
+              if read_nuclei and nuclei_path.exists() and (final or _has_a_line(nuclei_path))
               else pd.DataFrame(columns=NUCLEI_COLUMNS))
     run = {}
     for name in ("run.json", "run.partial.json"):

@@ -53,6 +53,9 @@ DOSE_COLUMNS = ("compound", "unit", "n_concentrations", "n_wells", "top", "botto
                 "ic50", "ic50_low", "ic50_high", "ic50_absolute", "rmse", "p_value", "status",
                 "ic50_text", "message")
 
+#: columns of :meth:`Analysis.points`
+POINT_COLUMNS = ("plate", "well", "concentration", "percent_of_control", "images")
+
 #: wells listed by name in a message, at most
 _NAMED = 5
 
@@ -152,8 +155,14 @@ class Analysis:
         """
         w = self.wells
         sel = w[_fitted_wells(w) & (w["compound"] == compound) & (w["concentration"] > 0)]
-        return sel[["plate", "well", "concentration", "percent_of_control", "images"]] \
-            .reset_index(drop=True)
+        return sel[list(POINT_COLUMNS)].reset_index(drop=True)
+
+    def all_points(self) -> dict[str, pd.DataFrame]:
+        """Every compound's :meth:`points` at once: compound -> its wells (none: absent)."""
+        w = self.wells
+        sel = w[_fitted_wells(w) & (w["concentration"] > 0)]
+        return {compound: group[list(POINT_COLUMNS)].reset_index(drop=True)
+                for compound, group in sel.groupby("compound", sort=False)}
 
 
 def _fitted_wells(wells: pd.DataFrame) -> pd.Series:
