@@ -33,7 +33,8 @@ def test_every_field_emits_its_event_on_change_only():
     values = {"params": OTSU, "preview": False, "preview_text": "x", "threshold_offer": 37.0,
               "source": "folder",
               "image_layer": object(), "folder_layer": object(), "folder": Path("/data"),
-              "pattern": "*.png", "channel": 1, "z": "max", "workers": 3, "backend": "Dask",
+              "pattern": "*.png", "channel": 1, "z": "max", "t": "2",
+              "workers": 3, "backend": "Dask",
               "scheduler": "tcp://h:8786", "output": Path("/out"), "resume_run": True,
               "running": True, "layer_building": True, "layer_deferred": True, "unsaved": True,
               "edited": True, "status": "Done."}

@@ -1,11 +1,13 @@
-"""The channel and z choice of the folder's files (multi-channel and RGB files, z-stacks).
+"""The channel, z and time choice of the folder's files (multi-channel and RGB files,
+z-stacks, time series).
 
 The first matched file is described in a worker thread by the core's reader
 (:func:`napari_nuclei_counter.core.io.images.describe_image`); the picker shows a
 channel list only for multi-channel files (red, green, blue for RGB files:
-blue, DAPI's colour, first) and a z choice only for z-stacks, and stays hidden
-for plain 2-D images. Each time point of a time series is an image of the
-run, as each scene is: there is nothing to choose.
+blue, DAPI's colour, first), a z choice only for z-stacks and a time choice
+only for time series, and stays hidden for plain 2-D images. By default each
+time point of a time series is an image of the run, as each scene is; the
+time choice keeps one time point instead.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from qtpy.QtCore import QObject, Signal
 from .layout import compact_combo
 from .model import DetectorModel
 
-__all__ = ["ChannelPicker", "channel_choices", "z_choices"]
+__all__ = ["EVERY_TIME_POINT", "ChannelPicker", "channel_choices", "t_choices", "z_choices"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 _DNA = ("dapi", "hoechst", "dna", "nuclei", "draq5", "sytox")
 #: the channel chosen first in an RGB(A) file: DAPI is shown in blue
 _RGB_DEFAULT = "blue"
+#: the time choice's value for "each time point is an image of the run"
+EVERY_TIME_POINT = "every"
 
 
 def channel_choices(names: list[str], n: int) -> list[tuple[str, int]]:
@@ -45,6 +49,16 @@ def z_choices(n_planes: int) -> list[tuple[str, str]]:
             + [(f"plane {k}", str(k)) for k in range(n_planes)])
 
 
+def t_choices(n_times: int) -> list[tuple[str, str]]:
+    """``(text, value)`` for the time choice: every time point first, then each one."""
+    return ([("every time point", EVERY_TIME_POINT)]
+            + [(f"time point {k}", str(k)) for k in range(n_times)])
+
+
+def _n_times(info) -> int:
+    return int(getattr(info, "n_times", 1) or 1)
+
+
 def _is_rgb(info) -> bool:
     """Whether the channels of a described file are an RGB(A) image's colours."""
     axes = str(getattr(info, "axes", ""))
@@ -58,15 +72,16 @@ def _describe(path: str, request: int):
 
 
 class ChannelPicker(QObject):
-    """*channel* and *z* fields, filled from the first file that matches.
+    """*channel*, *z* and *time* fields, filled from the first file that matches.
 
-    The choice is written to ``model.channel`` and ``model.z`` (``None`` where
-    the files need no choice) before the signals below.
+    The choice is written to ``model.channel``, ``model.z`` and ``model.t``
+    (``None`` where the files need no choice, and for every time point)
+    before the signals below.
 
     Signals
     -------
     changed()
-        The user picked another channel or z choice.
+        The user picked another channel, z or time choice.
     described(object)
         The description of the first file (``None`` when it could not be read).
     """
@@ -82,6 +97,9 @@ class ChannelPicker(QObject):
                                         "DAPI, Hoechst)")
         self.z = ComboBox(label="z", choices=z_choices(1),
                           tooltip="For z-stacks: a projection of all planes, or one plane")
+        self.t = ComboBox(label="time", choices=t_choices(1), value=EVERY_TIME_POINT,
+                          tooltip="For time series: every time point (each an image of "
+                                  "the run), or one time point of each file")
         compact_combo(self.channel.native)
         self.info = None  #: the description of the first file, when known
         self._request = 0
@@ -93,7 +111,7 @@ class ChannelPicker(QObject):
     @property
     def widgets(self) -> list:
         """The magicgui widgets, for the dock's form."""
-        return [self.channel, self.z]
+        return [self.channel, self.z, self.t]
 
     def describe(self, path: str | Path | None) -> None:
         """Learn the channels and planes of ``path`` (in a worker); ``None`` hides the picker."""
@@ -124,7 +142,9 @@ class ChannelPicker(QObject):
         self.info = info
         n_channels = int(getattr(info, "n_channels", 1) or 1)
         n_planes = int(getattr(info, "n_planes", 1) or 1)
-        with self.channel.changed.blocked(), self.z.changed.blocked():
+        n_times = _n_times(info)
+        with self.channel.changed.blocked(), self.z.changed.blocked(), \
+                self.t.changed.blocked():
             choices = channel_choices(list(getattr(info, "channels", []) or []), n_channels)
             self.channel.choices = choices
             dna = [i for text, i in choices if any(k in text.lower() for k in _DNA)]
@@ -134,8 +154,11 @@ class ChannelPicker(QObject):
                 self.channel.value = dna[0] if dna else 0
             self.z.choices = z_choices(n_planes)
             self.z.value = "max"
+            self.t.choices = t_choices(n_times)
+            self.t.value = EVERY_TIME_POINT
         self.channel.visible = n_channels > 1
         self.z.visible = n_planes > 1
+        self.t.visible = n_times > 1
         self._write()
         self.described.emit(info)
 
@@ -145,9 +168,10 @@ class ChannelPicker(QObject):
 
     def _write(self) -> None:
         self.model.channel, self.model.z = self.choice()
+        self.model.t = self.time_choice()
 
     def hide(self) -> None:
-        """Hide both fields (not a folder run)."""
+        """Hide the fields (not a folder run)."""
         for w in self.widgets:
             w.visible = False
 
@@ -159,6 +183,7 @@ class ChannelPicker(QObject):
         info = self.info
         self.channel.visible = int(getattr(info, "n_channels", 1) or 1) > 1
         self.z.visible = int(getattr(info, "n_planes", 1) or 1) > 1
+        self.t.visible = _n_times(info) > 1
 
     def choice(self) -> tuple[int | None, str | None]:
         """``(channel, z)`` for the core's ``Run``: ``None`` where the files need no choice."""
@@ -167,3 +192,10 @@ class ChannelPicker(QObject):
                    and self.channel.value is not None else None)
         z = str(self.z.value) if info is not None and info.n_planes > 1 else None
         return channel, z
+
+    def time_choice(self) -> str | None:
+        """The time point for the core's ``Run`` (``t=``): ``None`` for every time point."""
+        value = self.t.value
+        if self.info is None or _n_times(self.info) <= 1 or value in (None, EVERY_TIME_POINT):
+            return None
+        return str(value)

@@ -65,6 +65,9 @@ class DetectorModel:
         The channel of the folder's files (``None``: they have one).
     z : str or None
         ``'max'``, ``'mean'`` or a plane number for z-stacks (``None``: not a stack).
+    t : str or None
+        One time point of time series (its number); ``None``: every time point,
+        each an image of the run (and files without a time axis).
     workers : int
         Worker processes (0: in this process).
     backend : {'local processes', 'Dask'}
@@ -110,6 +113,7 @@ class DetectorModel:
     pattern: str = BBBC021_PATTERN
     channel: int | None = None
     z: str | None = None
+    t: str | None = None
     workers: int = field(default_factory=default_workers)
     backend: str = BACKENDS[0]
     scheduler: str = ""

@@ -42,7 +42,7 @@ from .preview import PREVIEW_LAYER
 from .progress import RunProgress
 from .run_thread import RunController
 
-__all__ = ["RunPanel", "WORKER_NICE", "confirm_replace"]
+__all__ = ["RunPanel", "WORKER_NICE", "confirm_replace", "threshold_note"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,37 @@ def confirm_replace(parent, model: DetectorModel, store: ResultsStore) -> bool:
         QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
         QMessageBox.StandardButton.Cancel)
     return answer == QMessageBox.StandardButton.Yes
+
+
+def threshold_note(run: Run, suggestion: float | None) -> str:
+    """Why images of ``run`` found nothing: the fixed threshold is above all they hold.
+
+    ``''`` when no image of the run was flagged ``threshold_above_image``.
+
+    Parameters
+    ----------
+    run : Run
+        A run that has ended (its ``summary`` is set).
+    suggestion : float or None
+        The threshold the flagged images suggest (:meth:`Run.suggest_threshold`).
+
+    Returns
+    -------
+    str
+        One sentence, e.g. ``'12 of 29 images: the threshold 1000 is above every
+        smoothed value: nothing can be found in them; try threshold 30'``.
+    """
+    s = run.summary
+    if s is None or not s.threshold_above or run.params.threshold_method is not None:
+        return ""
+    n, of = s.threshold_above, s.n_new
+    which = " processed by this run" if run.done else ""
+    text = (f"{n} of {of} image{'s' if of != 1 else ''}{which}: the threshold "
+            f"{run.params.threshold_abs:.10g} is above every smoothed value: nothing can be "
+            f"found in {'it' if n == 1 else 'them'}; try ")
+    if suggestion is not None:
+        return text + f"threshold {suggestion:.10g}"
+    return text + "a lower threshold"
 
 
 def _path(value) -> Path | None:
@@ -246,7 +277,7 @@ class RunPanel(QObject):
                 show_warning("Choose a folder of images first.")
                 return None
             source, layer, layer_name = folder, None, folder.name
-            opts.update(pattern=model.glob(), channel=model.channel, z=model.z)
+            opts.update(pattern=model.glob(), channel=model.channel, z=model.z, t=model.t)
         else:
             layer = model.image_layer
             if layer is None:
@@ -336,9 +367,11 @@ class RunPanel(QObject):
         self.model.running = False  # the nuclei layer and the buttons follow
         self.run_button.text = "Run"
         try:
-            self._report(run)
-        finally:
+            # first: the stack, a new target, may make the parameters speak (a threshold
+            # outside its range); the run's summary is what the status line says after it
             self._show_folder()
+        finally:
+            self._report(run)
 
     def _show_folder(self) -> None:
         """After a run on the folder, its stack is what folder mode shows and previews."""
@@ -369,6 +402,9 @@ class RunPanel(QObject):
         summary = (f"{'Cancelled' if cancelled else 'Done'}: {done} of {run.n_images} images, "
                    f"{nuclei} nuclei, {seconds:.1f} s")
         status = summary + (f", {len(failed)} failed" if failed else "")
+        note = threshold_note(run, self.runner.suggestion)
+        if note:
+            status += f". {note}"
         if self.model.layer_building:
             self._summary = status
             status += "; filling the nuclei layer…"
@@ -376,6 +412,8 @@ class RunPanel(QObject):
         self.progress.update(done)
         self.progress.finish(self.progress.label.value.split(" · about")[0]
                              + (" · cancelled" if cancelled else " · done"))
+        if note:
+            show_warning(note + ".")
         if failed:
             first = failed[0]
             show_warning(f"{len(failed)} of {done} images failed, e.g. "

@@ -17,6 +17,7 @@ from napari.utils import progress
 from qtpy.QtCore import QObject, Signal
 
 from ..._reader import stack_layer_data
+from ...core.io.planes import PlaneChoice
 from ...core.run.pipeline import Run
 
 __all__ = ["RunController"]
@@ -35,11 +36,15 @@ def _run_job(run: Run, layer_name: str | None):
     results of images done before, after a resume), then ``('results',
     list)`` at most every ``RELAY_SECONDS``: napari's progress bar processes
     events on each update, so one update per image would let hundreds of
-    queued updates nest into each other when images are fast.
+    queued updates nest into each other when images are fast. Last, when the
+    fixed threshold was above every smoothed value of some images,
+    ``('suggestion', value)``: the threshold they suggest
+    (:meth:`Run.suggest_threshold`, which reads a few of them again, here
+    rather than on the window's thread; ``None`` when none suggests one).
     """
     run.prepare()
     if layer_name is not None:
-        plane = run.plane if run.plane.channel is not None or run.plane.z is not None else None
+        plane = run.plane if run.plane != PlaneChoice() else None
         yield "layer", stack_layer_data(run.labels, name=layer_name, regex=run.regex, plane=plane)
     yield "start", run.done_results()
     batch: list = []
@@ -56,6 +61,8 @@ def _run_job(run: Run, layer_name: str | None):
         results.close()  # writes the final tables, also when the worker is quit
     if batch:
         yield "results", batch
+    if run.threshold_above and run.params.threshold_method is None and not run.cancel.is_set():
+        yield "suggestion", run.suggest_threshold()
 
 
 class RunFailed(Exception):
@@ -93,6 +100,13 @@ class RunController(QObject):
         stopped with an error.
     failed(object)
         The exception that stopped a run.
+
+    Attributes
+    ----------
+    suggestion : float or None
+        After a run whose fixed threshold was above every smoothed value of
+        some images, the threshold they suggest (see :func:`_run_job`);
+        ``None`` otherwise. Set before ``finished``.
     """
 
     layer_made = Signal(tuple)
@@ -104,6 +118,7 @@ class RunController(QObject):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.run: Run | None = None  #: the run going on (or the last one)
+        self.suggestion: float | None = None
         self.worker = None  #: the batch worker while a run is going on
         self._pbar = None
         self._pbar_at = 0.0  #: when napari's progress bar last moved
@@ -131,6 +146,7 @@ class RunController(QObject):
             run (e.g. to the dock's ``destroyed`` signal).
         """
         self.run = run
+        self.suggestion = None
         self._error = False
         job = _run_job(run, layer_name)
         worker = create_worker(_relay, job)
@@ -170,6 +186,8 @@ class RunController(QObject):
         kind, payload = message
         if kind == "layer":
             self.layer_made.emit(payload)
+        elif kind == "suggestion":
+            self.suggestion = payload
         elif kind == "start":
             run = self.run
             self.started.emit(run)

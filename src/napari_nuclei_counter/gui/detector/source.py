@@ -21,7 +21,7 @@ class SourcePanel(QObject):
 
     Sets ``model.image_layer`` (a newly opened image becomes it),
     ``model.source``, and through its parts ``model.folder``,
-    ``model.pattern``, ``model.channel``, ``model.z`` and
+    ``model.pattern``, ``model.channel``, ``model.z``, ``model.t`` and
     ``model.folder_layer``; shows what the model holds.
 
     Attributes
