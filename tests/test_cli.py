@@ -39,7 +39,8 @@ def test_detect_end_to_end(sample_images, tmp_path):
     assert list(images.columns) == ["path", "plate", "well", "site", "channel", "plane",
                                     "timepoint", "scene", "n_nuclei",
                                     "error", "seconds", "saturated_fraction", "sharpness",
-                                    "qc_flags", "edited", "file_size", "file_mtime", "threshold"]
+                                    "qc_flags", "edited", "file_size", "file_mtime", "threshold",
+                                    "threshold_above_image"]
     wells = pd.read_csv(out / "wells.csv")
     assert list(wells.columns) == ["plate", "well", "images", "total", "mean", "std"]
     assert wells["total"].sum() == len(nuclei)

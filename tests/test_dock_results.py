@@ -171,9 +171,11 @@ def test_threshold_only_change_is_answered_at_once(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: widget.preview.idle
                     and widget.preview.label.value.startswith("Preview:"), timeout=10000)
     drawn = widget.preview.drawn
-    widget.parameters.threshold.value = 2000.0  # no worker, no wait: drawn before this returns
+    # a threshold that still finds nuclei (a count of 0 also starts a check of the threshold)
+    expected = detect(image, DetectionParams(2.0, 4, 1600.0)).coords
+    assert len(expected) > 0
+    widget.parameters.threshold.value = 1600.0  # no worker, no wait: drawn before this returns
     assert widget.preview.drawn == drawn + 1 and widget.preview.worker is None
-    expected = detect(image, DetectionParams(2.0, 4, 2000.0)).coords
     np.testing.assert_array_equal(viewer.layers["nuclei preview"].data, expected)
 
 

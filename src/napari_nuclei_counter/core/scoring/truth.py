@@ -150,12 +150,15 @@ def labels_from_mask(mask, *, source: str = "") -> np.ndarray:
 
 def _read_raw(path: Path) -> np.ndarray:
     """Decode a mask file with the core's own decoders, keeping colour channels."""
-    from ..io.readers import read_plane
+    from ..io.readers import read_plane, read_raw
 
     if not path.exists():
         raise FileNotFoundError(f"truth file not found: {path}")
     if path.is_file() and path.stat().st_size == 0:
         raise ValueError("empty file (0 bytes)")
+    data, axes, _ = read_raw(path)
+    if axes in ("YX", "YXS"):  # a grey mask, or a colour one (one colour per nucleus)
+        return np.asarray(data)
     return np.asarray(read_plane(path))
 
 
