@@ -5,9 +5,12 @@ Real napari viewer (Xvfb), real runs on small generated plates.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import tifffile
+from skimage.filters import gaussian, threshold_otsu
 
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
@@ -184,8 +187,13 @@ def test_otsu_message_is_true_to_the_slider(make_napari_viewer, qtbot):
     widget = _dock(viewer)
     widget.model.params = DetectionParams(4.0, 6, 1000.0)
     rng = np.random.default_rng(2)
-    viewer.add_image((rng.random((80, 90)) * 200).astype(np.uint8), name="u8")
+    image = (rng.random((80, 90)) * 200).astype(np.uint8)
+    viewer.add_image(image, name="u8")
     assert "outside this image's range" in widget.run_panel.status.value
+    # the value a run suggests too: Otsu's threshold of the blurred image, rounded down
+    blurred = gaussian(image.astype(np.float64), 4.0, mode="nearest", truncate=4.0,
+                       preserve_range=True, channel_axis=None)
+    assert widget.parameters.threshold.value == math.floor(threshold_otsu(blurred))
     assert f"set to {widget.parameters.threshold.value:g} (Otsu)" in widget.run_panel.status.value
     # the sample's own parameters win, and no Otsu message contradicts them
     widget.model.status = ""

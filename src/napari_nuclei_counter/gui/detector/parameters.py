@@ -149,7 +149,8 @@ class ParametersPanel(QObject):
         str
             A sentence for the status line when the threshold had to change
             (it meant nothing for this image, e.g. 1000 on an 8-bit image, and
-            Otsu's threshold of the plane replaced it), else ``''``.
+            Otsu's threshold of the blurred plane, rounded down, replaced it),
+            else ``''``.
         """
         if plane.dtype.kind in "ui":
             info = np.iinfo(plane.dtype)
@@ -172,9 +173,11 @@ class ParametersPanel(QObject):
             with self.threshold.changed.blocked():
                 self.threshold.min, self.threshold.max = lo, hi
             return ""
-        from skimage.filters import threshold_otsu
+        from ...core.detect.thresholds import check_threshold
 
-        guess = float(threshold_otsu(plane)) if plane.max() > plane.min() else lo
+        # the value a run suggests for such images: Otsu's threshold of the blurred plane
+        suggestion = check_threshold(plane, self.model.params).suggestion
+        guess = lo if suggestion is None else suggestion
         self.threshold.min, self.threshold.max = lo, hi
         self.threshold.value = min(max(guess, lo), hi)
         return (f"Threshold {t:g} is outside this image's range; "
