@@ -13,11 +13,13 @@ metadata table as the layout (joined by file name) with taxol at 0.3 µM as the
 positive control (DMSO, the negative one, is the default) and saves
 ``docs/images/treatments-dock.png`` (a 1280x800 window, the *Treatments*
 tab's curves) and ``docs/images/treatments-platemap.png`` (the plate map
-coloured by compound beside it).
+coloured by compound beside it), and ``docs/images/dose-response.png`` (the
+``dose_response.png`` the command line writes for the same analysis).
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -30,6 +32,7 @@ from qtpy.QtWidgets import QApplication
 
 from napari_nuclei_counter.core.params import DetectionParams
 from napari_nuclei_counter.core.sample import make_nuclei_image
+from napari_nuclei_counter.core.treatments import write_outputs
 
 OUT = Path(__file__).parent / "images"
 METADATA = Path(__file__).parents[2] / "shared" / "data" / "bbbc021_metadata" / \
@@ -105,6 +108,9 @@ def main() -> int:
         widget.run_panel.start_run(ask=False)
         _wait(lambda: not widget.run_panel.running)
         _wait(lambda: panel.treatments.analysis is not None and not panel.busy)
+        # the command line's figure of the same analysis, for the README
+        written = write_outputs(panel.treatments.analysis, Path(tmp) / "analysis")
+        shutil.copyfile(written["dose_response.png"], OUT / "dose-response.png")
         widget.tabs.setCurrentWidget(panel)
         panel.views.setCurrentWidget(panel.curves_page)
         taxol = next(p for p in panel.panels if p.compound == "taxol")
