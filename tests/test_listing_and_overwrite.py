@@ -361,6 +361,20 @@ def test_a_run_whose_every_image_failed_is_not_protected(tmp_path):
     assert json.loads((out / "run.json").read_text())["parameters"]["sigma"] == 3.0
 
 
+def test_a_run_that_found_nothing_is_not_protected(five, tmp_path):
+    out = tmp_path / "out"
+    done = cli("detect", five, "--out", out, "--threshold", "70000", *FAST)
+    assert done.returncode == 0 and "--threshold otsu" in done.stderr
+    assert json.loads((out / "run.json").read_text())["n_nuclei"] == 0
+    done = cli("detect", five, "--out", out, "--threshold", "otsu", *FAST)  # the advice
+    assert done.returncode == 0, done.stderr
+    assert "holds a complete run" not in done.stderr
+    assert json.loads((out / "run.json").read_text())["parameters"]["threshold_method"] == "otsu"
+    # a run that found nuclei is protected again
+    done = cli("detect", five, "--out", out, "--threshold", "900", *FAST)
+    assert done.returncode == 2 and "holds a complete run" in done.stderr
+
+
 def test_the_core_refusal_names_a_channel_and_the_python_api_replaces_by_default(five, tmp_path):
     out = tmp_path / "out"
     params = DetectionParams(2.0, 4, 500.0)

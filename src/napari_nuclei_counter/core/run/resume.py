@@ -46,7 +46,8 @@ def refuse_other_finished_run(out_dir, params: DetectionParams, *, key: dict,
     or another pattern is a result a new run would replace. The engine is
     not compared: every engine gives the same nuclei. A run with the same
     choices (the user runs it again), a run that stopped before it finished,
-    a run whose every image failed (the user follows its errors' advice), a
+    a run whose every image failed or that found no nucleus at all (the user
+    follows its errors' advice, or the advice to lower the threshold), a
     folder without ``run.json`` (or with one that cannot be read) is written
     into as before.
 
@@ -70,8 +71,9 @@ def refuse_other_finished_run(out_dir, params: DetectionParams, *, key: dict,
         run = read_run_json(out / "run.json") if (out / "run.json").is_file() else None
     except InconsistentResults:
         return  # cannot tell what it holds: the new run writes as before
-    if run is None or run.get("complete") is not True or run.get("n_failed") == run.get("n_images"):
-        return  # not finished, or nothing to lose: every image failed
+    if (run is None or run.get("complete") is not True
+            or run.get("n_failed") == run.get("n_images") or run.get("n_nuclei") == 0):
+        return  # not finished, or nothing to lose: every image failed, or nothing was found
     differences = _differences(run, params, key, {"input": input_path, "pattern": pattern})
     if differences:
         raise FinishedRunInFolder(
