@@ -23,7 +23,7 @@ from napari_nuclei_counter.core.params import DetectionParams
 OUT = Path(__file__).parent / "images"
 
 
-def _settle(seconds: float = 0.5) -> None:
+def settle(seconds: float = 0.5) -> None:
     import time
 
     end = time.monotonic() + seconds
@@ -32,7 +32,7 @@ def _settle(seconds: float = 0.5) -> None:
         time.sleep(0.02)
 
 
-def _wait(cond, timeout: float = 60.0) -> None:
+def wait_for(cond, timeout: float = 60.0) -> None:
     import time
 
     end = time.monotonic() + timeout
@@ -55,15 +55,15 @@ def main() -> None:
     viewer.dims.set_current_step(0, 20)
     viewer.scene.camera.zoom = 1.6
     viewer.scene.camera.center = (0, 500, 640)
-    _wait(lambda: widget.preview.label.value.startswith("Preview:") and widget.preview.idle)
-    _settle()
+    wait_for(lambda: widget.preview.label.value.startswith("Preview:") and widget.preview.idle)
+    settle()
     viewer.screenshot(str(OUT / "preview.png"), canvas_only=False)
     # a laptop's window, every section of the Detect tab open
     viewer.window.resize(1280, 800)
     widget.run_panel.advanced.expand(animate=False)
     widget.scoring_box.expand(animate=False)
     viewer.reset_view()
-    _settle(1.0)
+    settle(1.0)
     viewer.screenshot(str(OUT / "dock-1280x800.png"), canvas_only=False)
     widget.run_panel.advanced.collapse(animate=False)
     widget.scoring_box.collapse(animate=False)
@@ -72,21 +72,21 @@ def main() -> None:
     viewer.scene.camera.center = (0, 500, 640)
     widget.preview.check.value = False
     widget.run_panel.start_run()
-    _wait(lambda: not widget.run_panel.running)
+    wait_for(lambda: not widget.run_panel.running)
     viewer.dims.set_current_step(0, 14)
     widget.results_panel.table.selectRow(14)
-    _settle(1.0)
+    settle(1.0)
     viewer.screenshot(str(OUT / "run.png"), canvas_only=False)
     # a desktop's window: the Results tab, the table the dock's full height
     viewer.window.resize(1920, 1080)
     viewer.reset_view()
-    _settle(1.0)
+    settle(1.0)
     viewer.screenshot(str(OUT / "dock-1920x1080.png"), canvas_only=False)
     # a small laptop screen: the views open as tabs beside the detector
     viewer.window.resize(1366, 768)
     widget.results_panel.open_plate_map()
     widget.results_panel.open_gallery()
-    _settle(1.5)
+    settle(1.5)
     viewer.screenshot(str(OUT / "layout-1366x768.png"), canvas_only=False)
     viewer.close()
 

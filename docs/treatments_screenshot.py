@@ -22,13 +22,12 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import tifffile
-from qtpy.QtWidgets import QApplication
+from screenshots import settle, wait_for  # docs/, the folder of this script
 
 from napari_nuclei_counter.core.params import DetectionParams
 from napari_nuclei_counter.core.sample import make_nuclei_image
@@ -68,22 +67,6 @@ def write_plate(folder: Path) -> Path:
     return METADATA
 
 
-def _settle(seconds: float = 0.5) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
-
-
-def _wait(cond, timeout: float = 120.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise TimeoutError
-        QApplication.processEvents()
-        time.sleep(0.02)
-
-
 def main() -> int:
     if not METADATA.is_file():
         raise SystemExit(f"{METADATA} is missing")
@@ -106,8 +89,8 @@ def main() -> int:
         panel.positive.setEditText("taxol@0.3")  # BBBC021's table names no control
         panel.on_controls_edited()
         widget.run_panel.start_run(ask=False)
-        _wait(lambda: not widget.run_panel.running)
-        _wait(lambda: panel.treatments.analysis is not None and not panel.busy)
+        wait_for(lambda: not widget.run_panel.running)
+        wait_for(lambda: panel.treatments.analysis is not None and not panel.busy)
         # the command line's figure of the same analysis, for the README
         written = write_outputs(panel.treatments.analysis, Path(tmp) / "analysis")
         shutil.copyfile(written["dose_response.png"], OUT / "dose-response.png")
@@ -116,17 +99,17 @@ def main() -> int:
         taxol = next(p for p in panel.panels if p.compound == "taxol")
         points = taxol.points
         panel.show_well(str(points["plate"].iloc[0]), str(points["well"].iloc[0]))
-        _settle(0.5)
+        settle(0.5)
         ratio = panel.canvas.device_pixel_ratio
         top = panel.canvas.height() - taxol.axes.get_window_extent().y1 / ratio
         panel.curves.verticalScrollBar().setValue(int(top) - 30)  # taxol's panel, its title
         viewer.reset_view()
-        _settle(1.5)
+        settle(1.5)
         viewer.screenshot(str(OUT / "treatments-dock.png"), canvas_only=False)
         plate_map = widget.results_panel.open_plate_map()
-        _wait(lambda: not plate_map.busy and len(plate_map.wells) > 0)
+        wait_for(lambda: not plate_map.busy and len(plate_map.wells) > 0)
         plate_map.set_value("compound")
-        _settle(1.5)
+        settle(1.5)
         viewer.screenshot(str(OUT / "treatments-platemap.png"), canvas_only=False)
         viewer.close()
     return 0
