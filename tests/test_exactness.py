@@ -414,3 +414,35 @@ def test_invalid_argument_is_named(kwargs, name, kind):
             "threshold_abs": 10.0, **kwargs}
     with pytest.raises(kind, match=name):
         detect_nuclei(**args)
+
+
+def spacing_by_definition(coords, d):
+    """``ensure_spacing`` as the contract states it: in order, keep a point unless a kept
+    one lies at Chebyshev distance below ``d``."""
+    taken = np.zeros(coords.max(axis=0) + d + 1, bool)  # kept points, shifted by d
+    flags = np.zeros(len(coords), bool)
+    for i, (y, x) in enumerate(coords.tolist()):
+        if not taken[y + 1 : y + 2 * d, x + 1 : x + 2 * d].any():
+            flags[i] = taken[y + d, x + d] = True
+    return flags
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), d=st.integers(2, 9))
+def test_spacing_of_tied_plateaus_row_by_row_is_the_greedy_definition(seed, d):
+    """Long runs of tied candidates (plateaus, spaced row by row) between and after single
+    brighter points, some of them inside the plateaus."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:60, :70]
+    holes = rng.random((60, 70)) < rng.choice([0.0, 0.1, 0.5])
+    plateau = (((yy - 30) ** 2 + (xx - 35) ** 2 < 28**2) | (xx > 62)) & ~holes
+    second = (yy < 20) & (xx < 25) & ~plateau
+    singles = np.stack([rng.integers(0, 60, 40), rng.integers(0, 70, 40)], axis=1)
+    coords = np.concatenate([singles[:20], np.argwhere(plateau), singles[20:],
+                             np.argwhere(second)])
+    values = np.concatenate([np.linspace(9, 8, 20), np.full(plateau.sum(), 5.0),
+                             np.linspace(4, 3, 20), np.full(second.sum(), 2.0)])
+    assert plateau.sum() >= _fast._TIED_RUN
+    np.testing.assert_array_equal(_fast.greedy_keep(coords, d, values),
+                                  spacing_by_definition(coords, d))
+    np.testing.assert_array_equal(_fast.greedy_keep(coords, d), spacing_by_definition(coords, d))

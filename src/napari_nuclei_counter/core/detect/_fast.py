@@ -34,6 +34,7 @@ the bounds empirically (observed float32 error is hundreds of times below
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ _MAX_PREFILTERED = 20_000
 _BAND = 64
 #: OpenCV switches filter2D to a DFT for kernels of this many taps (float32)
 _DFT_TAPS = 130
+#: tied candidates in a run this long (a plateau) are spaced row by row
+_TIED_RUN = 256
 
 
 def kernel_radius(sigma: float) -> int:
@@ -104,7 +107,8 @@ def exact_smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     )
 
 
-def greedy_keep(coords: np.ndarray, min_distance: int) -> np.ndarray:
+def greedy_keep(coords: np.ndarray, min_distance: int, values: np.ndarray | None = None
+                ) -> np.ndarray:
     """Greedy spacing in priority order (the reference's ``ensure_spacing``).
 
     Parameters
@@ -113,6 +117,11 @@ def greedy_keep(coords: np.ndarray, min_distance: int) -> np.ndarray:
         Candidates in priority order (brightest first).
     min_distance : int
         Two kept points must be at Chebyshev distance >= ``min_distance``.
+    values : ndarray, shape (N,), optional
+        The candidates' priorities (non-increasing). A run of at least
+        :data:`_TIED_RUN` equal values in raster order (a plateau, as a stable
+        sort leaves it) is spaced row by row, at a cost that grows with its
+        rows and kept points rather than with its close pairs.
 
     Returns
     -------
@@ -121,8 +130,84 @@ def greedy_keep(coords: np.ndarray, min_distance: int) -> np.ndarray:
         flags of that prefix, which is what makes threshold changes cheap.
     """
     n = len(coords)
-    kept = np.ones(n, dtype=bool)
     if n < 2 or min_distance <= 1:
+        return np.ones(n, dtype=bool)
+    runs = [] if values is None else _raster_runs(coords, values)
+    if not runs:
+        return _greedy_pairs(coords, min_distance)
+    d = int(min_distance)
+    kept = np.zeros(n, dtype=bool)
+    # blocked[y + d, x + d]: within d - 1 of a point kept so far (the padding
+    # keeps every square inside the array)
+    shape = (int(coords[:, 0].max()) + 2 * d + 1, int(coords[:, 1].max()) + 2 * d + 1)
+    blocked = np.zeros(shape, np.uint8)
+    square = np.ones((2 * d - 1, 2 * d - 1), np.uint8)
+    pos = 0
+    for a, b in [*runs, (n, n)]:
+        for lo, hi, spacer in ((pos, a, _greedy_pairs), (a, b, _raster_greedy)):
+            if hi == lo:
+                continue
+            seg = np.arange(lo, hi)
+            seg = seg[blocked[coords[seg, 0] + d, coords[seg, 1] + d] == 0]
+            if len(seg) == 0:
+                continue
+            seg = seg[spacer(coords[seg], d)]
+            kept[seg] = True
+            marks = np.zeros(shape, np.uint8)
+            marks[coords[seg, 0] + d, coords[seg, 1] + d] = 1
+            blocked |= cv2.dilate(marks, square)
+        pos = b
+    return kept
+
+
+def _raster_runs(coords: np.ndarray, values: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the runs of :data:`_TIED_RUN` or more equal values in raster order."""
+    starts = np.flatnonzero(np.diff(values, prepend=np.nan, append=np.nan) != 0)
+    long = np.flatnonzero(np.diff(starts) >= _TIED_RUN)
+    width = int(coords[:, 1].max()) + 1
+    runs = []
+    for a, b in zip(starts[long].tolist(), starts[long + 1].tolist(), strict=True):
+        keys = coords[a:b, 0].astype(np.int64) * width + coords[a:b, 1]
+        if np.all(np.diff(keys) > 0):
+            runs.append((a, b))
+    return runs
+
+
+def _raster_greedy(coords: np.ndarray, d: int) -> np.ndarray:
+    """Greedy spacing of points in raster order, row by row.
+
+    A kept point ``(y0, x0)`` excludes, in the rows that follow, the columns
+    ``x0 - d + 1 .. x0 + d - 1`` up to row ``y0 + d - 1``: ``free_from``
+    holds, per column, the first row a later point may use. Within a row,
+    the kept points are the first free one and then each first free one at
+    least ``d`` columns after the last kept.
+    """
+    rows, cols = coords[:, 0], coords[:, 1]
+    kept = np.zeros(len(coords), dtype=bool)
+    free_from = np.full(int(cols.max()) + 2 * d, np.iinfo(np.int64).min)
+    span = np.arange(-d + 1, d) + d  # offsets into free_from, padded by d
+    bounds = np.flatnonzero(np.diff(rows, prepend=-1, append=-1))
+    for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        y = int(rows[s])
+        free = np.flatnonzero(free_from[cols[s:e] + d] <= y)
+        if len(free) == 0:
+            continue
+        free_cols = cols[s:e][free].tolist()
+        picks, i = [], 0
+        while i < len(free_cols):
+            picks.append(i)
+            i = bisect.bisect_left(free_cols, free_cols[i] + d, i + 1)
+        picked = free[picks]
+        kept[s + picked] = True
+        free_from[(cols[s + picked][:, None] + span).ravel()] = y + d
+    return kept
+
+
+def _greedy_pairs(coords: np.ndarray, min_distance: int) -> np.ndarray:
+    """Greedy spacing from the close pairs (:func:`_close_pairs`), for any order."""
+    n = len(coords)
+    kept = np.ones(n, dtype=bool)
+    if n < 2:
         return kept
     pairs = _close_pairs(coords, min_distance)
     if len(pairs) == 0:
@@ -364,8 +449,8 @@ def _candidates(tiers, coords, values, err, floor, d) -> Candidates:
     else:  # pathological: make everything exact
         tiers.refine(coords, values, err, np.flatnonzero(err > 0))
         order = np.argsort(-values, kind="stable")
-    coords = coords[order]
-    return Candidates(coords, values[order], err[order], greedy_keep(coords, d), floor, d, tiers)
+    coords, values = coords[order], values[order]
+    return Candidates(coords, values, err[order], greedy_keep(coords, d, values), floor, d, tiers)
 
 
 def _empty(tiers, d, floor) -> Candidates:
