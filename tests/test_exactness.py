@@ -213,6 +213,22 @@ def test_intensities_at_any_pixel_are_the_reference_smoothing(sigma, dtype):
     np.testing.assert_allclose(got, g[rows, cols], rtol=1e-12, atol=0)
 
 
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32,
+                                   np.float64])
+def test_intensities_at_the_extremes_of_each_dtype(dtype):
+    """Pixels at their dtype's extremes, side by side: sums of two of them must not wrap."""
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else np.finfo(np.float32)
+    rng = np.random.default_rng(11)
+    img = rng.choice(np.array([info.min, info.max, 0, 1], dtype=np.float64), (90, 100))
+    img = img.astype(dtype)
+    img[30:60, 40:70] = info.max
+    img[10:20, 10:20] = info.min
+    g = oracle(img, 3.0)[1]
+    rows, cols = np.divmod(np.arange(img.size), img.shape[1])
+    got = _fast._Tiers(img, 3.0).reference_values(rows, cols)
+    np.testing.assert_allclose(got, g[rows, cols], rtol=1e-12, atol=1e-300)
+
 def _kernel(sigma):
     """The reference's 1-D weights, from scipy's definition (radius int(4 sigma + 0.5))."""
     r = int(4.0 * sigma + 0.5)

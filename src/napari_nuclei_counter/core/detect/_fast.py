@@ -309,7 +309,7 @@ class _Tiers:
         h, w = self.image.shape
         ri = np.clip(np.asarray(rows, dtype=np.intp)[:, None] + off, 0, h - 1)
         ci = np.clip(np.asarray(cols, dtype=np.intp)[:, None] + off, 0, w - 1)
-        return self.image[ri[:, :, None], ci[:, None, :]].astype(np.float64)
+        return self.image[ri[:, :, None], ci[:, None, :]]
 
     def reference_values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """The reference's smoothed values at the given pixels, its operations in its order.
@@ -343,23 +343,40 @@ class _Tiers:
             for s in range(0, len(idx), step):
                 part = idx[s : s + step]
                 if inner[part[0]]:  # whole windows of the image, no clipping needed
-                    patch = windows[rows[part] - r, cols[part] - r].astype(np.float64)
+                    patch = windows[rows[part] - r, cols[part] - r]
                 else:
                     patch = self._edge_patches(rows[part], cols[part])
                 out[part] = self._centre_value(patch)
         return out
 
     def _centre_value(self, patch: np.ndarray) -> np.ndarray:
-        """The reference's value at the centre of ``(N, 2r+1, 2r+1)`` float64 patches."""
+        """The reference's value at the centre of ``(N, 2r+1, 2r+1)`` patches.
+
+        ``patch`` holds the image's values (any real dtype). Each pass runs over
+        all patches at once, on arrays laid out so that the patches are the
+        innermost, contiguous axis. Two pixels are added exactly as the
+        reference adds their float64 conversions: integers of up to 16 bits
+        add exactly in int32 too, with half the memory traffic.
+        """
         r, w = self.radius, self.kernel
         if self.sigma <= 1e-15:  # gaussian_filter leaves such an axis alone
-            return patch[:, r, r].copy()
-        cols_done = patch[:, r, :] * w[r]
+            return patch[:, r, r].astype(np.float64)
+        if patch.dtype.kind in "uib" and patch.dtype.itemsize <= 2:
+            pair_type = np.int32
+        else:
+            patch, pair_type = patch.astype(np.float64), np.float64
+        by_row = patch.transpose(1, 0, 2)  # (row, patch, column)
+        pair = np.empty(by_row.shape[1:], pair_type)
+        term = np.empty(by_row.shape[1:])
+        cols_done = by_row[r] * w[r]
         for j in range(r, 0, -1):
-            cols_done += (patch[:, r - j, :] + patch[:, r + j, :]) * w[r - j]
-        centre = cols_done[:, r] * w[r]
+            np.add(by_row[r - j], by_row[r + j], out=pair, dtype=pair_type)
+            np.multiply(pair, w[r - j], out=term)
+            cols_done += term
+        by_col = np.ascontiguousarray(cols_done.T)  # (column, patch)
+        centre = by_col[r] * w[r]
         for j in range(r, 0, -1):
-            centre += (cols_done[:, r - j] + cols_done[:, r + j]) * w[r - j]
+            centre += (by_col[r - j] + by_col[r + j]) * w[r - j]
         return centre
 
     def points_affordable(self, n: int) -> bool:
