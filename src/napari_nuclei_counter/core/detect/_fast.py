@@ -38,6 +38,7 @@ import bisect
 import logging
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -337,17 +338,28 @@ class _Tiers:
             return self.reference_values(unique // wd, unique % wd)[inverse]
         out = np.empty(len(rows), dtype=np.float64)
         inner = (rows >= r) & (rows < h - r) & (cols >= r) & (cols < wd - r)
-        windows = sliding_window_view(self.image, (2 * r + 1, 2 * r + 1))
+        # inner pixels first: whole windows of the image, no clipping needed; all
+        # in one pass (its cost is mostly per pass for a few points), in chunks
+        order = np.concatenate([np.flatnonzero(inner), np.flatnonzero(~inner)])
         step = max(1, 2_000_000 // (2 * r + 1) ** 2)
-        for idx in (np.flatnonzero(inner), np.flatnonzero(~inner)):
-            for s in range(0, len(idx), step):
-                part = idx[s : s + step]
-                if inner[part[0]]:  # whole windows of the image, no clipping needed
-                    patch = windows[rows[part] - r, cols[part] - r]
-                else:
-                    patch = self._edge_patches(rows[part], cols[part])
-                out[part] = self._centre_value(patch)
+        for s in range(0, len(order), step):
+            part = order[s : s + step]
+            edge = part[~inner[part]]
+            patch = self._windows[rows[part[: len(part) - len(edge)]] - r,
+                                  cols[part[: len(part) - len(edge)]] - r]
+            if len(edge):
+                patch = np.concatenate([patch, self._edge_patches(rows[edge], cols[edge])])
+            out[part] = self._centre_value(patch)
         return out
+
+    @cached_property
+    def _windows(self) -> np.ndarray:
+        """The image's ``(2r+1)^2`` windows, a view."""
+        return sliding_window_view(self.image, (2 * self.radius + 1, 2 * self.radius + 1))
+
+    def __getstate__(self) -> dict:
+        # a pickled view would be a copy of every window: rebuilt when needed instead
+        return {k: v for k, v in self.__dict__.items() if k != "_windows"}
 
     def _centre_value(self, patch: np.ndarray) -> np.ndarray:
         """The reference's value at the centre of ``(N, 2r+1, 2r+1)`` patches.
@@ -434,17 +446,15 @@ class Candidates:
         if threshold < self.floor:
             raise ValueError(f"threshold_abs {threshold} is below the cached floor {self.floor}")
         v, e = self.values, self.err
-        self.tiers.refine(self.coords, v, e, np.flatnonzero(np.abs(v - threshold) <= e))
+        # exact values, in one pass, for the candidates the threshold may cut and
+        # for every kept one that may be above it: every reported intensity is
+        # the reference's value, whichever tier decided the peak (kept in place
+        # for the next threshold)
+        maybe = (np.abs(v - threshold) <= e) | (self.kept & (v + e > threshold))
+        self.tiers.refine(self.coords, v, e, np.flatnonzero(maybe))
         # values are in exact reference order, so "above" is a prefix
         n = int(np.count_nonzero(v > threshold))
         sel = np.flatnonzero(self.kept[:n])
-        # every reported intensity is the reference's value, whichever tier
-        # decided the peak; kept in place for the next threshold
-        approx = sel[e[sel] > 0]
-        if len(approx):
-            c = self.coords[approx]
-            v[approx] = self.tiers.reference_values(c[:, 0], c[:, 1])
-            e[approx] = 0.0
         return self.coords[sel], v[sel]
 
 
