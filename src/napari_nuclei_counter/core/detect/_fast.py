@@ -668,10 +668,17 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
             log.debug("%d uncertain windows with %d rivals: exact smoothing of the whole image",
                       len(unsure), len(which))
             return _prepare_exact(tiers, d, floor)
-        pr = np.concatenate([rows[unsure], rows[unsure][which] + dy - d])
-        pc = np.concatenate([cols[unsure], cols[unsure][which] + dx - d])
+        # a one-off detection (a finite floor) reports each peak above the floor
+        # with its exact value: the sure ones are asked for in the same pass
+        sure = (np.flatnonzero(is_peak & (values + err > floor)) if np.isfinite(floor)
+                else np.empty(0, np.intp))
+        pr = np.concatenate([rows[unsure], rows[sure], rows[unsure][which] + dy - d])
+        pc = np.concatenate([cols[unsure], cols[sure], cols[unsure][which] + dx - d])
         exact = tiers.reference_values(pr, pc)
-        centre, rival = exact[: len(unsure)], exact[len(unsure) :]
+        nu, ns = len(unsure), len(sure)
+        centre, rival = exact[:nu], exact[nu + ns :]
+        values[sure] = exact[nu : nu + ns]
+        err[sure] = 0.0
         beaten = np.zeros(len(unsure), bool)
         np.logical_or.at(beaten, which, rival > centre[which])
         is_peak[unsure] = ~beaten
@@ -681,7 +688,9 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
     coords = np.stack([rows[sel], cols[sel]], axis=1)
     values, err = values[sel], err[sel]
     if np.isfinite(floor):
-        tiers.refine(coords, values, err, np.flatnonzero(np.abs(values - floor) <= err))
+        # exact values for all that may be above the floor, in one pass: then the
+        # floor, the order and the reported intensities need no other
+        tiers.refine(coords, values, err, np.flatnonzero(values + err > floor))
         above = values > floor
         coords, values, err = coords[above], values[above], err[above]
     return _candidates(tiers, coords, values, err, floor, d)
