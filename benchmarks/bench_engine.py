@@ -5,7 +5,8 @@ widefield and confocal families) and four generated BBBC021-like images, the par
 come from the image alone (``estimate_params``: sigma and min distance from the nuclei's
 diameter, the typical threshold from Li's method on the smoothed image). Each image is
 detected at three thresholds: 0, low (a quarter of the typical one) and typical, with the
-fast engine and the reference engine on one core, and their coordinates are compared
+fast engine and the reference engine on one core (best of N runs each, the two engines in
+turn so that a burst of load on a shared machine slows both), and their coordinates are compared
 (the benchmark stops on any difference). Printed per family and threshold: the median
 fast and reference times (ms) and the ratio reference / fast (median and worst); then the
 worst ratio overall and the worst slowdown of threshold 0 against the typical threshold.
@@ -55,18 +56,25 @@ def families(data: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
     return out
 
 
-def best_time(fn, repeats: int) -> tuple[float, object]:
-    best, result = np.inf, None
+def best_times(fns, repeats: int) -> tuple[list[float], list]:
+    """Best of ``repeats`` runs of each function, run in turn, and their results.
+
+    Turns rather than one function's runs after the other's: a burst of load on a
+    shared machine then slows both engines, not only one of them.
+    """
+    best, results = [np.inf] * len(fns), [None] * len(fns)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            results[i] = fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best, results
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3, help="best of N for each engine")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="best of N for each engine, the engines in turn")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--family", default=None, help="only families whose name contains this")
     args = ap.parse_args(argv)
@@ -84,9 +92,9 @@ def main(argv=None) -> None:
             typical = est.threshold_abs
             for level, t in (("0", 0.0), ("low", typical / 4), ("typical", typical)):
                 p = DetectionParams(est.sigma, est.min_distance, float(t))
-                tf, fast = best_time(lambda p=p, im=image: detect(im, p, engine="fast"), args.repeats)
-                tr, ref = best_time(lambda p=p, im=image: detect(im, p, engine="reference"),
-                                    max(1, args.repeats // 2))
+                (tf, tr), (fast, ref) = best_times(
+                    [lambda p=p, im=image: detect(im, p, engine="fast"),
+                     lambda p=p, im=image: detect(im, p, engine="reference")], args.repeats)
                 if not np.array_equal(fast.coords, ref.coords):
                     raise SystemExit(f"DIFFERENT coordinates: {family} {name} threshold {t} {p}")
                 rows.append((family, level, name, tf, tr, p, fast.count))
