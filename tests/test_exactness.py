@@ -462,3 +462,17 @@ def test_spacing_of_tied_plateaus_row_by_row_is_the_greedy_definition(seed, d):
     np.testing.assert_array_equal(_fast.greedy_keep(coords, d, values),
                                   spacing_by_definition(coords, d))
     np.testing.assert_array_equal(_fast.greedy_keep(coords, d), spacing_by_definition(coords, d))
+
+
+@pytest.mark.parametrize("sigma, d", [(1.0, 2), (4.0, 6)])
+def test_plateau_heavy_image_in_the_preview_cache_at_every_threshold(sigma, d):
+    """One candidate list (floor -inf, the preview's) with plateaus spaced row by row: each
+    threshold's prefix is the reference's answer."""
+    img = plateau_image(1)
+    cands = _fast.prepare(img, sigma, d)
+    assert _fast._raster_runs(cands.coords, cands.values)  # plateaus long enough
+    for t in (-1.0, 0.5, 2.0, 40.0, 254.0):
+        coords, values = cands.select(t)
+        expected, g = oracle(img, sigma, d, t)
+        np.testing.assert_array_equal(coords, expected)
+        np.testing.assert_allclose(values, g[expected[:, 0], expected[:, 1]], rtol=1e-12, atol=0)

@@ -364,11 +364,11 @@ class _Tiers:
     def _centre_value(self, patch: np.ndarray) -> np.ndarray:
         """The reference's value at the centre of ``(N, 2r+1, 2r+1)`` patches.
 
-        ``patch`` holds the image's values (any real dtype). Each pass runs over
-        all patches at once, on arrays laid out so that the patches are the
-        innermost, contiguous axis. Two pixels are added exactly as the
-        reference adds their float64 conversions: integers of up to 16 bits
-        add exactly in int32 too, with half the memory traffic.
+        ``patch`` holds the image's values (any real dtype). Each tap of a pass
+        is one operation over all patches at once (the second pass on
+        contiguous columns of a transposed copy). Two pixels are added exactly
+        as the reference adds their float64 conversions: integers of up to 16
+        bits add exactly in int32 too, with half the memory traffic.
         """
         r, w = self.radius, self.kernel
         if self.sigma <= 1e-15:  # gaussian_filter leaves such an axis alone
