@@ -194,7 +194,9 @@ def _bioio_dapi(path, t: int) -> np.ndarray:
     return BioImage(path).get_image_data("YX", T=t, C=3, Z=0)
 
 
-def test_a_czi_time_series_in_folder_mode(make_napari_viewer, qtbot, czi_series, tmp_path):
+def test_a_czi_time_series_in_folder_mode(czi_series, make_napari_viewer, qtbot, tmp_path):
+    # czi_series first: it skips before napari's viewer fixture is set up (whose teardown
+    # fails on a test skipped after it)
     dapi = [_bioio_dapi(czi_series, t) for t in range(10)]
     viewer = make_napari_viewer()
     widget = _folder_dock(viewer, czi_series.parent, "*.czi", PCZI)
