@@ -400,3 +400,30 @@ def test_annotations_need_a_compound_column(tmp_path):
     path.write_text("name,moa\nx,y\n")
     with pytest.raises(LayoutError, match="have no compound column"):
         read_annotations(path)
+
+
+def test_dose_response_png_has_each_panel_in_its_grid_cell(week1, tmp_path):
+    from PIL import Image
+
+    a = week1[3]
+    write_outputs(a, tmp_path)
+    with Image.open(tmp_path / "dose_response.png") as png:
+        assert png.size == (1360, 595)  # 4 panels of 340 x 280 px a row, 2 rows, caption 35 px
+        pixels = np.asarray(png.convert("RGB")).astype(int)
+    red, grey, blue = (214, 39, 40), (217, 217, 217), (31, 119, 180)  # tab:red, 0.85, tab:blue
+
+    def cell(k):
+        row, column = divmod(k, 4)
+        return pixels[35 + 280 * row:35 + 280 * (row + 1), 340 * column:340 * (column + 1)]
+
+    def has(block, colour):
+        return bool((block == colour).all(axis=2).any())
+
+    order = list(a.dose_response["compound"])
+    assert order == ["aphidicolin", "AZ-A", "AZ-H", "cytochalasin B", "nocodazole", "taxol"]
+    for k, compound in enumerate(order):
+        assert has(cell(k), blue) and has(cell(k), grey), compound  # wells, control band
+        assert has(cell(k), red) == (compound != "AZ-A"), compound  # no effect: no curve
+    for k in (6, 7):  # no panel: white
+        assert (cell(k) == 255).all()
+    assert (pixels[:35] < 128).all(axis=2).any()  # the caption's words

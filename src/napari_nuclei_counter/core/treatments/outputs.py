@@ -106,80 +106,119 @@ def draw_dose_response(figure, analysis, compounds=None) -> list[DosePanel]:
     list of DosePanel
         One per compound drawn, in order; the figure has no other axes.
     """
-    return _draw_panels(figure, analysis, compounds)
-
-
-def _draw_panels(figure, analysis, compounds=None, *, caption: float = 0.0
-                 ) -> list[DosePanel]:
-    """:func:`draw_dose_response`; with ``caption`` (inches) the axes' words are said once.
-
-    With a caption, a line at the top of the figure names the axes (and the
-    unit when every compound has the same one), the band and the dashed
-    line; the panels have no axis labels of their own (a compound whose
-    unit differs from the others keeps its x label) and share one percent
-    scale, numbered on the first column. Every label costs about a
-    millisecond of drawing: a screen's hundred panels draw in far less time.
-    """
     figure.clear()
-    table = analysis.dose_response.set_index("compound", drop=False)
-    names = list(table.index) if compounds is None else [c for c in compounds if c in table.index]
-    if not names:
-        figure.text(0.5, 0.5, "no compound to fit", ha="center", va="center")
-        return []
-    wells = analysis.wells
-    negative = wells.loc[wells["control"] == "negative", "percent_of_control"].dropna()
-    band = (negative.mean(), negative.std(ddof=1) if len(negative) > 1 else 0.0)
-    units = set(table.loc[names, "unit"])
-    common = units.pop() if caption and len(units) == 1 else None
-    if caption:
-        width, height = figure.get_size_inches()
-        concentration = f"concentration ({common})" if common else "concentration"
-        figure.text(MARGINS["left"] / width, 1 - 0.15 / height,
-                    f"% of control against {concentration}, log scale: wells (points), "
-                    "fitted curve (red), IC50 (dashed)"
-                    + (", negative control mean +- SD (grey band)" if len(negative) else ""),
-                    fontsize=9, va="top")
-    columns = min(PANEL_COLUMNS, len(names))
-    rows = math.ceil(len(names) / columns)
-    grid = figure.add_gridspec(rows, columns, **_margins(figure, columns, rows, caption))
-    every = analysis.all_points()
-    if caption:  # one percent scale for all: its numbers on the first column only
-        values = pd.concat([every[c]["percent_of_control"] for c in names if c in every])
-        shared = _percent_range(values.to_numpy(dtype=float))
+    layout = _Layout(figure, analysis, compounds)
     panels = []
-    for k, name in enumerate(names):
-        row = table.loc[name]
-        points = every.get(name)
-        if points is None:  # no well above 0: the table's columns, no row
-            points = analysis.points(name)
-        ax = figure.add_subplot(grid[k // columns, k % columns])
+    for k, name in enumerate(layout.names):
+        ax = figure.add_subplot(layout.grid[k // layout.columns, k % layout.columns])
+        artists = _PanelArtists(ax, layout.band, labelleft=True, ylabel=True)
+        points = artists.show(layout, name)
+        panels.append(DosePanel(name, ax, points, artists.scatter))
+    return panels
+
+
+class _Layout:
+    """What every panel of a figure shares: the compounds, their grid, the band, the scales.
+
+    Without a compound to draw, says so in the figure; :attr:`names` is
+    then empty. With a ``caption`` (inches), a line at the top of the figure
+    names the axes (and the unit when every compound has the same one), the
+    band and the dashed line; the panels then have no axis labels of their
+    own (a compound whose unit differs from the others keeps its x label)
+    and share one percent scale, numbered on the first column. Every label
+    costs about a millisecond of drawing: a screen's hundred panels draw in
+    far less time.
+    """
+
+    def __init__(self, figure, analysis, compounds, caption: float = 0.0):
+        self.analysis, self.caption = analysis, caption
+        self.table = analysis.dose_response.set_index("compound", drop=False)
+        table = self.table
+        self.names = (list(table.index) if compounds is None
+                      else [c for c in compounds if c in table.index])
+        if not self.names:
+            figure.text(0.5, 0.5, "no compound to fit", ha="center", va="center")
+            return
+        wells = analysis.wells
+        negative = wells.loc[wells["control"] == "negative", "percent_of_control"].dropna()
+        self.band = ((negative.mean(), negative.std(ddof=1) if len(negative) > 1 else 0.0)
+                     if len(negative) else None)
+        units = set(table.loc[self.names, "unit"])
+        self.common = units.pop() if caption and len(units) == 1 else None
+        if caption:
+            width, height = figure.get_size_inches()
+            concentration = f"concentration ({self.common})" if self.common else "concentration"
+            figure.text(MARGINS["left"] / width, 1 - 0.15 / height,
+                        f"% of control against {concentration}, log scale: wells (points), "
+                        "fitted curve (red), IC50 (dashed)"
+                        + (", negative control mean +- SD (grey band)" if len(negative) else ""),
+                        fontsize=9, va="top")
+        self.columns = min(PANEL_COLUMNS, len(self.names))
+        rows = math.ceil(len(self.names) / self.columns)
+        self.grid = figure.add_gridspec(rows, self.columns,
+                                        **_margins(figure, self.columns, rows, caption))
+        self.points = analysis.all_points()
+        self.shared = None
+        if caption:  # one percent scale for all: its numbers on the first column only
+            values = pd.concat([self.points[c]["percent_of_control"] for c in self.names
+                                if c in self.points])
+            self.shared = _percent_range(values.to_numpy(dtype=float))
+
+
+class _PanelArtists:
+    """One panel's artists in ``ax``, shown for a compound by :meth:`show` (again and again).
+
+    The band (``(mean, sd)`` of the negative controls, or None) is the same
+    for every compound; the curve and the IC50 line are made when a
+    compound first needs them and hidden for one that has none.
+    """
+
+    def __init__(self, ax, band, *, labelleft: bool, ylabel: bool):
+        self.axes = ax
         # before the ticks are made: each is made with these
-        ax.tick_params(labelsize=7, labelleft=not caption or k % columns == 0)
+        ax.tick_params(labelsize=7, labelleft=labelleft)
         ax.set_xscale("log")
-        # limits and ticks first, then no autoscaling as each artist is added
-        concentration = points["concentration"].to_numpy(dtype=float)
-        values = points["percent_of_control"].to_numpy(dtype=float)
-        _log_ticks(ax, concentration)
-        _percent_ticks(ax, *(shared if caption else _percent_range(values)))
-        if len(negative):
+        ax.set_autoscale_on(False)  # limits are set for each compound: no autoscaling
+        if band is not None:
             ax.axhspan(band[0] - band[1], band[0] + band[1], color="0.85", zorder=0,
                        label="negative control")
             ax.axhline(band[0], color="0.6", lw=0.8, zorder=0)
-        scatter = ax.scatter(concentration, values, s=16, color="tab:blue", zorder=3)
-        x, y = analysis.curve(name)
-        if len(x):
-            ax.plot(x, y, color="tab:red", lw=1.5, zorder=2)
-        if row["status"] == "fit":
-            ax.axvline(row["ic50"], color="tab:red", ls="--", lw=0.8)
-        ax.set_title(_title(row), fontsize=9, y=1.0)  # a fixed place: no search for room
-        ax.text(0.03, 0.04, _status_text(row), transform=ax.transAxes, fontsize=8)
-        unit = row["unit"]
-        if not caption or unit != common:
-            ax.set_xlabel(f"concentration ({unit})" if unit else "concentration", fontsize=8)
-        if not caption:
+        self.scatter = ax.scatter([], [], s=16, color="tab:blue", zorder=3)
+        self.status = ax.text(0.03, 0.04, "", transform=ax.transAxes, fontsize=8)
+        self.curve = self.ic50 = None
+        if ylabel:
             ax.set_ylabel("% of control", fontsize=8)
-        panels.append(DosePanel(name, ax, points, scatter))
-    return panels
+
+    def show(self, layout: _Layout, name: str) -> pd.DataFrame:
+        """Show compound ``name`` of ``layout``; returns its wells (the scatter's points)."""
+        ax, analysis = self.axes, layout.analysis
+        row = layout.table.loc[name]
+        points = layout.points.get(name)
+        if points is None:  # no well above 0: the table's columns, no row
+            points = analysis.points(name)
+        concentration = points["concentration"].to_numpy(dtype=float)
+        values = points["percent_of_control"].to_numpy(dtype=float)
+        _log_ticks(ax, concentration)
+        _percent_ticks(ax, *(layout.shared or _percent_range(values)))
+        self.scatter.set_offsets(np.column_stack([concentration, values]))
+        x, y = analysis.curve(name)
+        if len(x) and self.curve is None:
+            self.curve, = ax.plot(x, y, color="tab:red", lw=1.5, zorder=2)
+        if self.curve is not None:
+            self.curve.set_data(x, y)
+            self.curve.set_visible(bool(len(x)))
+        fit = row["status"] == "fit"
+        if fit and self.ic50 is None:
+            self.ic50 = ax.axvline(row["ic50"], color="tab:red", ls="--", lw=0.8)
+        if self.ic50 is not None:
+            self.ic50.set_xdata([row["ic50"]] * 2)
+            self.ic50.set_visible(fit)
+        ax.set_title(_title(row), fontsize=9, y=1.0)  # a fixed place: no search for room
+        self.status.set_text(_status_text(row))
+        unit = row["unit"]
+        label = f"concentration ({unit})" if unit else "concentration"
+        ax.set_xlabel("" if layout.caption and unit == layout.common else label, fontsize=8)
+        return points
 
 
 def _margins(figure, columns: int, rows: int, caption: float = 0.0) -> dict:
@@ -195,10 +234,13 @@ def _margins(figure, columns: int, rows: int, caption: float = 0.0) -> dict:
 
 
 def _log_ticks(ax, x: np.ndarray) -> None:
-    """Limits a twentieth of the decades tested beyond the concentrations; ticks at decades."""
+    """Limits a twentieth of the decades tested beyond the concentrations; ticks at decades.
+
+    Without a concentration above 0: 0.1 to 10.
+    """
     x = x[np.isfinite(x) & (x > 0)]
     if not len(x):
-        return
+        x = np.array([0.1, 10.0])
     lo, hi = np.log10(x.min()), np.log10(x.max())
     pad = max(0.05 * (hi - lo), 0.25)
     lo, hi = lo - pad, hi + pad
@@ -227,17 +269,40 @@ def _percent_ticks(ax, low: float, high: float) -> None:
 
 
 def _write_png(path: Path, analysis) -> None:
+    """``dose_response.png``: the panels of :func:`draw_dose_response` under a caption.
+
+    Two Axes (the first column's, which numbers the percent scale, and the
+    others') are shown for each compound in turn, moved to its place in the
+    grid and drawn onto the Agg canvas the caption is drawn on: a hundred
+    panels cost two Axes' making (about 20 ms each) and the drawing.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from PIL import Image
 
     n = max(len(analysis.dose_response), 1)
     columns = min(PANEL_COLUMNS, n)
     rows = math.ceil(n / columns)
-    figure = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows + CAPTION))
-    FigureCanvasAgg(figure)
-    _draw_panels(figure, analysis, caption=CAPTION)
+    figure = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows + CAPTION), dpi=DPI)
+    canvas = FigureCanvasAgg(figure)
+    layout = _Layout(figure, analysis, None, CAPTION)
+    canvas.draw()  # the background and the caption
+    renderer = canvas.get_renderer()
+    for left in (True, False):  # the first column numbers the percent scale, the others not
+        names = [(k, name) for k, name in enumerate(layout.names)
+                 if (k % layout.columns == 0) == left]
+        if not names:
+            continue
+        ax = figure.add_axes((0, 0, 1, 1))
+        artists = _PanelArtists(ax, layout.band, labelleft=left, ylabel=False)
+        for k, name in names:
+            artists.show(layout, name)
+            ax.set_position(layout.grid[k // layout.columns, k % layout.columns]
+                            .get_position(figure))
+            ax.draw(renderer)
+    image = Image.fromarray(np.asarray(renderer.buffer_rgba()))
     with atomic_write(path, "wb") as fh:  # the fastest zlib level: a third of the time
-        figure.savefig(fh, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
+        image.save(fh, format="png", compress_level=1, dpi=(DPI, DPI))
 
 
 def _text_columns(table: pd.DataFrame, extras) -> list[str]:
