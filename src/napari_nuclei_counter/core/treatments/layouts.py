@@ -123,6 +123,17 @@ def normalise_well(well) -> str:
     return "" if pos is None else well_name(*pos)
 
 
+def _wells(column: pd.Series, rows: pd.Series, path: Path) -> pd.Series:
+    """``column`` as well names (``A01``); a cell that is no well name is a LayoutError."""
+    wells = column.astype(str).map(normalise_well)
+    bad = wells == ""
+    if bad.any():
+        i = bad.idxmax()
+        raise LayoutError(f"{column[i]!r} on line {rows[i]} of {path.name} is not a well "
+                          "name (A01, B2, ... up to AF48)")
+    return wells
+
+
 # --------------------------------------------------------------------------- reading text
 
 
@@ -195,13 +206,7 @@ def _per_well(df: pd.DataFrame, path: Path, *, rows: pd.Series | None = None) ->
         rows = pd.Series(np.arange(len(df)) + 2, index=df.index)  # line 1 is the header
     out = pd.DataFrame(index=df.index)
     out["plate"] = df["plate"].astype(str) if "plate" in df else ""
-    wells = df["well"].astype(str).map(normalise_well)
-    bad = wells == ""
-    if bad.any():
-        i = bad.idxmax()
-        raise LayoutError(f"{df['well'][i]!r} on line {rows[i]} of {path.name} is not a well "
-                          "name (A01, B2, ... up to AF48)")
-    out["well"] = wells
+    out["well"] = _wells(df["well"], rows, path)
     out["compound"] = df["compound"].astype(str) if "compound" in df else ""
     out["concentration"] = _concentrations(df, out, path)
     out["unit"] = df["unit"].astype(str) if "unit" in df else ""
@@ -271,13 +276,7 @@ def _per_image(df: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.DataFrame
             raise LayoutError(f"the per-image table {path} has no {need} column "
                               f"(Image_Metadata_{need.title()} or Metadata_{need.title()})")
     rows = pd.Series(np.arange(len(df)) + 2, index=df.index)
-    wells = meta["well"].astype(str).map(normalise_well)
-    bad = wells == ""
-    if bad.any():
-        i = bad.idxmax()
-        raise LayoutError(f"{meta['well'][i]!r} on line {rows[i]} of {path.name} is not a well "
-                          "name (A01, B2, ... up to AF48)")
-    meta["well"] = wells
+    meta["well"] = _wells(meta["well"], rows, path)
     meta["plate"] = meta["plate"].astype(str)
     files = pd.concat([pd.DataFrame({
         "file": df[c].astype(str),
