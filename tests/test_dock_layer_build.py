@@ -17,8 +17,8 @@ pytest.importorskip("qtpy")
 
 from helpers import PLUGIN
 from napari_nuclei_counter import DetectionParams
-from napari_nuclei_counter.gui.detector import points as _points
-from napari_nuclei_counter.gui.detector import points_build as _points_build
+from napari_nuclei_counter.gui.detector.results import points as _points
+from napari_nuclei_counter.gui.detector.results import points_build as _points_build
 
 pytestmark = pytest.mark.gui
 

@@ -203,7 +203,7 @@ def test_otsu_message_is_true_to_the_slider(make_napari_viewer, qtbot):
 
 
 def test_describe_progress_words():
-    from napari_nuclei_counter.gui.detector.progress import describe_progress, format_seconds
+    from napari_nuclei_counter.gui.detector.run.progress import describe_progress, format_seconds
 
     assert describe_progress(0, 240, 0.0) == "0 / 240 images"
     assert describe_progress(57, 240, 57 / 37.1) == \
@@ -220,7 +220,7 @@ def test_a_big_layer_is_built_off_the_window_thread_and_put_in_place(
     """With the budgets at zero the layer waits for the end of the run, is
     built whole in a worker thread, takes the old layer's place, and hand
     corrections work on it as on a layer filled in place."""
-    from napari_nuclei_counter.gui.detector import points as _points
+    from napari_nuclei_counter.gui.detector.results import points as _points
 
     monkeypatch.setattr(_points, "LIVE_BUDGET_S", 0.0)
     monkeypatch.setattr(_points, "MIN_POINTS", 0)

@@ -393,7 +393,7 @@ def test_table_asks_only_for_the_rows_it_shows(qtbot):
     from napari_nuclei_counter.core.io.discovery import ImageMeta
     from napari_nuclei_counter.core.results.store import ResultsStore
     from napari_nuclei_counter.core.results.tables import ImageResult
-    from napari_nuclei_counter.gui.detector.table import make_image_table
+    from napari_nuclei_counter.gui.detector.results.table import make_image_table
 
     n = 13_200
     store = ResultsStore()

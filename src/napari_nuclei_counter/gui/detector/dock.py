@@ -32,11 +32,11 @@ from ..views.shared import stop_on_close
 from .layout import FitWidthScrollArea, collapsible
 from .model import DetectorModel
 from .parameters import ParametersPanel
-from .points import RESULTS_LAYER
 from .preview import PREVIEW_LAYER, PreviewPanel
-from .results import ResultsPanel
-from .run_panel import RunPanel
-from .source import SourcePanel
+from .results.panel import ResultsPanel
+from .results.points import RESULTS_LAYER
+from .run.panel import RunPanel
+from .source.panel import SourcePanel
 
 if TYPE_CHECKING:
     import napari

@@ -16,9 +16,9 @@ from napari.qt.threading import create_worker
 from napari.utils import progress
 from qtpy.QtCore import QObject, Signal
 
-from ..._reader import stack_layer_data
-from ...core.io.planes import PlaneChoice
-from ...core.run.pipeline import Run
+from ...._reader import stack_layer_data
+from ....core.io.planes import PlaneChoice
+from ....core.run.pipeline import Run
 
 __all__ = ["RunController"]
 

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from napari.layers import Points
 
-from ..._reader import points_layer_data
-from ...core.io.discovery import ImageMeta
-from ...core.results.tables import ImageResult
+from ...._reader import points_layer_data
+from ....core.io.discovery import ImageMeta
+from ....core.results.tables import ImageResult
 
 __all__ = ["TEXT_COLUMNS", "build_frame", "build_layer", "empty_features", "look_of",
            "points_layer", "set_defaults"]

@@ -6,7 +6,7 @@ import time
 
 from magicgui.widgets import Container, Label, ProgressBar
 
-from .layout import wrap_label
+from ..layout import wrap_label
 
 __all__ = ["RunProgress", "describe_progress", "format_seconds"]
 

@@ -28,17 +28,17 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject
 from qtpy.QtWidgets import QMessageBox
 
-from ..._reader import META_KEY
-from ...core.io.discovery import ImageMeta
-from ...core.results.store import ResultsStore
-from ...core.results.tables import ImageResult
-from ...core.results.writer import run_command
-from ...core.run.backends import default_workers
-from ...core.run.pipeline import Run
-from ...dask_backend.choice import choose_backend
-from .layout import collapsible, compact_file_edit, wrap_label
-from .model import BACKENDS, DetectorModel
-from .preview import PREVIEW_LAYER
+from ...._reader import META_KEY
+from ....core.io.discovery import ImageMeta
+from ....core.results.store import ResultsStore
+from ....core.results.tables import ImageResult
+from ....core.results.writer import run_command
+from ....core.run.backends import default_workers
+from ....core.run.pipeline import Run
+from ....dask_backend.choice import choose_backend
+from ..layout import collapsible, compact_file_edit, wrap_label
+from ..model import BACKENDS, DetectorModel
+from ..preview import PREVIEW_LAYER
 from .progress import RunProgress
 from .run_thread import RunController
 

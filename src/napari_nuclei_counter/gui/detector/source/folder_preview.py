@@ -25,9 +25,9 @@ from magicgui.widgets import Label, SpinBox
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject
 
-from ..._reader import META_KEY
-from .layout import ElidedText
-from .model import DetectorModel
+from ...._reader import META_KEY
+from ..layout import ElidedText
+from ..model import DetectorModel
 
 __all__ = ["FOLDER_PREVIEW_LAYER", "FolderPreview"]
 
@@ -43,8 +43,8 @@ def _read(name: str, listed: bool, channel, z, t, request: int):
     (``listed``), else the core's listing of the file: one name per scene and
     time point (only ``t`` when chosen).
     """
-    from ...core.io.images import PlaneChoice, read_image
-    from ...core.io.sources import list_images
+    from ....core.io.images import PlaneChoice, read_image
+    from ....core.io.sources import list_images
 
     names = [name] if listed else list_images(name, "*", resolve=False, t=t).labels
     plane = PlaneChoice(None if channel is None else str(channel), z, t)

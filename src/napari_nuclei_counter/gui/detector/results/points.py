@@ -27,9 +27,9 @@ import pandas as pd
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QTimer
 
-from ...core.results.store import ResultsStore
+from ....core.results.store import ResultsStore
+from ..model import DetectorModel
 from . import points_build as _points_build
-from .model import DetectorModel
 from .points_build import build_frame, look_of, points_layer, set_defaults
 
 __all__ = ["LIVE_BUDGET_S", "MIN_POINTS", "RESULTS_LAYER", "PointsSync"]
@@ -136,7 +136,7 @@ class PointsSync:
     def frame(self, indices=None) -> tuple[np.ndarray, pd.DataFrame]:
         """Coordinates and features of the detections of some images (default: all).
 
-        See :func:`~napari_nuclei_counter.gui.detector.points_build.build_frame`.
+        See :func:`~napari_nuclei_counter.gui.detector.results.points_build.build_frame`.
         """
         return build_frame(self.store.results, self.store.labels, self.store.meta,
                            self._ndim(), indices)

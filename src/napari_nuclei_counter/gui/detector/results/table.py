@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
-from ...core.io.discovery import ImageMeta
+from ....core.io.discovery import ImageMeta
 
 if TYPE_CHECKING:
-    from ...core.results.store import ResultsStore
+    from ....core.results.store import ResultsStore
 
 __all__ = ["COLUMNS", "ImageTableModel", "make_image_table"]
 

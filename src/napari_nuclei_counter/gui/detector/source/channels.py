@@ -19,8 +19,8 @@ from magicgui.widgets import ComboBox
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, Signal
 
-from .layout import compact_combo
-from .model import DetectorModel
+from ..layout import compact_combo
+from ..model import DetectorModel
 
 __all__ = ["EVERY_TIME_POINT", "ChannelPicker", "channel_choices", "t_choices", "z_choices"]
 
@@ -66,7 +66,7 @@ def _is_rgb(info) -> bool:
 
 
 def _describe(path: str, request: int):
-    from ...core.io.images import describe_image
+    from ....core.io.images import describe_image
 
     return request, describe_image(path)
 

@@ -9,14 +9,14 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject, Qt, QTimer
 from qtpy.QtWidgets import QFileDialog, QLabel, QPushButton
 
-from ...core.results.store import ResultsStore
-from ...core.results.writer import run_command, write_results
-from ..navigation import show_image
-from .layout import button_grid, wrap_label
-from .model import DetectorModel
+from ....core.results.store import ResultsStore
+from ....core.results.writer import run_command, write_results
+from ...navigation import show_image
+from ..layout import button_grid, wrap_label
+from ..model import DetectorModel
+from ..run.panel import confirm_replace
+from ..run.run_thread import save_in_worker
 from .points import PointsSync
-from .run_panel import confirm_replace
-from .run_thread import save_in_worker
 from .table import make_image_table
 
 __all__ = ["GALLERY", "PLATE_MAP", "POINTS_INTERVAL_MS", "ResultsPanel"]
@@ -180,12 +180,12 @@ class ResultsPanel(QObject):
 
     def open_gallery(self, *_):
         """Dock the gallery of this run's images (or show it if docked)."""
-        from ..views.gallery import GalleryWidget
+        from ...views.gallery import GalleryWidget
 
         return self._open_view(GALLERY, GalleryWidget)
 
     def open_plate_map(self, *_):
         """Dock the plate map of this run (or show it if docked)."""
-        from ..views.plate_map import PlateMapWidget
+        from ...views.plate_map import PlateMapWidget
 
         return self._open_view(PLATE_MAP, PlateMapWidget)

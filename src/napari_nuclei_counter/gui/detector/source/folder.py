@@ -9,9 +9,9 @@ from magicgui.widgets import FileEdit, Label, LineEdit
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from ...core.io.discovery import FolderListing, scan_folder, suggest_pattern
-from .layout import compact_file_edit, wrap_label
-from .model import DetectorModel
+from ....core.io.discovery import FolderListing, scan_folder, suggest_pattern
+from ..layout import compact_file_edit, wrap_label
+from ..model import DetectorModel
 
 __all__ = ["FolderPicker"]
 

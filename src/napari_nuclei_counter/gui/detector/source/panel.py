@@ -7,11 +7,11 @@ from pathlib import Path
 from magicgui.widgets import ComboBox, RadioButtons
 from qtpy.QtCore import QObject
 
+from ..layout import compact_combo
+from ..model import SOURCES, DetectorModel
 from .channels import ChannelPicker
 from .folder import FolderPicker
 from .folder_preview import FOLDER_PREVIEW_LAYER, FolderPreview
-from .layout import compact_combo
-from .model import SOURCES, DetectorModel
 
 __all__ = ["SourcePanel"]
 

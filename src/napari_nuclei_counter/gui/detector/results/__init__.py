@@ -1,0 +1,1 @@
+"""The dock's results after a run: the table, the ``nuclei`` points layer and saving."""

@@ -1,0 +1,1 @@
+"""Running the dock's source: Run/Cancel, the worker thread and the progress line."""
