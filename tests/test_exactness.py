@@ -214,6 +214,37 @@ def test_intensities_at_any_pixel_are_the_reference_smoothing(sigma, dtype):
 
 
 
+@pytest.mark.parametrize("sigma", [1.0, 4.0, 10.0])
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_exact_values_by_row_segment_and_by_patch(sigma, dtype):
+    """Clustered pixels (a block reaching two edges, asked for twice) go by row segment,
+    scattered ones by patch; both get scikit-image's values, in the order asked."""
+    img = make_nuclei_image(5, n_nuclei=60, shape=(260, 300))[0].astype(dtype)
+    g = oracle(img, sigma)[1]
+    tiers = _fast._Tiers(img, sigma)
+    yy, xx = np.mgrid[200:260, 0:90]
+    block_r = np.concatenate([yy.ravel(), yy.ravel()[::-7]])
+    block_c = np.concatenate([xx.ravel(), xx.ravel()[::-7]])
+    rng = np.random.default_rng(8)
+    scattered_r, scattered_c = rng.integers(0, 260, 40), rng.integers(0, 300, 40)
+    for rows, cols, by_segment in ((block_r, block_c, True), (scattered_r, scattered_c, False)):
+        plan = tiers.exact_points(rows, cols)
+        assert plan.by_segment is by_segment
+        np.testing.assert_allclose(plan.values(), g[rows, cols], rtol=1e-12, atol=0)
+
+
+def test_many_duplicate_pixels_are_found_by_marking():
+    """Above the sorting limit, pixels asked for many times over are computed once each."""
+    img = make_nuclei_image(2, n_nuclei=40, shape=(200, 220))[0]
+    g = oracle(img, 2.0)[1]
+    rng = np.random.default_rng(4)
+    rows = rng.integers(50, 90, _fast._SORT_LIMIT + 1000)
+    cols = rng.integers(60, 100, len(rows))
+    plan = _fast._Tiers(img, 2.0).exact_points(rows, cols)
+    assert len(plan.y) == len(np.unique(rows * 220 + cols))
+    np.testing.assert_allclose(plan.values(), g[rows, cols], rtol=1e-12, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32,
                                    np.float64])
 def test_intensities_at_the_extremes_of_each_dtype(dtype):

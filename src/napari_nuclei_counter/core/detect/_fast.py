@@ -18,10 +18,11 @@ carries an error bound and is made more accurate only when a decision needs it:
    second-order terms many times over; the errors observed on real and
    generated images stay below half the unscaled bound (tested).
 2. **exact at a few points** (:meth:`_Tiers.reference_values`): the
-   reference's own operations, in its order, on each point's input patch, so
-   the values are bit-identical to the reference's. Near-ties that float32
-   cannot decide (plateaus, equal values, values near the threshold) reach
-   this tier, at a cost that grows with the number of points, not the image.
+   reference's own operations, in its order, on the rows and columns around
+   the points, so the values are bit-identical to the reference's. Near-ties
+   that float32 cannot decide (plateaus, equal values, values near the
+   threshold) reach this tier, at a cost that grows with the points and their
+   neighbourhoods, not the image.
 
 A decision is taken at the first tier whose bound makes it certain. When very
 many are uncertain (large flat regions), the whole image is smoothed by the
@@ -38,7 +39,6 @@ import bisect
 import logging
 import threading
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import cv2
 import numpy as np
@@ -51,9 +51,12 @@ log = logging.getLogger(__name__)
 
 _TRUNCATE = 4.0
 _SAFETY = 2.0
-#: exact values at points cost about this many times a whole-image exact blur per pixel
-#: and tap ((2r+1)^2 gathered inputs a point, against 2 (2r+1) operations a pixel)
-_POINT_COST = 5.0
+#: cost of an exact value by patch, per tap, and by row segment, per value, in taps of a
+#: whole-image exact pass (measured: gathers cost more than scipy's inner loop)
+_PATCH_COST = 5.0
+_SEGMENT_COST = 20.0
+#: above this many pixels asked for, duplicates are found by marking, not sorting
+_SORT_LIMIT = 50_000
 #: above this many gathered window pixels the candidate check goes exact
 _MAX_GATHER = 16_000_000
 #: above this many pixels passing the 3x3 pre-filter, the full window is used
@@ -300,17 +303,31 @@ class _Tiers:
         """Error bound of ``values`` computed at relative accuracy ``c``."""
         return c * (np.abs(values) + self.absolute) + self._TINY
 
-    def _edge_patches(self, rows, cols) -> np.ndarray:
-        """Input patches around pixels near the edge, edge-replicated like ``nearest``.
+    def one_pass(self, line: np.ndarray) -> np.ndarray:
+        """The reference's ``correlate1d`` at the centre of ``(2r+1, ...)`` lines, its order.
 
-        Clipped indices are the ``nearest`` edge mode; gathering them costs
-        only the patches, not a padded copy of the whole image.
+        Two pixels are added exactly as the reference adds their float64
+        conversions: integers of up to 16 bits add exactly in int32 too, with
+        half the memory traffic.
         """
-        off = np.arange(-self.radius, self.radius + 1)
+        r, w = self.radius, self.kernel
+        if line.dtype.kind in "uib" and line.dtype.itemsize <= 2:
+            pair_type = np.int32
+        else:
+            line, pair_type = line.astype(np.float64), np.float64
+        out = line[r] * w[r]
+        pair = np.empty(line.shape[1:], pair_type)
+        term = np.empty(line.shape[1:])
+        for j in range(r, 0, -1):
+            np.add(line[r - j], line[r + j], out=pair, dtype=pair_type)
+            np.multiply(pair, w[r - j], out=term)
+            out += term
+        return out
+
+    def affordable(self, plan: _ExactPoints) -> bool:
+        """Whether ``plan`` costs less than smoothing the whole image exactly."""
         h, w = self.image.shape
-        ri = np.clip(np.asarray(rows, dtype=np.intp)[:, None] + off, 0, h - 1)
-        ci = np.clip(np.asarray(cols, dtype=np.intp)[:, None] + off, 0, w - 1)
-        return self.image[ri[:, :, None], ci[:, None, :]]
+        return plan.cost <= h * w
 
     def reference_values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """The reference's smoothed values at the given pixels, its operations in its order.
@@ -319,82 +336,24 @@ class _Tiers:
         as ``x[0] * w[0]`` plus, for ``j`` from the outermost tap inwards,
         ``(x[-j] + x[j]) * w[j]``; ``gaussian_filter`` runs it along axis 0,
         then axis 1. Done here with separate numpy multiplications and
-        additions (IEEE, no fused multiply-add) on each pixel's input patch
-        (edge pixels clipped: the ``nearest`` edge mode), so each value is the
-        reference's to the last bit, on any processor and with any BLAS, at a
-        cost that grows with the number of pixels asked for, not the image's.
+        additions (IEEE, no fused multiply-add), so each value is the
+        reference's to the last bit, on any processor and with any BLAS:
+        first the axis-0 pass at every pixel of the rows asked for that lies
+        within ``r`` columns of a pixel asked for (each computed once, however
+        many pixels share it), then the axis-1 pass at the pixels themselves.
+        Indices clipped to the image are the ``nearest`` edge mode. The cost
+        grows with the pixels asked for and their neighbourhoods, not with the
+        image (:meth:`exact_points`).
 
         Returns
         -------
         ndarray of float64, shape (N,)
         """
-        rows = np.asarray(rows, dtype=np.intp)
-        cols = np.asarray(cols, dtype=np.intp)
-        r = self.radius
-        h, wd = self.image.shape
-        flat = rows * wd + cols
-        unique, inverse = np.unique(flat, return_inverse=True)
-        if len(unique) < len(flat):  # a pixel asked for twice is computed once
-            return self.reference_values(unique // wd, unique % wd)[inverse]
-        out = np.empty(len(rows), dtype=np.float64)
-        inner = (rows >= r) & (rows < h - r) & (cols >= r) & (cols < wd - r)
-        # inner pixels first: whole windows of the image, no clipping needed; all
-        # in one pass (its cost is mostly per pass for a few points), in chunks
-        order = np.concatenate([np.flatnonzero(inner), np.flatnonzero(~inner)])
-        step = max(1, 2_000_000 // (2 * r + 1) ** 2)
-        for s in range(0, len(order), step):
-            part = order[s : s + step]
-            edge = part[~inner[part]]
-            patch = self._windows[rows[part[: len(part) - len(edge)]] - r,
-                                  cols[part[: len(part) - len(edge)]] - r]
-            if len(edge):
-                patch = np.concatenate([patch, self._edge_patches(rows[edge], cols[edge])])
-            out[part] = self._centre_value(patch)
-        return out
+        return self.exact_points(rows, cols).values()
 
-    @cached_property
-    def _windows(self) -> np.ndarray:
-        """The image's ``(2r+1)^2`` windows, a view."""
-        return sliding_window_view(self.image, (2 * self.radius + 1, 2 * self.radius + 1))
-
-    def __getstate__(self) -> dict:
-        # a pickled view would be a copy of every window: rebuilt when needed instead
-        return {k: v for k, v in self.__dict__.items() if k != "_windows"}
-
-    def _centre_value(self, patch: np.ndarray) -> np.ndarray:
-        """The reference's value at the centre of ``(N, 2r+1, 2r+1)`` patches.
-
-        ``patch`` holds the image's values (any real dtype). Each tap of a pass
-        is one operation over all patches at once (the second pass on
-        contiguous columns of a transposed copy). Two pixels are added exactly
-        as the reference adds their float64 conversions: integers of up to 16
-        bits add exactly in int32 too, with half the memory traffic.
-        """
-        r, w = self.radius, self.kernel
-        if self.sigma <= 1e-15:  # gaussian_filter leaves such an axis alone
-            return patch[:, r, r].astype(np.float64)
-        if patch.dtype.kind in "uib" and patch.dtype.itemsize <= 2:
-            pair_type = np.int32
-        else:
-            patch, pair_type = patch.astype(np.float64), np.float64
-        by_row = patch.transpose(1, 0, 2)  # (row, patch, column)
-        pair = np.empty(by_row.shape[1:], pair_type)
-        term = np.empty(by_row.shape[1:])
-        cols_done = by_row[r] * w[r]
-        for j in range(r, 0, -1):
-            np.add(by_row[r - j], by_row[r + j], out=pair, dtype=pair_type)
-            np.multiply(pair, w[r - j], out=term)
-            cols_done += term
-        by_col = np.ascontiguousarray(cols_done.T)  # (column, patch)
-        centre = by_col[r] * w[r]
-        for j in range(r, 0, -1):
-            centre += (by_col[r - j] + by_col[r + j]) * w[r - j]
-        return centre
-
-    def points_affordable(self, n: int) -> bool:
-        """Whether ``n`` exact points cost less than smoothing the whole image exactly."""
-        h, w = self.image.shape
-        return n * _POINT_COST * (2 * self.radius + 1) <= 2 * h * w
+    def exact_points(self, rows: np.ndarray, cols: np.ndarray) -> _ExactPoints:
+        """Plan the reference's values at the given pixels (see :meth:`reference_values`)."""
+        return _ExactPoints(self, rows, cols)
 
     def refine(self, coords: np.ndarray, values: np.ndarray, err: np.ndarray, idx: np.ndarray) -> None:
         """Make ``values[idx]`` exact (the reference's values, ``err`` 0), in place."""
@@ -403,6 +362,110 @@ class _Tiers:
         if len(idx):
             values[idx] = self.reference_values(coords[idx, 0], coords[idx, 1])
             err[idx] = 0.0
+
+
+class _ExactPoints:
+    """The reference's values at chosen pixels: the plan, its cost, and the values.
+
+    Two ways, the cheaper chosen for each request:
+
+    - **by patch**: each pixel's ``(2r+1)^2`` input patch, both passes on it.
+      Best for scattered pixels (a patch is a few contiguous copies).
+    - **by row segment**: the pixels, in raster order, are grouped into runs
+      of one row whose column spans ``x - r .. x + r`` touch; each segment
+      needs the axis-0 pass at every column of its spans' union, once, then
+      each pixel the axis-1 pass. Best for clustered pixels (plateaus,
+      windows of rivals), whose patches overlap.
+    """
+
+    def __init__(self, tiers: _Tiers, rows, cols) -> None:
+        self.tiers = tiers
+        h, wd = tiers.image.shape
+        rows = np.asarray(rows, dtype=np.intp)
+        cols = np.asarray(cols, dtype=np.intp)
+        asked = rows * wd + cols
+        if len(asked) > _SORT_LIMIT:  # a mark per pixel is cheaper than sorting them
+            marks = np.zeros(h * wd, bool)
+            marks[asked] = True
+            flat = np.flatnonzero(marks)
+            where = np.empty(h * wd, np.int32)
+            where[flat] = np.arange(len(flat), dtype=np.int32)
+            self.inverse = where[asked]
+        else:
+            flat, self.inverse = np.unique(asked, return_inverse=True)
+        self.y, self.x = np.divmod(flat, wd)
+        n, r = len(flat), tiers.radius
+        lo, hi = np.maximum(self.x - r, 0), np.minimum(self.x + r, wd - 1)
+        new = np.ones(n, bool)
+        new[1:] = (self.y[1:] != self.y[:-1]) | (lo[1:] > hi[:-1] + 1)
+        starts = np.flatnonzero(new)
+        ends = np.append(starts[1:], n)
+        self.seg_y, self.seg_lo = self.y[starts], lo[starts]
+        self.seg_len = hi[ends - 1] - self.seg_lo + 1
+        self.seg_count = ends - starts
+        by_segment = (int(self.seg_len.sum()) + n) * _SEGMENT_COST
+        by_patch = n * (2 * r + 1) * _PATCH_COST
+        self.by_segment = by_segment < by_patch
+        #: the cost, in pixels of the whole-image exact smoothing (two passes)
+        self.cost = min(by_segment, by_patch) / 2
+
+    def values(self) -> np.ndarray:
+        """The reference's values, in the order the pixels were given (float64)."""
+        t = self.tiers
+        if t.sigma <= 1e-15:  # gaussian_filter leaves such an axis alone
+            out = t.image[self.y, self.x].astype(np.float64)
+        elif self.by_segment:
+            out = self._by_segment()
+        else:
+            out = self._by_patch()
+        return out[self.inverse]
+
+    def _by_segment(self) -> np.ndarray:
+        t = self.tiers
+        h, wd = t.image.shape
+        first = np.cumsum(self.seg_len) - self.seg_len  # each segment's first axis-0 value
+        row_y = np.repeat(self.seg_y, self.seg_len)
+        row_x = np.arange(len(row_y)) - np.repeat(first - self.seg_lo, self.seg_len)
+        off = np.arange(-t.radius, t.radius + 1)[:, None]
+        step = max(1, 2_000_000 // len(off))
+        axis0 = np.empty(len(row_y))
+        for s in range(0, len(axis0), step):
+            ry, rx = row_y[s : s + step], row_x[s : s + step]
+            axis0[s : s + step] = t.one_pass(t.image[np.clip(ry + off, 0, h - 1), rx])
+        # a pixel's span starts at its segment's first value plus its column offset
+        shift = np.repeat(first - self.seg_lo, self.seg_count)
+        out = np.empty(len(self.y))
+        for s in range(0, len(out), step):
+            at = shift[s : s + step] + np.clip(self.x[s : s + step] + off, 0, wd - 1)
+            out[s : s + step] = t.one_pass(axis0[at])
+        return out
+
+    def _by_patch(self) -> np.ndarray:
+        t = self.tiers
+        r = t.radius
+        h, wd = t.image.shape
+        rows, cols = self.y, self.x
+        out = np.empty(len(rows))
+        inner = (rows >= r) & (rows < h - r) & (cols >= r) & (cols < wd - r)
+        # inner pixels first: whole windows of the image, no clipping needed
+        order = np.concatenate([np.flatnonzero(inner), np.flatnonzero(~inner)])
+        windows = sliding_window_view(t.image, (2 * r + 1, 2 * r + 1))
+        off = np.arange(-r, r + 1)
+        step = max(1, 2_000_000 // (2 * r + 1) ** 2)
+        for s in range(0, len(order), step):
+            part = order[s : s + step]
+            edge = part[~inner[part]]
+            mid = part[: len(part) - len(edge)]
+            patch = windows[rows[mid] - r, cols[mid] - r]
+            if len(edge):
+                # clipped indices: the ``nearest`` edge mode, without a padded copy
+                ri = np.clip(rows[edge][:, None] + off, 0, h - 1)
+                ci = np.clip(cols[edge][:, None] + off, 0, wd - 1)
+                patch = np.concatenate([patch, t.image[ri[:, :, None], ci[:, None, :]]])
+            # axis 0 over (row, patch, column) views, then axis 1 on contiguous columns
+            by_row = t.one_pass(patch.transpose(1, 0, 2))
+            out[part] = t.one_pass(np.ascontiguousarray(by_row.T))
+        return out
 
 
 @dataclass
@@ -570,10 +633,10 @@ def smooth_max(image: np.ndarray, sigma: float) -> float:
         lowest = top * (1 - 3 * c) - 3 * tiers._TINY
     else:
         lowest = top - 3 * (c * (tiers.magnitude + tiers.absolute) + tiers._TINY)
-    rows, cols = np.nonzero(g >= lowest)
-    if not tiers.points_affordable(len(rows)):  # a wide plateau at the top: smooth it all
+    plan = tiers.exact_points(*np.nonzero(g >= lowest))
+    if not tiers.affordable(plan):  # a wide plateau at the top: smooth it all
         return float(exact_smooth(image, sigma).max())
-    return float(tiers.reference_values(rows, cols).max())
+    return float(plan.values().max())
 
 
 def _clear_border(mask: np.ndarray, d: int) -> None:
@@ -662,19 +725,25 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
     if len(unsure):
         # exact values at the centres and their rivals only (the rest of each
         # window is surely dimmer); a rival equal to the centre does not beat it
-        which, dy, dx = np.nonzero(rivals)
-        if not tiers.points_affordable(len(unsure) + len(which)):
-            # plateaus and wide near-ties: cheaper to smooth everything exactly
-            log.debug("%d uncertain windows with %d rivals: exact smoothing of the whole image",
-                      len(unsure), len(which))
+        if len(unsure) + np.count_nonzero(rivals) > h * w // 4:
+            # windows of rivals overlapping many times over (wide plateaus): finding
+            # the pixels they share would cost about as much as smoothing everything
+            log.debug("%d uncertain windows: exact smoothing of the whole image", len(unsure))
             return _prepare_exact(tiers, d, floor)
+        which, dy, dx = np.nonzero(rivals)
         # a one-off detection (a finite floor) reports each peak above the floor
         # with its exact value: the sure ones are asked for in the same pass
         sure = (np.flatnonzero(is_peak & (values + err > floor)) if np.isfinite(floor)
                 else np.empty(0, np.intp))
         pr = np.concatenate([rows[unsure], rows[sure], rows[unsure][which] + dy - d])
         pc = np.concatenate([cols[unsure], cols[sure], cols[unsure][which] + dx - d])
-        exact = tiers.reference_values(pr, pc)
+        plan = tiers.exact_points(pr, pc)
+        if not tiers.affordable(plan):
+            # plateaus: cheaper to smooth everything exactly
+            log.debug("%d uncertain windows with %d rivals: exact smoothing of the whole image",
+                      len(unsure), len(which))
+            return _prepare_exact(tiers, d, floor)
+        exact = plan.values()
         nu, ns = len(unsure), len(sure)
         centre, rival = exact[:nu], exact[nu + ns :]
         values[sure] = exact[nu : nu + ns]
