@@ -495,6 +495,26 @@ def test_spacing_of_tied_plateaus_row_by_row_is_the_greedy_definition(seed, d):
     np.testing.assert_array_equal(_fast.greedy_keep(coords, d), spacing_by_definition(coords, d))
 
 
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), d=st.integers(2, 9))
+def test_row_by_row_spacing_of_any_raster_ordered_points(seed, d):
+    """Unions of rectangles with random holes and whole empty rows, in raster order: the
+    row-by-row spacing (runs of columns, stretches left free by earlier rows) keeps
+    exactly the points the greedy definition keeps."""
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(5, 50, 2)
+    inside = np.zeros((h, w), bool)
+    for _ in range(rng.integers(1, 6)):
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        inside[y : y + rng.integers(1, 25), x : x + rng.integers(1, 25)] = True
+    inside &= rng.random((h, w)) >= rng.choice([0.0, 0.05, 0.3, 0.7])
+    inside[rng.integers(0, h, 2)] = False
+    coords = np.argwhere(inside)
+    if len(coords):
+        np.testing.assert_array_equal(_fast._raster_greedy(coords, d),
+                                      spacing_by_definition(coords, d))
+
+
 @pytest.mark.parametrize("sigma, d", [(1.0, 2), (4.0, 6)])
 def test_plateau_heavy_image_in_the_preview_cache_at_every_threshold(sigma, d):
     """One candidate list (floor -inf, the preview's) with plateaus spaced row by row: each

@@ -178,33 +178,67 @@ def _raster_runs(coords: np.ndarray, values: np.ndarray) -> list[tuple[int, int]
 
 
 def _raster_greedy(coords: np.ndarray, d: int) -> np.ndarray:
-    """Greedy spacing of points in raster order, row by row.
+    """Greedy spacing of points in raster order, row by row, on runs of columns.
 
-    A kept point ``(y0, x0)`` excludes, in the rows that follow, the columns
-    ``x0 - d + 1 .. x0 + d - 1`` up to row ``y0 + d - 1``: ``free_from``
-    holds, per column, the first row a later point may use. Within a row,
-    the kept points are the first free one and then each first free one at
-    least ``d`` columns after the last kept.
+    The points of a row come in runs of consecutive columns. A kept point
+    ``(y0, x0)`` excludes the columns ``x0 - d + 1 .. x0 + d - 1`` of the rows
+    ``y0 + 1 .. y0 + d - 1``, and in its own row the next ``d - 1`` columns.
+    So within a stretch of a run that earlier rows leave free, the kept
+    points are the first at least ``d`` columns after the row's last kept one
+    and then every ``d``-th column, and a stretch's exclusion below is one
+    interval. The work grows with the runs and stretches, not with the points.
     """
+    n = len(coords)
     rows, cols = coords[:, 0], coords[:, 1]
-    kept = np.zeros(len(coords), dtype=bool)
-    free_from = np.full(int(cols.max()) + 2 * d, np.iinfo(np.int64).min)
-    span = np.arange(-d + 1, d) + d  # offsets into free_from, padded by d
-    bounds = np.flatnonzero(np.diff(rows, prepend=-1, append=-1))
-    for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        y = int(rows[s])
-        free = np.flatnonzero(free_from[cols[s:e] + d] <= y)
-        if len(free) == 0:
-            continue
-        free_cols = cols[s:e][free].tolist()
-        picks, i = [], 0
-        while i < len(free_cols):
-            picks.append(i)
-            i = bisect.bisect_left(free_cols, free_cols[i] + d, i + 1)
-        picked = free[picks]
-        kept[s + picked] = True
-        free_from[(cols[s + picked][:, None] + span).ravel()] = y + d
+    cut = np.flatnonzero((np.diff(rows) != 0) | (np.diff(cols) != 1)) + 1
+    starts, ends = np.concatenate([[0], cut]), np.append(cut, n)
+    first_i, count = [], []  # each stretch's first kept point and how many, d apart
+    active: list[tuple[int, int, int]] = []  # (lo, hi, last row) excluded by earlier rows
+    pending: list[tuple[int, int, int]] = []  # exclusions of the current row's kept points
+    free: list[tuple[int, int]] = []  # the union of the active exclusions, sorted
+    free_hi: list[int] = []
+    y_now, last = None, 0
+    for y, lo, hi, i in zip(rows[starts].tolist(), cols[starts].tolist(),
+                            cols[ends - 1].tolist(), starts.tolist(), strict=True):
+        if y != y_now:
+            active = [a for a in active + pending if a[2] >= y]
+            pending, y_now, last = [], y, lo - d
+            free = _union(active)
+            free_hi = [f[1] for f in free]
+        a = lo
+        k = bisect.bisect_left(free_hi, lo)
+        for b_lo, b_hi in (*free[k:], (hi + 1, hi + 1)):
+            if b_hi < a:
+                continue
+            b = min(hi, b_lo - 1)  # the stretch a .. b is free
+            p = max(a, last + d)
+            if p <= b:
+                m = (b - p) // d + 1
+                first_i.append(i + p - lo)
+                count.append(m)
+                last = p + (m - 1) * d
+                pending.append((p - d + 1, last + d - 1, y + d - 1))
+            a = max(a, b_hi + 1)
+            if a > hi:
+                break
+    kept = np.zeros(n, dtype=bool)
+    if first_i:
+        count = np.asarray(count)
+        step = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        kept[np.repeat(first_i, count) + d * step] = True
     return kept
+
+
+def _union(intervals: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    """Sorted, disjoint ``(lo, hi)`` covering the given closed intervals."""
+    out: list[tuple[int, int]] = []
+    for lo, hi, _ in sorted(intervals):
+        if out and lo <= out[-1][1] + 1:
+            if hi > out[-1][1]:
+                out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def _greedy_pairs(coords: np.ndarray, min_distance: int) -> np.ndarray:
