@@ -150,3 +150,20 @@ def test_layout_options_without_a_layout_are_refused(tmp_path):
     p = run("detect", tmp_path / "plate", "--out", tmp_path / "out", "--positive", "taxol")
     assert p.returncode == 2
     assert p.stderr == "nuclei-counter detect: error: --positive needs --layout\n"
+
+
+def test_detect_without_a_layout_leaves_the_analysis_unloaded(tmp_path):
+    """The treatments analysis (and pandas with it) loads only for a layout: before the
+    run, on the main thread, it cost half a second of every ``detect``."""
+    import sys
+
+    write_sample_plate(tmp_path / "plate", rows="B", columns=range(2, 3), sites=1, seed=3,
+                       shape=(256, 320))
+    script = ("import sys\n"
+              "from napari_nuclei_counter.cli.app import main\n"
+              f"code = main(['detect', {str(tmp_path / 'plate')!r}, '--out', "
+              f"{str(tmp_path / 'out')!r}, '--workers', '0', '--quiet'])\n"
+              "print(code, 'napari_nuclei_counter.core.treatments' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=300)
+    assert p.stdout == "0 False\n", p.stderr

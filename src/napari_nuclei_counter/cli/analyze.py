@@ -83,14 +83,15 @@ def prepare(args) -> Treatments | None:
     UsageError
         For a layout, annotations or ``--positive`` that cannot be used.
     """
-    from ..core.treatments import LayoutError, read_annotations, read_layout
-    from ..core.treatments.analysis import parse_positive
-
     if args.layout is None:
         for option in ("negative", "positive", "annotations"):
             if getattr(args, option, None) is not None:
                 raise UsageError(f"--{option} needs --layout")
         return None
+    # pandas and the analysis load only for a layout (0.5 s of every detect otherwise)
+    from ..core.treatments import LayoutError, read_annotations, read_layout
+    from ..core.treatments.analysis import parse_positive
+
     try:
         if args.positive is not None:
             parse_positive(args.positive)
