@@ -56,6 +56,27 @@ def families(data: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
     return out
 
 
+def one_core() -> None:
+    """Pin this process to one core (both engines, or the preview, on the same one)."""
+    try:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    except (AttributeError, OSError):
+        pass
+
+
+def estimated_images(data: Path, family_filter: str | None = None):
+    """``(family, name, grayscale image, estimated parameters)`` for every image of ``families``.
+
+    ``family_filter`` keeps the families whose name contains it (any case).
+    """
+    for family, images in families(data).items():
+        if family_filter and family_filter.lower() not in family.lower():
+            continue
+        for name, image in images:
+            image = image[..., 0] if image.ndim == 3 else image
+            yield family, name, image, estimate_params(image).params
+
+
 def best_times(fns, repeats: int) -> tuple[list[float], list]:
     """Best of ``repeats`` runs of each function, run in turn, and their results.
 
@@ -78,26 +99,18 @@ def main(argv=None) -> None:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--family", default=None, help="only families whose name contains this")
     args = ap.parse_args(argv)
-    try:
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, both engines
-    except (AttributeError, OSError):
-        pass
+    one_core()
     rows = []  # (family, level, name, fast s, reference s)
-    for family, images in families(args.data).items():
-        if args.family and args.family.lower() not in family.lower():
-            continue
-        for name, image in images:
-            image = image[..., 0] if image.ndim == 3 else image
-            est = estimate_params(image).params
-            typical = est.threshold_abs
-            for level, t in (("0", 0.0), ("low", typical / 4), ("typical", typical)):
-                p = DetectionParams(est.sigma, est.min_distance, float(t))
-                (tf, tr), (fast, ref) = best_times(
-                    [lambda p=p, im=image: detect(im, p, engine="fast"),
-                     lambda p=p, im=image: detect(im, p, engine="reference")], args.repeats)
-                if not np.array_equal(fast.coords, ref.coords):
-                    raise SystemExit(f"DIFFERENT coordinates: {family} {name} threshold {t} {p}")
-                rows.append((family, level, name, tf, tr, p, fast.count))
+    for family, name, image, est in estimated_images(args.data, args.family):
+        typical = est.threshold_abs
+        for level, t in (("0", 0.0), ("low", typical / 4), ("typical", typical)):
+            p = DetectionParams(est.sigma, est.min_distance, float(t))
+            (tf, tr), (fast, ref) = best_times(
+                [lambda p=p, im=image: detect(im, p, engine="fast"),
+                 lambda p=p, im=image: detect(im, p, engine="reference")], args.repeats)
+            if not np.array_equal(fast.coords, ref.coords):
+                raise SystemExit(f"DIFFERENT coordinates: {family} {name} threshold {t} {p}")
+            rows.append((family, level, name, tf, tr, p, fast.count))
     print(f"{'family':32} {'threshold':>9} {'images':>6} {'fast ms':>8} {'ref ms':>8} "
           f"{'ratio':>6} {'worst':>6}")
     by = defaultdict(list)

@@ -17,7 +17,6 @@ The window adds its drawing on top of these (``bench_gui.py``).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -26,10 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_engine import REPO, families
+from bench_engine import REPO, estimated_images, one_core
 from napari_nuclei_counter.core.detect.preview import PreviewCache
 from napari_nuclei_counter.core.params import DetectionParams
-from napari_nuclei_counter.core.scoring.estimate import estimate_params
 
 
 def time_preview(image, sigma: float, d: int, threshold: float, repeats: int
@@ -53,22 +51,14 @@ def main(argv=None) -> None:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--family", default=None, help="only families whose name contains this")
     args = ap.parse_args(argv)
-    try:
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    except (AttributeError, OSError):
-        pass
+    one_core()
     rows = []  # (family, name, shape, sigma, d, threshold, change s, move s)
-    for family, images in families(args.data).items():
-        if args.family and args.family.lower() not in family.lower():
-            continue
-        for name, image in images:
-            image = image[..., 0] if image.ndim == 3 else image
-            est = estimate_params(image).params
-            settings = {(est.sigma, est.min_distance), (1.0, 2), (1.0, 15), (10.0, 2), (10.0, 15)}
-            for sigma, d in sorted(settings):
-                for t in (0.0, est.threshold_abs / 4, est.threshold_abs):
-                    change, move = time_preview(image, sigma, d, float(t), args.repeats)
-                    rows.append((family, name, image.shape, sigma, d, t, change, move))
+    for family, name, image, est in estimated_images(args.data, args.family):
+        settings = {(est.sigma, est.min_distance), (1.0, 2), (1.0, 15), (10.0, 2), (10.0, 15)}
+        for sigma, d in sorted(settings):
+            for t in (0.0, est.threshold_abs / 4, est.threshold_abs):
+                change, move = time_preview(image, sigma, d, float(t), args.repeats)
+                rows.append((family, name, image.shape, sigma, d, t, change, move))
     print(f"{'family':32} {'settings':>8} {'change ms':>18} {'threshold ms':>18}")
     print(f"{'':32} {'':>8} {'median':>9}{'worst':>9} {'median':>9}{'worst':>9}")
     by = defaultdict(list)
