@@ -527,3 +527,65 @@ def test_plateau_heavy_image_in_the_preview_cache_at_every_threshold(sigma, d):
         expected, g = oracle(img, sigma, d, t)
         np.testing.assert_array_equal(coords, expected)
         np.testing.assert_allclose(values, g[expected[:, 0], expected[:, 1]], rtol=1e-12, atol=0)
+
+
+def blobs_on_a_flat_background(case: str, seed: int = 0) -> np.ndarray:
+    """Bright noisy blobs on one flat grey level, as a confocal projection's background.
+
+    ``minimum``: the background is the image's minimum; ``hole``: a darker flat
+    region too (pixels below the plateau's level); ``uint16``, ``int16`` (the
+    background below zero) and ``bool`` the same in other pixel types.
+    """
+    rng = np.random.default_rng(seed)
+    img = np.full((240, 300), 5 if case == "hole" else 1, np.int64)
+    if case == "hole":
+        img[150:, :100] = 0
+    yy, xx = np.ogrid[:240, :300]
+    for _ in range(20):
+        y, x, r = rng.integers(15, 225), rng.integers(15, 285), rng.integers(4, 10)
+        disc = (yy - y) ** 2 + (xx - x) ** 2 <= r * r
+        img[disc] = np.maximum(img[disc], rng.integers(30, 200, np.count_nonzero(disc)))
+    if case == "uint16":
+        return (img * 250).astype(np.uint16)
+    if case == "int16":
+        return (img - 50).astype(np.int16)
+    if case == "bool":
+        return img > 100
+    return img.astype(np.uint8)
+
+
+def _whole_image_exact_smoothing(*args, **kwargs):
+    raise AssertionError("the whole image was smoothed exactly")
+
+
+@pytest.mark.parametrize("case", ["minimum", "hole", "uint16", "int16", "bool"])
+@pytest.mark.parametrize("sigma, d", [(1.0, 1), (2.0, 3), (3.5, 4)])
+def test_flat_backgrounds_are_decided_without_smoothing_the_whole_image(monkeypatch, case,
+                                                                          sigma, d):
+    """A threshold below the background keeps every background pixel that ties with its
+    window (thousands of tied candidates): the plateau's exact value and values relative
+    to it decide them, never the reference's smoothing of the whole image."""
+    img = blobs_on_a_flat_background(case)
+    t = -100.0 if case == "int16" else -1.0
+    monkeypatch.setattr(_fast, "exact_smooth", _whole_image_exact_smoothing)
+    got = detect(img, DetectionParams(sigma, d, t))
+    cands = _fast.prepare(img, sigma, d)  # the preview's candidate list
+    monkeypatch.undo()
+    for threshold in (t, 0.5, 60.0 if case != "uint16" else 15000.0):
+        expected, g = oracle(img, sigma, d, threshold)
+        coords, values = cands.select(threshold)
+        np.testing.assert_array_equal(coords, expected)
+        np.testing.assert_allclose(values, g[expected[:, 0], expected[:, 1]], rtol=1e-12, atol=0)
+        if threshold == t:
+            assert len(expected) > 1000  # the background's tied maxima, spaced out
+            np.testing.assert_array_equal(got.coords, expected)
+            np.testing.assert_allclose(got.intensities, values, rtol=1e-12, atol=0)
+
+
+def test_more_than_four_plateau_levels_stay_exact():
+    """Five flat levels among the candidates (beyond the plateau tier: the whole image is
+    smoothed exactly): the answer is the reference's."""
+    img = plateau_image()
+    levels = np.unique(img[_fast._flat_footprints(_fast._Tiers(img, 2.0), 3)])
+    assert len(levels) > 4
+    assert_same(img, 2.0, 3, -1.0)

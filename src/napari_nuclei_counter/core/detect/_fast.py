@@ -24,9 +24,17 @@ carries an error bound and is made more accurate only when a decision needs it:
    threshold) reach this tier, at a cost that grows with the points and their
    neighbourhoods, not the image.
 
+3. **relative to a plateau** (:class:`_Plateau`), between the two, for images
+   with large flat regions (a background of one grey level at threshold 0,
+   saturated blobs): a pixel whose whole input footprint holds one value has
+   that plateau's exact value, computed once, and its neighbours compare with
+   it through the float32 smoothing of ``x - c``, whose bound grows with
+   ``|x - c|`` rather than with ``x``.
+
 A decision is taken at the first tier whose bound makes it certain. When very
-many are uncertain (large flat regions), the whole image is smoothed by the
-reference instead. The intensities returned are always the reference's values,
+many are still uncertain (more than four plateau levels, float images, or a
+window wider than the footprint), the whole image is smoothed by the reference
+instead. The intensities returned are always the reference's values,
 recomputed at the kept centres, so they do not depend on the tier that decided
 a peak, nor on the processor's float32 arithmetic. Tests check
 the bounds empirically (observed float32 error is hundreds of times below
@@ -151,11 +159,11 @@ def greedy_keep(coords: np.ndarray, min_distance: int, values: np.ndarray | None
         for lo, hi, spacer in ((pos, a, _greedy_pairs), (a, b, _raster_greedy)):
             if hi == lo:
                 continue
-            seg = np.arange(lo, hi)
-            seg = seg[blocked[coords[seg, 0] + d, coords[seg, 1] + d] == 0]
+            part = coords[lo:hi]
+            seg = np.flatnonzero(blocked[part[:, 0] + d, part[:, 1] + d] == 0)
             if len(seg) == 0:
                 continue
-            seg = seg[spacer(coords[seg], d)]
+            seg = lo + seg[spacer(np.take(part, seg, axis=0), d)]
             kept[seg] = True
             marks = np.zeros(shape, np.uint8)
             marks[coords[seg, 0] + d, coords[seg, 1] + d] = 1
@@ -197,19 +205,21 @@ def _raster_greedy(coords: np.ndarray, d: int) -> np.ndarray:
     pending: list[tuple[int, int, int]] = []  # exclusions of the current row's kept points
     free: list[tuple[int, int]] = []  # the union of the active exclusions, sorted
     free_hi: list[int] = []
+    expires = np.inf  # the first row no longer under one of the active exclusions
     y_now, last = None, 0
     for y, lo, hi, i in zip(rows[starts].tolist(), cols[starts].tolist(),
                             cols[ends - 1].tolist(), starts.tolist(), strict=True):
         if y != y_now:
-            active = [a for a in active + pending if a[2] >= y]
+            if pending or y > expires:  # else the rows above exclude the same columns
+                active = [a for a in active + pending if a[2] >= y]
+                free = _union(active)
+                free_hi = [f[1] for f in free]
+                expires = min(a[2] for a in active) if active else np.inf
             pending, y_now, last = [], y, lo - d
-            free = _union(active)
-            free_hi = [f[1] for f in free]
         a = lo
-        k = bisect.bisect_left(free_hi, lo)
-        for b_lo, b_hi in (*free[k:], (hi + 1, hi + 1)):
-            if b_hi < a:
-                continue
+        j = bisect.bisect_left(free_hi, lo)
+        while True:
+            b_lo, b_hi = free[j] if j < len(free) else (hi + 1, hi + 1)
             b = min(hi, b_lo - 1)  # the stretch a .. b is free
             p = max(a, last + d)
             if p <= b:
@@ -218,9 +228,10 @@ def _raster_greedy(coords: np.ndarray, d: int) -> np.ndarray:
                 count.append(m)
                 last = p + (m - 1) * d
                 pending.append((p - d + 1, last + d - 1, y + d - 1))
-            a = max(a, b_hi + 1)
-            if a > hi:
+            if b_hi >= hi:
                 break
+            a = max(a, b_hi + 1)
+            j += 1
     kept = np.zeros(n, dtype=bool)
     if first_i:
         count = np.asarray(count)
@@ -573,7 +584,7 @@ def _candidates(tiers, coords, values, err, floor, d) -> Candidates:
     else:  # pathological: make everything exact
         tiers.refine(coords, values, err, np.flatnonzero(err > 0))
         order = np.argsort(-values, kind="stable")
-    coords, values = coords[order], values[order]
+    coords, values = np.take(coords, order, axis=0), values[order]
     return Candidates(coords, values, err[order], greedy_keep(coords, d, values), floor, d, tiers)
 
 
@@ -631,6 +642,13 @@ def _smooth32(image: np.ndarray, k: np.ndarray, ws: dict[str, np.ndarray]) -> np
     cv2.filter2D(tmp, cv2.CV_32F, k[:, None], dst=g, borderType=cv2.BORDER_REPLICATE)
     return g
 
+
+def _separable32(src: np.ndarray, k: np.ndarray, tmp: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Separable float32 smoothing of ``src`` into ``dst`` (rows into ``tmp`` first), ``nearest`` edges."""
+    if len(k) >= _DFT_TAPS:  # filter2D would use a DFT
+        return cv2.sepFilter2D(src, cv2.CV_32F, k, k, dst=dst, borderType=cv2.BORDER_REPLICATE)
+    cv2.filter2D(src, cv2.CV_32F, k[None, :], dst=tmp, borderType=cv2.BORDER_REPLICATE)
+    return cv2.filter2D(tmp, cv2.CV_32F, k[:, None], dst=dst, borderType=cv2.BORDER_REPLICATE)
 
 def smooth_max(image: np.ndarray, sigma: float) -> float:
     """The largest value of the reference's smoothed image, exactly, at the float32 tier's cost.
@@ -727,7 +745,6 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
 
     ws = _workspace(image.shape)
     g = _smooth32(image, tiers.kernel.astype(np.float32), ws)
-    c32 = tiers.c32
     interior = (h - 2 * d) * (w - 2 * d)
 
     # With a threshold, only bright pixels matter and a 3x3 maximum is a cheap
@@ -748,48 +765,21 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
         # flat image, whose triviality and ties the reference decides itself
         return _prepare_exact(tiers, d, floor)
     size = 2 * d + 1
-    if n * size * size > min(_MAX_GATHER, h * w * (2 * r + 1) / 4):
+    gather = min(_MAX_GATHER, h * w * (2 * r + 1) / 4)
+    found = None
+    if n * size * size <= gather:
+        found = _window_peaks(g, tiers, rows, cols, d, floor)
+    else:
         # gathering their windows would cost more than smoothing the whole image exactly
-        log.debug("%d near-maximal pixels: exact smoothing of the whole image", n)
+        log.debug("%d near-maximal pixels: too many windows to gather", n)
+    if found is None:
+        # most of them may lie on plateaus, which are decided without their windows
+        found = _plateau_peaks(g, ws, tiers, rows, cols, d, floor, gather)
+    if found is None:
+        log.debug("exact smoothing of the whole image")
         return _prepare_exact(tiers, d, floor)
-
-    values = g[rows, cols].astype(np.float64)
-    err = tiers.bound(values, c32)
-    is_peak, unsure, rivals = _window_test(g, rows, cols, tiers, d)
-    if len(unsure):
-        # exact values at the centres and their rivals only (the rest of each
-        # window is surely dimmer); a rival equal to the centre does not beat it
-        if len(unsure) + np.count_nonzero(rivals) > h * w // 4:
-            # windows of rivals overlapping many times over (wide plateaus): finding
-            # the pixels they share would cost about as much as smoothing everything
-            log.debug("%d uncertain windows: exact smoothing of the whole image", len(unsure))
-            return _prepare_exact(tiers, d, floor)
-        which, dy, dx = np.nonzero(rivals)
-        # a one-off detection (a finite floor) reports each peak above the floor
-        # with its exact value: the sure ones are asked for in the same pass
-        sure = (np.flatnonzero(is_peak & (values + err > floor)) if np.isfinite(floor)
-                else np.empty(0, np.intp))
-        pr = np.concatenate([rows[unsure], rows[sure], rows[unsure][which] + dy - d])
-        pc = np.concatenate([cols[unsure], cols[sure], cols[unsure][which] + dx - d])
-        plan = tiers.exact_points(pr, pc)
-        if not tiers.affordable(plan):
-            # plateaus: cheaper to smooth everything exactly
-            log.debug("%d uncertain windows with %d rivals: exact smoothing of the whole image",
-                      len(unsure), len(which))
-            return _prepare_exact(tiers, d, floor)
-        exact = plan.values()
-        nu, ns = len(unsure), len(sure)
-        centre, rival = exact[:nu], exact[nu + ns :]
-        values[sure] = exact[nu : nu + ns]
-        err[sure] = 0.0
-        beaten = np.zeros(len(unsure), bool)
-        np.logical_or.at(beaten, which, rival > centre[which])
-        is_peak[unsure] = ~beaten
-        values[unsure] = centre
-        err[unsure] = 0.0
-    sel = np.flatnonzero(is_peak)
+    sel, values, err = found
     coords = np.stack([rows[sel], cols[sel]], axis=1)
-    values, err = values[sel], err[sel]
     if np.isfinite(floor):
         # exact values for all that may be above the floor, in one pass: then the
         # floor, the order and the reported intensities need no other
@@ -797,6 +787,232 @@ def prepare(image: np.ndarray, sigma: float, min_distance: int, floor: float = -
         above = values > floor
         coords, values, err = coords[above], values[above], err[above]
     return _candidates(tiers, coords, values, err, floor, d)
+
+
+def _window_peaks(g, tiers: _Tiers, rows, cols, d: int, floor: float,
+                  plateau: _Plateau | None = None):
+    """The peaks among near-maximal pixels, decided window by window.
+
+    ``plateau``, where given, settles the windows that float32 leaves
+    undecided from values relative to its level before any exact value is
+    computed, and gives rivals on plateaus their exact values.
+
+    Returns ``(sel, values, err)``: the indices of the peaks into ``rows`` and
+    ``cols`` (so in raster order), their values and error bounds; or ``None``
+    where the undecided windows would cost more than smoothing the whole
+    image exactly.
+    """
+    h, w = g.shape
+    values = g[rows, cols].astype(np.float64)
+    err = tiers.bound(values, tiers.c32)
+    is_peak, unsure, rivals = _window_test(g, rows, cols, tiers, d)
+    if len(unsure) and plateau is not None:
+        beaten, rivals = plateau.settle(rows[unsure], cols[unsure], rivals, d)
+        left = rivals.any(axis=(1, 2))
+        is_peak[unsure] = ~beaten & ~left
+        unsure, rivals = unsure[left], rivals[left]
+    if len(unsure):
+        # exact values at the centres and their rivals only (the rest of each
+        # window is surely dimmer); a rival equal to the centre does not beat it
+        if len(unsure) + np.count_nonzero(rivals) > h * w // 4:
+            # windows of rivals overlapping many times over (wide plateaus): finding
+            # the pixels they share would cost about as much as smoothing everything
+            log.debug("%d uncertain windows", len(unsure))
+            return None
+        which, dy, dx = np.nonzero(rivals)
+        # a one-off detection (a finite floor) reports each peak above the floor
+        # with its exact value: the sure ones are asked for in the same pass
+        sure = (np.flatnonzero(is_peak & (values + err > floor)) if np.isfinite(floor)
+                else np.empty(0, np.intp))
+        rr, rc = rows[unsure][which] + dy - d, cols[unsure][which] + dx - d
+        known = plateau.flat[rr, rc] if plateau is not None else np.zeros(len(rr), bool)
+        pr = np.concatenate([rows[unsure], rows[sure], rr[~known]])
+        pc = np.concatenate([cols[unsure], cols[sure], rc[~known]])
+        plan = tiers.exact_points(pr, pc)
+        if not tiers.affordable(plan):
+            log.debug("%d uncertain windows with %d rivals", len(unsure), len(which))
+            return None
+        exact = plan.values()
+        nu, ns = len(unsure), len(sure)
+        centre, rival = exact[:nu], np.empty(len(rr))
+        rival[~known] = exact[nu + ns :]
+        rival[known] = _plateau_values(tiers, tiers.image[rr[known], rc[known]])
+        values[sure] = exact[nu : nu + ns]
+        err[sure] = 0.0
+        beaten = np.bincount(which, rival > centre[which], minlength=nu) > 0
+        is_peak[unsure] = ~beaten
+        values[unsure] = centre
+        err[unsure] = 0.0
+    sel = np.flatnonzero(is_peak)
+    return sel, values[sel], err[sel]
+
+
+def _flat_footprints(tiers: _Tiers, d: int) -> np.ndarray | None:
+    """Pixels whose whole ``(2r+1)^2`` input footprint holds one value.
+
+    ``None`` where plateaus are not decided this way: a window wider than the
+    footprint (``d > r``: a window could then hold two plateaus of different
+    values), or pixels other than integers of up to 16 bits (whose
+    differences float32 holds exactly, see :class:`_Plateau`).
+    """
+    r = tiers.radius
+    image = tiers.image
+    if d > r or image.dtype.kind not in "uib" or image.dtype.itemsize > 2:
+        return None
+    if image.dtype == bool:
+        image = image.view(np.uint8)
+    elif image.dtype == np.int8:
+        image = image.astype(np.int16)
+    image = np.ascontiguousarray(image)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * r + 1, 2 * r + 1))
+    lo = cv2.erode(image, kernel, borderType=cv2.BORDER_REPLICATE)
+    return lo == cv2.dilate(image, kernel, borderType=cv2.BORDER_REPLICATE)
+
+
+def _plateau_values(tiers: _Tiers, levels: np.ndarray) -> np.ndarray:
+    """The reference's smoothed value inside a plateau of each given input value.
+
+    Within a footprint of one value ``c`` both passes add the same operands in
+    the same order at every pixel, so one constant patch per value gives the
+    reference's value to the last bit.
+    """
+    unique, inverse = np.unique(levels, return_inverse=True)
+    size = 2 * tiers.radius + 1
+    axis0 = tiers.one_pass(np.broadcast_to(unique, (size, len(unique))))
+    return tiers.one_pass(np.broadcast_to(axis0, (size, len(unique))))[inverse]
+
+
+class _Plateau:
+    """Smoothed values relative to a plateau's level ``c``, with their own bound.
+
+    Near a plateau the float32 values differ from each other by less than
+    their bound, which grows with the value. Their differences from ``c``,
+    ``diff = sum(w * (x - c))``, are smoothed in float32 from the positive and
+    negative parts of ``x - c`` (exact for integer pixels; the negative part
+    is zero where no pixel is below ``c``, as beside a background at the
+    image's minimum), with a bound ``tol`` that grows with ``sum(w * |x - c|)``
+    instead (doubled, as the float32 tier's), plus the reference's own float64
+    rounding: tiny beside a plateau. Two pixels compare as their ``diff``
+    within the sum of their ``tol``; a pixel on the plateau has ``diff`` 0.
+    Held in the workspace's ``x`` and ``tmp`` buffers.
+    """
+
+    def __init__(self, tiers: _Tiers, ws, flat: np.ndarray, c) -> None:
+        self.flat = flat
+        k = tiers.kernel.astype(np.float32)
+        x, tmp, mx = ws["x"], ws["tmp"], ws["mx"]
+        np.subtract(tiers.image, c, out=mx, dtype=np.float32, casting="unsafe")
+        np.maximum(mx, 0, out=mx)
+        above = _separable32(mx, k, tmp, x)
+        if tiers.image.min() < c:
+            np.subtract(c, tiers.image, out=mx, dtype=np.float32, casting="unsafe")
+            np.maximum(mx, 0, out=mx)
+            below = _separable32(mx, k, tmp, mx)
+            np.add(above, below, out=tmp)
+            np.subtract(above, below, out=x)
+        else:
+            np.copyto(tmp, above)
+        # 1.001: room for rounding these float32 operations themselves
+        np.multiply(tmp, np.float32(1.001 * (2 * tiers.c32 + 1e-12)), out=tmp)
+        np.add(tmp, np.float32(1.001e-12 * abs(float(c))), out=tmp)
+        self.diff, self.tol = x, tmp
+
+    def beaten(self, ws, rows, cols, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """For pixels on the plateau: whether a pixel of the window surely outshines them.
+
+        Returns ``(beaten, close)``, both of shape (N,): ``close`` where a pixel
+        of the window is too close to the plateau's value to call; those
+        pixels stay marked in the workspace's ``mask``.
+        """
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * d + 1, 2 * d + 1))
+        work = ws["mx"]
+        np.subtract(self.diff, self.tol, out=work)
+        work[self.flat] = -np.inf
+        cv2.dilate(work, kernel, dst=work, borderType=cv2.BORDER_REPLICATE)
+        beaten = work[rows, cols] > 0
+        near = ws["mask"]
+        np.less_equal(np.abs(self.diff, out=work), self.tol, out=near)
+        near[self.flat] = False
+        close = cv2.dilate(near.view(np.uint8), kernel, borderType=cv2.BORDER_REPLICATE)
+        return beaten, close[rows, cols] > 0
+
+    def settle(self, rows, cols, rivals: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """Windows that float32 left undecided, from the relative values.
+
+        ``rows``, ``cols`` are their centres and ``rivals`` (N, 2d+1, 2d+1) the
+        pixels that may be as bright. Returns ``(beaten, rivals)``: the windows
+        a rival surely outshines, and the rivals still too close to call.
+        """
+        which, dy, dx = np.nonzero(rivals)
+        cr, cc = rows[which], cols[which]
+        rr, rc = cr + dy - d, cc + dx - d
+        gap = self.diff[rr, rc].astype(np.float64) - self.diff[cr, cc]
+        tol = self.tol[rr, rc].astype(np.float64) + self.tol[cr, cc]
+        beaten = np.bincount(which, gap > tol, minlength=len(rows)) > 0
+        close = (np.abs(gap) <= tol) & ~beaten[which]
+        left = np.zeros_like(rivals)
+        left[which[close], dy[close], dx[close]] = True
+        return beaten, left
+
+
+def _plateau_peaks(g, ws, tiers: _Tiers, rows, cols, d: int, floor: float, gather: float):
+    """The peaks among near-maximal pixels, those on plateaus decided without their windows.
+
+    A pixel whose footprint is flat (:func:`_flat_footprints`) has its
+    plateau's exact value (:func:`_plateau_values`), and so has every flat
+    pixel of its window (with ``d <= r`` they share its value): it is a peak
+    unless a pixel off the plateau is brighter, which values relative to the
+    plateau's level settle for all of them at once (:class:`_Plateau`; exact
+    values where even those are too close). The other near-maximal pixels are
+    decided window by window (:func:`_window_peaks`), with the relative values
+    of the commonest plateau as a second tier.
+
+    Returns ``(sel, values, err)`` as :func:`_window_peaks`, or ``None`` where
+    this costs more than smoothing the whole image exactly (or more than four
+    plateau levels).
+    """
+    flat = _flat_footprints(tiers, d)
+    if flat is None:
+        return None
+    on = flat[rows, cols]
+    size = 2 * d + 1
+    if not on.any() or np.count_nonzero(~on) * size * size > gather:
+        return None
+    fi = np.flatnonzero(on)
+    fr, fc = rows[fi], cols[fi]
+    levels = tiers.image[fr, fc]
+    unique, counts = np.unique(levels, return_counts=True)
+    if len(unique) > 4:
+        return None
+    peak, value = np.zeros(len(fi), bool), np.empty(len(fi))
+    # the commonest level last: its relative values then serve the other windows
+    for c in unique[np.argsort(counts, kind="stable")].tolist():
+        mine = np.flatnonzero(levels == c)
+        value[mine] = _plateau_values(tiers, np.array([c], tiers.image.dtype))[0]
+        plateau = _Plateau(tiers, ws, flat, c)
+        beaten, close = plateau.beaten(ws, fr[mine], fc[mine], d)
+        ask = np.flatnonzero(close & ~beaten)
+        if len(ask):
+            if len(ask) * size * size > gather:
+                return None
+            ar, ac = fr[mine][ask], fc[mine][ask]
+            which, dy, dx = np.nonzero(sliding_window_view(ws["mask"], (size, size))[ar - d, ac - d])
+            plan = tiers.exact_points(ar[which] + dy - d, ac[which] + dx - d)
+            if not tiers.affordable(plan):
+                return None
+            beaten[ask] = np.bincount(which, plan.values() > value[mine[0]],
+                                      minlength=len(ask)) > 0
+        peak[mine] = ~beaten
+    rest = _window_peaks(g, tiers, rows[~on], cols[~on], d, floor, plateau)
+    if rest is None:
+        return None
+    keep, values, err = np.zeros(len(rows), bool), np.empty(len(rows)), np.zeros(len(rows))
+    others = np.flatnonzero(~on)[rest[0]]
+    keep[others], values[others], err[others] = True, rest[1], rest[2]
+    keep[fi[peak]] = True
+    values[fi[peak]] = value[peak]
+    sel = np.flatnonzero(keep)
+    return sel, values[sel], err[sel]
 
 
 def _near_maxima(g, ws, tiers: _Tiers, floor: float, d: int, half: int):
