@@ -4,16 +4,27 @@ Targets (issue 15): <= 10 s with label truth, <= 30 s with point truth, on 2 cor
 The images come from ``core.sample.make_nuclei_image`` (300 nuclei each, known centres);
 label truth draws a disk of radius 7 around each centre, point truth is the centres.
 
+With ``--data`` (``../shared/data``), also whole ``nuclei-counter tune`` commands (start-up
+included) on the four largest images of every annotated real family there, with their
+label masks (issue 22: <= 10 s each): wall time, the best parameters and their F1.
+
     python benchmarks/bench_tune.py [--images 4] [--size 1024] [--nuclei 300] [--workers N]
+                                    [--data ../shared/data]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
+import tempfile
 import time
+from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from napari_nuclei_counter.core.sample import make_nuclei_image
 from napari_nuclei_counter.core.scoring.evaluate import Truth
@@ -38,6 +49,8 @@ def main(argv=None) -> None:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--nuclei", type=int, default=300)
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--data", type=Path, default=None,
+                    help="also time whole tune commands on every annotated family here")
     args = ap.parse_args(argv)
     shape = (args.size, args.size)
     made = [make_nuclei_image(s, args.nuclei, shape) for s in range(args.images)]
@@ -55,6 +68,52 @@ def main(argv=None) -> None:
         dt = time.perf_counter() - t0
         print(f"{kind:6s} truth: whole search {dt:5.2f} s (target <= {target:.0f} s) "
               f"{len(res.table)} sets, best {res.best.to_dict()} F1 {res.score.f1:.3f}")
+
+    if args.data is not None:
+        real_families(args.data)
+
+
+def annotated_families(data: Path) -> dict[str, list[tuple[Path, Path]]]:
+    """``{family: [(image, label mask), ...]}`` for the real images with one label per nucleus."""
+    out: dict[str, list] = defaultdict(list)
+    for p in sorted((data / "bbbc007").rglob("*_labels.tif")):
+        image = p.with_name(p.name.replace("_labels", ""))
+        if image.exists():
+            out["BBBC007 8-bit"].append((image, p))
+    for p in sorted((data / "mnfinder").glob("*/*/images/*.tif")):
+        kind = p.parent.parent.name.split("_")[-1]
+        family = {"RPE1": "RPE1 widefield 16-bit", "U2OS": "U2OS widefield 16-bit",
+                  "misc": "confocal projections 8-bit"}.get(kind, kind)
+        mask = p.parent.parent / "nucleus_masks" / f"{p.stem}.png"
+        if mask.exists():
+            out[family].append((p, mask))
+    return out
+
+
+def real_families(data: Path) -> None:
+    """Whole ``nuclei-counter tune`` commands on the four largest images of each family."""
+    exe = Path(sys.executable).with_name("nuclei-counter")
+    for family, pairs in annotated_families(data).items():
+        sizes = [tifffile.TiffFile(image).pages[0].shape[:2] for image, _ in pairs]
+        largest = sorted(range(len(pairs)), key=lambda i: -sizes[i][0] * sizes[i][1])[:4]
+        with tempfile.TemporaryDirectory() as tmp:
+            images, truth = Path(tmp, "images"), Path(tmp, "truth")
+            images.mkdir()
+            truth.mkdir()
+            for k, i in enumerate(largest):
+                image, mask = pairs[i]
+                (images / f"{k}{image.suffix}").symlink_to(image.resolve())
+                (truth / f"{k}{mask.suffix}").symlink_to(mask.resolve())
+            t0 = time.perf_counter()
+            run = subprocess.run([str(exe), "tune", str(images), "--truth", str(truth),
+                                  "--truth-pattern", "{stem}" + pairs[largest[0]][1].suffix,
+                                  "--out", str(Path(tmp, "out"))],
+                                 capture_output=True, text=True)
+            dt = time.perf_counter() - t0
+        shown = ", ".join(f"{sizes[i][0]}x{sizes[i][1]}" for i in largest)
+        best = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else run.stderr[-300:]
+        print(f"{family:28s} {len(largest)} images ({shown}): tune {dt:5.2f} s "
+              f"(target <= 10 s), exit {run.returncode}: {best}")
 
 
 if __name__ == "__main__":
