@@ -650,6 +650,7 @@ def _separable32(src: np.ndarray, k: np.ndarray, tmp: np.ndarray, dst: np.ndarra
     cv2.filter2D(src, cv2.CV_32F, k[None, :], dst=tmp, borderType=cv2.BORDER_REPLICATE)
     return cv2.filter2D(tmp, cv2.CV_32F, k[:, None], dst=dst, borderType=cv2.BORDER_REPLICATE)
 
+
 def smooth_max(image: np.ndarray, sigma: float) -> float:
     """The largest value of the reference's smoothed image, exactly, at the float32 tier's cost.
 
