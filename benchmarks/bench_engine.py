@@ -34,6 +34,13 @@ from napari_nuclei_counter.core.scoring.estimate import estimate_params
 REPO = Path(__file__).resolve().parents[1]
 
 
+def mnfinder_family(image: Path) -> str:
+    """The family of an mnfinder image, from its folder's name (``2022-03-18_RPE1/images/3.tif``)."""
+    kind = image.parent.parent.name.split("_")[-1]
+    return {"RPE1": "RPE1 widefield 16-bit", "U2OS": "U2OS widefield 16-bit",
+            "misc": "confocal projections 8-bit"}.get(kind, kind)
+
+
 def families(data: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
     """Images by family: ``{family: [(name, image), ...]}``."""
     out: dict[str, list] = defaultdict(list)
@@ -49,10 +56,7 @@ def families(data: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
     for p in sorted((data / "examplefly").glob("*_D.TIF")):
         out["ExampleFly 8-bit"].append((p.name, tifffile.imread(p)))
     for p in sorted((data / "mnfinder").glob("*/*/images/*.tif")):
-        kind = p.parent.parent.name.split("_")[-1]
-        family = {"RPE1": "RPE1 widefield 16-bit", "U2OS": "U2OS widefield 16-bit",
-                  "misc": "confocal projections 8-bit"}.get(kind, kind)
-        out[family].append((f"{p.parent.parent.name}/{p.name}", tifffile.imread(p)))
+        out[mnfinder_family(p)].append((f"{p.parent.parent.name}/{p.name}", tifffile.imread(p)))
     return out
 
 

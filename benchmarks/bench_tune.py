@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_engine import mnfinder_family
 from napari_nuclei_counter.core.sample import make_nuclei_image
 from napari_nuclei_counter.core.scoring.evaluate import Truth
 from napari_nuclei_counter.core.scoring.tune import tune
@@ -81,12 +84,9 @@ def annotated_families(data: Path) -> dict[str, list[tuple[Path, Path]]]:
         if image.exists():
             out["BBBC007 8-bit"].append((image, p))
     for p in sorted((data / "mnfinder").glob("*/*/images/*.tif")):
-        kind = p.parent.parent.name.split("_")[-1]
-        family = {"RPE1": "RPE1 widefield 16-bit", "U2OS": "U2OS widefield 16-bit",
-                  "misc": "confocal projections 8-bit"}.get(kind, kind)
         mask = p.parent.parent / "nucleus_masks" / f"{p.stem}.png"
         if mask.exists():
-            out[family].append((p, mask))
+            out[mnfinder_family(p)].append((p, mask))
     return out
 
 

@@ -989,7 +989,8 @@ def _plateau_peaks(g, ws, tiers: _Tiers, rows, cols, d: int, floor: float, gathe
     # the commonest level last: its relative values then serve the other windows
     for c in unique[np.argsort(counts, kind="stable")].tolist():
         mine = np.flatnonzero(levels == c)
-        value[mine] = _plateau_values(tiers, np.array([c], tiers.image.dtype))[0]
+        level = _plateau_values(tiers, np.array([c], tiers.image.dtype))[0]
+        value[mine] = level
         plateau = _Plateau(tiers, ws, flat, c)
         beaten, close = plateau.beaten(ws, fr[mine], fc[mine], d)
         ask = np.flatnonzero(close & ~beaten)
@@ -1001,8 +1002,7 @@ def _plateau_peaks(g, ws, tiers: _Tiers, rows, cols, d: int, floor: float, gathe
             plan = tiers.exact_points(ar[which] + dy - d, ac[which] + dx - d)
             if not tiers.affordable(plan):
                 return None
-            beaten[ask] = np.bincount(which, plan.values() > value[mine[0]],
-                                      minlength=len(ask)) > 0
+            beaten[ask] = np.bincount(which, plan.values() > level, minlength=len(ask)) > 0
         peak[mine] = ~beaten
     rest = _window_peaks(g, tiers, rows[~on], cols[~on], d, floor, plateau)
     if rest is None:
